@@ -1,0 +1,1 @@
+//! The sealed key store (a sled directory): envelope-encrypted seeds and wallets.

@@ -1,0 +1,1 @@
+//! The policy engine: policy files, evaluation, tooling.

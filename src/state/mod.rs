@@ -1,0 +1,1 @@
+//! Shared state: limit ledger, requests, approvals, outbox, audit.
