@@ -237,7 +237,7 @@ mod tests {
         let (xonly, _) = pk.x_only_public_key();
         let (tweaked, _) = xonly.tap_tweak(secp(), None);
         secp()
-            .verify_schnorr(&schnorr, &msg, &tweaked.to_inner())
+            .verify_schnorr(&schnorr, &msg, &tweaked.to_x_only_public_key())
             .unwrap();
     }
 }
