@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod amount;
+pub mod assets;
 pub mod backend;
 pub mod chains;
 pub mod cli;
@@ -21,3 +22,4 @@ pub mod keystore;
 pub mod policy;
 pub mod secret;
 pub mod state;
+pub mod wallet;
