@@ -59,7 +59,9 @@
 //!
 //! The directory is created 0700 and the files in it are made 0600. sled holds an exclusive lock
 //! on the store while it is open, so the server and an admin command cannot write it at once;
-//! [`KeyStore::open`] reports that as [`KeystoreError::InUse`]. Nothing under the directory is a
+//! [`KeyStore::open`] reports that as [`KeystoreError::InUse`]. Reading (and a wrong passphrase)
+//! writes nothing of ours; sled itself rewrites its index snapshot (`snap.*`) on the first open
+//! after a write, whatever the passphrase. Nothing under the directory is a
 //! secret in clear: `tests/cli_keystore.rs` searches every byte of it for a known mnemonic's
 //! entropy, seed, xprv and first private keys.
 
@@ -169,6 +171,9 @@ impl KeyStore {
             });
         }
         let db = open_db(dir)?;
+        // sled may have written files (snapshots) with the process umask since the store was
+        // created; tighten them again. Best effort: the directory itself is 0700.
+        let _ = restrict_permissions(dir);
         let bytes = db
             .get(HEADER_ID)
             .map_err(|e| storage(dir, e))?
@@ -212,9 +217,14 @@ impl KeyStore {
         new: &SecretString,
         kdf: KdfParams,
     ) -> Result<(), KeystoreError> {
-        let dek = self.unwrap_dek(old)?;
-        crash_point("passphrase-change:after-unwrap");
-        let slot = wrap_dek(&self.inner.store_id, &dek, new, kdf)?;
+        self.unseal(old)?.change_passphrase(new, kdf)
+    }
+
+    /// Replaces the passphrase slot with `slot` (one atomic sled insert of one key), then flushes.
+    pub(crate) fn replace_passphrase_slot(
+        &self,
+        slot: PassphraseSlot,
+    ) -> Result<(), KeystoreError> {
         let bytes = encode_record(PASSPHRASE_SLOT_ID, &Record::PassphraseSlot(slot));
         crash_point("passphrase-change:before-write");
         self.inner
@@ -311,16 +321,15 @@ impl KeyStore {
     }
 
     fn flush(&self) -> Result<(), KeystoreError> {
-        self.inner
-            .db
-            .flush()
-            .map(|_| ())
-            .map_err(|e| storage(self.dir(), e))
+        self.inner.db.flush().map_err(|e| storage(self.dir(), e))?;
+        // Best effort, as in `open`.
+        let _ = restrict_permissions(self.dir());
+        Ok(())
     }
 }
 
 /// Wraps `dek` under the KEK of `passphrase` with a fresh salt.
-fn wrap_dek(
+pub(crate) fn wrap_dek(
     store_id: &[u8; 16],
     dek: &Secret32,
     passphrase: &SecretString,
@@ -381,8 +390,9 @@ fn random_array<const N: usize>() -> Result<[u8; N], KeystoreError> {
     Ok(out)
 }
 
-/// Refuses anything at `dir` but nothing or an empty directory.
-fn ensure_vacant(dir: &Path) -> Result<(), KeystoreError> {
+/// Refuses anything at `dir` but nothing or an empty directory (what [`KeyStore::create`] accepts),
+/// so a command can refuse before it asks for a passphrase.
+pub fn ensure_vacant(dir: &Path) -> Result<(), KeystoreError> {
     let exists = || KeystoreError::AlreadyExists {
         dir: dir.to_owned(),
     };

@@ -4,13 +4,14 @@ use std::fmt;
 
 use super::envelope::{self, associated_data, derive_subkey};
 use super::error::KeystoreError;
+use super::fault::crash_point;
 use super::kdf::KdfParams;
 use super::payload::{self, SeedSecret};
 use super::record::{
     encode_record, validate_wallet_name, Record, RecordKind, FORMAT_VERSION, HEADER_ID,
     PASSPHRASE_SLOT_ID, SEED_PREFIX, WALLET_PREFIX,
 };
-use super::{seal_seed, seed_id_of, KeyStore};
+use super::{seal_seed, seed_id_of, wrap_dek, KeyStore};
 use crate::backend::{SeedId, SoftwareBackend};
 use crate::keys::{AccountKey, AccountPath, MasterKey, MnemonicSecret, Network, Purpose};
 use crate::secret::{Secret32, SecretString};
@@ -147,6 +148,18 @@ impl Unsealed {
             has_bip39_passphrase: !secret.bip39_passphrase.is_empty(),
         };
         Ok((master, summary))
+    }
+
+    /// Rewraps the DEK under `new` (fresh salt, `kdf`) and replaces the passphrase slot in one
+    /// atomic write; seeds and wallets are untouched.
+    pub fn change_passphrase(
+        &self,
+        new: &SecretString,
+        kdf: KdfParams,
+    ) -> Result<(), KeystoreError> {
+        crash_point("passphrase-change:after-unwrap");
+        let slot = wrap_dek(self.store.store_id(), &self.dek, new, kdf)?;
+        self.store.replace_passphrase_slot(slot)
     }
 
     /// Every seed's master key.
