@@ -234,3 +234,24 @@ fn damaged_records_are_named() {
     let err = unsealed.verify().unwrap_err();
     assert!(err.to_string().contains("seed/00000000"), "{err}");
 }
+
+#[test]
+fn unsealed_debug_hides_the_dek_and_audit_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = new_store(&tmp.path().join("s"));
+    let unsealed = store.unseal(&pass("pw")).unwrap();
+    let dek = hex::encode(unsealed.dek.expose_secret());
+    let audit = hex::encode(unsealed.audit_key().expose_secret());
+    for text in [format!("{unsealed:?}"), format!("{unsealed:#?}")] {
+        assert!(text.contains("[REDACTED]"), "{text}");
+        assert!(
+            !text.contains(&dek[..16]) && !text.contains(&audit[..16]),
+            "{text}"
+        );
+        assert!(!text.contains(
+            &format!("{:?}", &unsealed.dek.expose_secret()[..4])
+                .trim_end_matches(']')
+                .to_owned()
+        ));
+    }
+}
