@@ -181,7 +181,7 @@ impl KeyStore {
                 id: HEADER_ID.into(),
             })?;
         let Record::Header(header) = decode_record(HEADER_ID, &bytes)? else {
-            unreachable!("decode_record returns the kind the id names");
+            return Err(KeystoreError::corrupt(HEADER_ID, "not a header record"));
         };
         Ok(KeyStore {
             inner: Arc::new(Inner {
@@ -253,7 +253,10 @@ impl KeyStore {
     fn passphrase_slot(&self) -> Result<PassphraseSlot, KeystoreError> {
         match self.record(PASSPHRASE_SLOT_ID)? {
             Some(Record::PassphraseSlot(slot)) => Ok(slot),
-            Some(_) => unreachable!("decode_record returns the kind the id names"),
+            Some(_) => Err(KeystoreError::corrupt(
+                PASSPHRASE_SLOT_ID,
+                "not a passphrase slot record",
+            )),
             None => Err(KeystoreError::MissingRecord {
                 id: PASSPHRASE_SLOT_ID.into(),
             }),
