@@ -3,8 +3,13 @@
 //! One file per command group, each a thin layer: parse arguments, call into the library, print.
 //! Errors go to stderr as one sentence; exit codes are 0 ok, 1 operational error, 2 usage.
 
+pub mod common;
 pub mod error;
+pub mod init;
 pub mod mnemonic;
+pub mod passphrase;
+pub mod store;
+pub mod wallet;
 
 use clap::{Parser, Subcommand};
 
@@ -25,11 +30,26 @@ pub enum Command {
     /// Check a mnemonic before a recovery ceremony (nothing is stored).
     #[command(subcommand)]
     Mnemonic(mnemonic::MnemonicCommand),
+    /// Create a key store with a new (or restored) seed.
+    Init(init::InitArgs),
+    /// Create and inspect wallets.
+    #[command(subcommand)]
+    Wallet(wallet::WalletCommand),
+    /// Check a key store.
+    #[command(subcommand)]
+    Store(store::StoreCommand),
+    /// Change the key store passphrase.
+    #[command(subcommand)]
+    Passphrase(passphrase::PassphraseCommand),
 }
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Mnemonic(command) => mnemonic::run(command),
+        Command::Init(args) => init::run(args),
+        Command::Wallet(command) => wallet::run(command),
+        Command::Store(command) => store::run(command),
+        Command::Passphrase(command) => passphrase::run(command),
     }
 }

@@ -1,0 +1,128 @@
+//! The key store's error: one enum, lower-case messages, never a secret in a message.
+//!
+//! Every variant that concerns one stored record names it (`seed/73c5da0a`, `wallet/hot`), so an
+//! operator facing a damaged store knows which record to restore from backup.
+
+use std::path::PathBuf;
+
+/// Why a key store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeystoreError {
+    /// No key store at this directory.
+    #[error("no key store at {} (create one with `custos init --store {}`)", dir.display(), dir.display())]
+    NotFound {
+        /// The directory asked for.
+        dir: PathBuf,
+    },
+    /// `create` found something at the directory already.
+    #[error("{} already exists and is not empty: refusing to overwrite it", dir.display())]
+    AlreadyExists {
+        /// The directory asked for.
+        dir: PathBuf,
+    },
+    /// Another process (usually the running server) holds sled's lock on the store.
+    #[error("key store {} is in use by another process (is the server running?)", dir.display())]
+    InUse {
+        /// The store directory.
+        dir: PathBuf,
+    },
+    /// The passphrase does not unwrap the data key.
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    /// A record does not decode or does not authenticate.
+    #[error("key store record '{id}' is corrupt: {reason}")]
+    CorruptRecord {
+        /// The record's id (its key in the store).
+        id: String,
+        /// What is wrong with it (never its content).
+        reason: String,
+    },
+    /// A record every store has is absent.
+    #[error("key store record '{id}' is missing: the store is incomplete or damaged")]
+    MissingRecord {
+        /// The record's id.
+        id: String,
+    },
+    /// The store was written by a newer (or unknown) version of Custos.
+    #[error(
+        "key store record '{id}' has format version {got}, this build reads version {expected}"
+    )]
+    UnsupportedVersion {
+        /// The record's id.
+        id: String,
+        /// Version found.
+        got: u8,
+        /// Version this build writes and reads.
+        expected: u8,
+    },
+    /// No wallet by this name.
+    #[error("unknown wallet '{0}'")]
+    UnknownWallet(String),
+    /// A wallet by this name exists already.
+    #[error("a wallet named '{0}' already exists")]
+    DuplicateWallet(String),
+    /// A wallet name with characters the store does not allow.
+    #[error("invalid wallet name '{name}': {reason}")]
+    InvalidWalletName {
+        /// The name given (truncated).
+        name: String,
+        /// What is expected.
+        reason: &'static str,
+    },
+    /// `create_wallet` without a seed when the store holds several.
+    #[error("the key store holds {0} seeds: name the seed the wallet uses")]
+    AmbiguousSeed(usize),
+    /// No seed by this id.
+    #[error("unknown seed '{0}'")]
+    UnknownSeed(String),
+    /// The seed exists already (the same mnemonic and BIP39 passphrase).
+    #[error("seed '{0}' is already in the key store")]
+    DuplicateSeed(String),
+    /// KDF parameters below the minimum, or not accepted by argon2.
+    #[error("key derivation parameters refused: {0}")]
+    Kdf(String),
+    /// Key derivation or account data failed (a wallet path, an xpub).
+    #[error("key derivation failed: {0}")]
+    Derivation(String),
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed")]
+    Rng,
+    /// A file system operation on the store directory failed.
+    #[error("key store {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// sled failed (I/O below it, or its own consistency checks).
+    #[error("key store {}: storage error: {reason}", dir.display())]
+    Storage {
+        /// The store directory.
+        dir: PathBuf,
+        /// sled's message.
+        reason: String,
+    },
+}
+
+impl KeystoreError {
+    /// A corrupt-record error.
+    pub(crate) fn corrupt(id: &str, reason: impl Into<String>) -> Self {
+        KeystoreError::CorruptRecord {
+            id: printable_id(id),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// A record id as it may appear in a message: ids come from the store (untrusted bytes), so
+/// control characters are escaped and the length is capped.
+pub(crate) fn printable_id(id: &str) -> String {
+    let mut out: String = id.chars().take(80).flat_map(char::escape_default).collect();
+    if id.chars().count() > 80 {
+        out.push('…');
+    }
+    out
+}
