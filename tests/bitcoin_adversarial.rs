@@ -72,7 +72,10 @@ fn missing_utxo_data_is_refused() {
     let mut psbt = simple(&w);
     psbt.inputs[0].witness_utxo = None;
     psbt.inputs[0].non_witness_utxo = None;
-    assert!(matches!(err(&w, &psbt), PsbtError::MissingUtxo { input: 0, .. }));
+    assert!(matches!(
+        err(&w, &psbt),
+        PsbtError::MissingUtxo { input: 0, .. }
+    ));
 
     // A foreign input without any utxo: the fee cannot be known.
     let mut psbt = Builder::new()
@@ -81,7 +84,10 @@ fn missing_utxo_data_is_refused() {
         .pay(external(), 100_000)
         .build();
     psbt.inputs[1].witness_utxo = None;
-    assert!(matches!(err(&w, &psbt), PsbtError::MissingUtxo { input: 1, .. }));
+    assert!(matches!(
+        err(&w, &psbt),
+        PsbtError::MissingUtxo { input: 1, .. }
+    ));
 
     // P2PKH: witness_utxo is not enough (legacy signatures do not commit to the amount).
     let legacy = hot(Purpose::Bip44);
@@ -125,12 +131,18 @@ fn mismatched_non_witness_utxo_is_refused() {
     // witness_utxo lying about the value while non_witness_utxo tells the truth.
     let mut psbt = simple(&w);
     psbt.inputs[0].witness_utxo.as_mut().unwrap().value = BtcAmount::from_sat(99_000);
-    assert!(matches!(err(&w, &psbt), PsbtError::UtxoConflict { input: 0, .. }));
+    assert!(matches!(
+        err(&w, &psbt),
+        PsbtError::UtxoConflict { input: 0, .. }
+    ));
 
     // Outpoint index past the previous transaction's outputs.
     let mut psbt = simple(&w);
     psbt.unsigned_tx.input[0].previous_output.vout = 50;
-    assert!(matches!(err(&w, &psbt), PsbtError::VoutOutOfRange { input: 0, .. }));
+    assert!(matches!(
+        err(&w, &psbt),
+        PsbtError::VoutOutOfRange { input: 0, .. }
+    ));
 }
 
 #[test]
@@ -141,7 +153,10 @@ fn claims_of_our_key_that_do_not_hold_are_refused() {
     psbt.inputs[0].non_witness_utxo = None;
     psbt.inputs[0].witness_utxo.as_mut().unwrap().script_pubkey = external();
     let e = err(&w, &psbt);
-    assert!(matches!(e, PsbtError::ScriptMismatch { input: 0, .. }), "{e}");
+    assert!(
+        matches!(e, PsbtError::ScriptMismatch { input: 0, .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("input 0"));
 
     // P2SH-P2WPKH with a redeem script that is not our key's program.
@@ -157,7 +172,10 @@ fn claims_of_our_key_that_do_not_hold_are_refused() {
     let w86 = hot(Purpose::Bip86);
     let mut psbt = simple(&w86);
     psbt.inputs[0].tap_merkle_root = Some(bitcoin::hashes::Hash::all_zeros());
-    assert!(matches!(err(&w86, &psbt), PsbtError::TaprootTree { input: 0, .. }));
+    assert!(matches!(
+        err(&w86, &psbt),
+        PsbtError::TaprootTree { input: 0, .. }
+    ));
 
     // No input of ours at all.
     let (other, _) = wallet("other", ZOO, BtcNetwork::Regtest, Purpose::Bip84);
@@ -177,26 +195,40 @@ fn wrong_network_is_refused() {
     // And the other way round.
     let (main, _) = wallet("main", ABANDON, BtcNetwork::Bitcoin, Purpose::Bip86);
     let test = hot(Purpose::Bip86);
-    assert!(matches!(err(&main, &simple(&test)), PsbtError::WrongNetwork { .. }));
+    assert!(matches!(
+        err(&main, &simple(&test)),
+        PsbtError::WrongNetwork { .. }
+    ));
 
     // A global xpub of the other network kind.
     let mut psbt = simple(&w);
     psbt.xpub.insert(
         main.account.xpub,
-        (main.account.master_fingerprint, main.account.path.to_derivation_path()),
+        (
+            main.account.master_fingerprint,
+            main.account.path.to_derivation_path(),
+        ),
     );
     assert!(matches!(err(&w, &psbt), PsbtError::WrongNetwork { .. }));
 }
 
 #[test]
 fn odd_sighash_types_are_refused() {
-    for purpose in [Purpose::Bip84, Purpose::Bip86, Purpose::Bip44, Purpose::Bip49] {
+    for purpose in [
+        Purpose::Bip84,
+        Purpose::Bip86,
+        Purpose::Bip44,
+        Purpose::Bip49,
+    ] {
         let w = hot(purpose);
         for ty in [2u32, 3, 0x81, 0x82, 0x83] {
             let mut psbt = simple(&w);
             psbt.inputs[0].sighash_type = Some(PsbtSighashType::from_u32(ty));
             assert!(
-                matches!(err(&w, &psbt), PsbtError::SighashNotAllowed { input: 0, .. }),
+                matches!(
+                    err(&w, &psbt),
+                    PsbtError::SighashNotAllowed { input: 0, .. }
+                ),
                 "{purpose:?} {ty:#x}"
             );
             // Allowed explicitly, they decode.
@@ -223,7 +255,10 @@ fn odd_sighash_types_are_refused() {
     let w = hot(Purpose::Bip84);
     let mut psbt = simple(&w);
     psbt.inputs[0].sighash_type = Some(PsbtSighashType::from_u32(0));
-    assert!(matches!(err(&w, &psbt), PsbtError::InvalidSighash { input: 0, .. }));
+    assert!(matches!(
+        err(&w, &psbt),
+        PsbtError::InvalidSighash { input: 0, .. }
+    ));
 }
 
 #[test]
@@ -238,7 +273,11 @@ fn duplicate_inputs_are_refused() {
     psbt.inputs[1] = psbt.inputs[0].clone();
     assert!(matches!(
         err(&w, &psbt),
-        PsbtError::DuplicateInput { first: 0, second: 1, .. }
+        PsbtError::DuplicateInput {
+            first: 0,
+            second: 1,
+            ..
+        }
     ));
 }
 
@@ -250,7 +289,13 @@ fn absurd_fees_are_refused() {
         .ours(&w, false, 0, 30_000_000)
         .pay(external(), 10_000_000)
         .build();
-    assert!(matches!(err(&w, &psbt), PsbtError::AbsurdFee { fee: 20_000_000, .. }));
+    assert!(matches!(
+        err(&w, &psbt),
+        PsbtError::AbsurdFee {
+            fee: 20_000_000,
+            ..
+        }
+    ));
     // 0.01 BTC fee on one small payment: about 9000 sat/vB.
     let psbt = Builder::new()
         .ours(&w, false, 0, 1_100_000)
@@ -271,7 +316,10 @@ fn absurd_fees_are_refused() {
         .ours(&w, false, 0, 1_000)
         .pay(external(), 100_000)
         .build();
-    assert!(matches!(err(&w, &psbt), PsbtError::OutputsExceedInputs { .. }));
+    assert!(matches!(
+        err(&w, &psbt),
+        PsbtError::OutputsExceedInputs { .. }
+    ));
 }
 
 #[test]
@@ -284,7 +332,11 @@ fn dust_burnt_value_and_unknown_scripts_are_refused() {
         .build();
     assert!(matches!(
         err(&w, &psbt),
-        PsbtError::Dust { output: 0, value: 293, min: 294 }
+        PsbtError::Dust {
+            output: 0,
+            value: 293,
+            min: 294
+        }
     ));
     // Dust change is dust too.
     let psbt = Builder::new()
@@ -299,7 +351,10 @@ fn dust_burnt_value_and_unknown_scripts_are_refused() {
         .pay(ScriptBuf::new_op_return(b"x"), 5_000)
         .pay(external(), 90_000)
         .build();
-    assert!(matches!(err(&w, &psbt), PsbtError::BurntValue { output: 0, .. }));
+    assert!(matches!(
+        err(&w, &psbt),
+        PsbtError::BurntValue { output: 0, .. }
+    ));
 
     // A bare P2PK output has no address: who receives it cannot be named.
     let pk = bitcoin::PublicKey::new(w.account.public_key(false, 9).unwrap());
@@ -331,7 +386,10 @@ fn garbage_is_refused_without_panicking() {
         ));
     }
     let huge = vec![b'A'; 5_000_000];
-    assert!(matches!(decode(&w, &huge, &opts), Err(PsbtError::TooLarge { .. })));
+    assert!(matches!(
+        decode(&w, &huge, &opts),
+        Err(PsbtError::TooLarge { .. })
+    ));
 
     // Every truncation of a valid PSBT fails cleanly.
     let bytes = simple(&w).serialize();

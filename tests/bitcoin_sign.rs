@@ -16,10 +16,18 @@ fn external() -> bitcoin::ScriptBuf {
     bitcoin::ScriptBuf::from_hex("0014751e76e8199196d454941c45d1b3a323f1433bd6").unwrap()
 }
 
-fn sign_final(psbt: &Psbt, w: &custos::wallet::Wallet, b: &custos::backend::SoftwareBackend) -> String {
+fn sign_final(
+    psbt: &Psbt,
+    w: &custos::wallet::Wallet,
+    b: &custos::backend::SoftwareBackend,
+) -> String {
     let decoded = decode(w, psbt.to_string().as_bytes(), &SignOptions::default()).unwrap();
     match sign(decoded, w, b).unwrap() {
-        BitcoinSigned::Final { raw_tx_hex, txid, wtxid } => {
+        BitcoinSigned::Final {
+            raw_tx_hex,
+            txid,
+            wtxid,
+        } => {
             let tx: bitcoin::Transaction =
                 bitcoin::consensus::deserialize(&hex::decode(&raw_tx_hex).unwrap()).unwrap();
             assert_eq!(tx.compute_txid().to_string(), txid);
@@ -29,7 +37,10 @@ fn sign_final(psbt: &Psbt, w: &custos::wallet::Wallet, b: &custos::backend::Soft
                 input.script_sig = bitcoin::ScriptBuf::new();
                 input.witness = bitcoin::Witness::new();
             }
-            assert_eq!(stripped, psbt.unsigned_tx, "the transaction the psbt describes");
+            assert_eq!(
+                stripped, psbt.unsigned_tx,
+                "the transaction the psbt describes"
+            );
             raw_tx_hex
         }
         other => panic!("expected a final transaction, got {other:?}"),
@@ -44,7 +55,12 @@ fn every_script_type_signs_and_verifies_on_every_network() {
         BtcNetwork::Signet,
         BtcNetwork::Regtest,
     ] {
-        for purpose in [Purpose::Bip44, Purpose::Bip49, Purpose::Bip84, Purpose::Bip86] {
+        for purpose in [
+            Purpose::Bip44,
+            Purpose::Bip49,
+            Purpose::Bip84,
+            Purpose::Bip86,
+        ] {
             let (w, b) = wallet("hot", ABANDON, network, purpose);
             let psbt = Builder::new()
                 .ours(&w, false, 0, 50_000)
@@ -54,11 +70,16 @@ fn every_script_type_signs_and_verifies_on_every_network() {
                 .build();
             let decoded = decode(&w, psbt.to_string().as_bytes(), &SignOptions::default()).unwrap();
             let intent = decoded.intent();
-            assert_eq!(intent.network, custos::keys::Network::Bitcoin(network).name());
+            assert_eq!(
+                intent.network,
+                custos::keys::Network::Bitcoin(network).name()
+            );
             assert_eq!(intent.destinations.len(), 1);
             assert_eq!(
                 intent.destinations[0].address,
-                Address::from_script(&external(), network).unwrap().to_string()
+                Address::from_script(&external(), network)
+                    .unwrap()
+                    .to_string()
             );
             assert_eq!(intent.amount, Amount::from(60_000u64));
             assert_eq!(intent.fee, Amount::from(2_000u64));
@@ -74,7 +95,10 @@ fn every_script_type_signs_and_verifies_on_every_network() {
             let rate = intent.fee_rate_sat_per_kvb.unwrap();
             let actual = 2_000 * 1000 / tx.vsize() as u64;
             assert!(rate <= actual, "{purpose:?}: {rate} > {actual}");
-            assert!(actual - rate <= actual / 50, "{purpose:?}: {rate} vs {actual}");
+            assert!(
+                actual - rate <= actual / 50,
+                "{purpose:?}: {rate} vs {actual}"
+            );
         }
     }
 }
@@ -110,7 +134,10 @@ fn multi_party_psbt_keeps_foreign_inputs_and_completes_with_the_other_signer() {
     let opts = SignOptions::default();
 
     let decoded = decode(&alice, psbt.to_string().as_bytes(), &opts).unwrap();
-    assert_eq!(decoded.intent().foreign_input_value, Amount::from(30_000u64));
+    assert_eq!(
+        decoded.intent().foreign_input_value,
+        Amount::from(30_000u64)
+    );
     assert_eq!(decoded.owned_inputs().count(), 1);
     let BitcoinSigned::Partial { psbt_base64 } = sign(decoded, &alice, &alice_keys).unwrap() else {
         panic!("bob's input is not signed yet");
@@ -121,7 +148,10 @@ fn multi_party_psbt_keeps_foreign_inputs_and_completes_with_the_other_signer() {
 
     // Bob sees alice's change as a destination: it is not his.
     let decoded = decode(&bob, psbt_base64.as_bytes(), &opts).unwrap();
-    assert_eq!(decoded.intent().foreign_input_value, Amount::from(40_000u64));
+    assert_eq!(
+        decoded.intent().foreign_input_value,
+        Amount::from(40_000u64)
+    );
     assert_eq!(decoded.intent().amount, Amount::from(69_000u64));
     let BitcoinSigned::Final { raw_tx_hex, .. } = sign(decoded, &bob, &bob_keys).unwrap() else {
         panic!("every input is final now");
@@ -168,7 +198,10 @@ fn zero_value_op_return_is_a_visible_destination() {
     let decoded = decode(&w, psbt.to_string().as_bytes(), &SignOptions::default()).unwrap();
     let d = &decoded.intent().destinations;
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].address, format!("OP_RETURN:{}", op_return.to_hex_string()));
+    assert_eq!(
+        d[0].address,
+        format!("OP_RETURN:{}", op_return.to_hex_string())
+    );
     assert!(d[0].amount.is_zero());
     let raw = sign_final(&psbt, &w, &b);
     consensus_verify(&raw, &spent_outputs(&psbt));

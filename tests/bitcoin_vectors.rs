@@ -52,7 +52,6 @@ fn bip143_sighashes_signatures_and_signed_transactions() {
         secp().verify_ecdsa(&msg, &expected, &pk).unwrap();
         // RFC 6979 without grinding reproduces the BIP's signature byte for byte.
         assert_eq!(secp().sign_ecdsa(&msg, &key), expected, "{name}");
-
     }
 }
 
@@ -167,7 +166,12 @@ fn bip341_key_path_sighashes_and_signatures() {
 #[test]
 fn bip86_and_bip84_addresses_of_the_reference_mnemonic() {
     // BIP86 and BIP84 test vectors: "abandon … about", first receive and change addresses.
-    let (w86, _) = support::wallet("t", support::ABANDON, bitcoin::Network::Bitcoin, Purpose::Bip86);
+    let (w86, _) = support::wallet(
+        "t",
+        support::ABANDON,
+        bitcoin::Network::Bitcoin,
+        Purpose::Bip86,
+    );
     assert_eq!(
         w86.address(false, 0).unwrap(),
         "bc1p5cyxnuxmeuwuvkwfem96lqzszd02n6xdcjrs20cac6yqjjwudpxqkedrcr"
@@ -176,7 +180,12 @@ fn bip86_and_bip84_addresses_of_the_reference_mnemonic() {
         w86.address(true, 0).unwrap(),
         "bc1p3qkhfews2uk44qtvauqyr2ttdsw7svhkl9nkm9s9c3x4ax5h60wqwruhk7"
     );
-    let (w84, _) = support::wallet("t", support::ABANDON, bitcoin::Network::Bitcoin, Purpose::Bip84);
+    let (w84, _) = support::wallet(
+        "t",
+        support::ABANDON,
+        bitcoin::Network::Bitcoin,
+        Purpose::Bip84,
+    );
     assert_eq!(
         w84.address(false, 0).unwrap(),
         "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"

@@ -8,17 +8,17 @@ use bitcoin::absolute::LockTime;
 use bitcoin::bip32::{DerivationPath, Fingerprint};
 use bitcoin::psbt::{Input, Output, Psbt};
 use bitcoin::transaction::Version;
-use bitcoin::{
-    Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness,
-};
+use bitcoin::{Amount, OutPoint, ScriptBuf, Sequence, Transaction, TxIn, TxOut, Txid, Witness};
 use custos::backend::{SeedId, SoftwareBackend};
 use custos::keys::{AccountKey, AccountPath, MasterKey, MnemonicSecret, Network, Purpose};
 use custos::secret::SecretString;
 use custos::wallet::Wallet;
 
-pub const ABANDON: &str = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+pub const ABANDON: &str =
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
 pub const ZOO: &str = "zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo wrong";
-pub const LEGAL: &str = "legal winner thank year wave sausage worth useful legal winner thank yellow";
+pub const LEGAL: &str =
+    "legal winner thank year wave sausage worth useful legal winner thank yellow";
 
 /// A wallet from a mnemonic (empty passphrase), and a software backend holding its seed.
 pub fn wallet(
@@ -66,7 +66,10 @@ pub fn funding(script: ScriptBuf, value: u64, salt: u32, vout: u32) -> Transacti
         version: Version::TWO,
         lock_time: LockTime::ZERO,
         input: vec![TxIn {
-            previous_output: OutPoint::new(Txid::from_raw_hash(bitcoin::hashes::Hash::hash(&salt.to_le_bytes())), 0),
+            previous_output: OutPoint::new(
+                Txid::from_raw_hash(bitcoin::hashes::Hash::hash(&salt.to_le_bytes())),
+                0,
+            ),
             script_sig: ScriptBuf::new(),
             sequence: Sequence::MAX,
             witness: Witness::new(),
@@ -84,7 +87,10 @@ pub struct Builder {
 }
 
 fn origin(w: &Wallet, change: bool, index: u32) -> (Fingerprint, DerivationPath) {
-    (w.account.master_fingerprint, w.account.child_path(change, index))
+    (
+        w.account.master_fingerprint,
+        w.account.child_path(change, index),
+    )
 }
 
 impl Builder {

@@ -72,7 +72,9 @@ pub enum PsbtError {
         found: String,
     },
     /// The outpoint's index is past the previous transaction's outputs.
-    #[error("input {input} spends output {vout}, but its previous transaction has {outputs} outputs")]
+    #[error(
+        "input {input} spends output {vout}, but its previous transaction has {outputs} outputs"
+    )]
     VoutOutOfRange {
         /// Input index.
         input: usize,
@@ -164,7 +166,9 @@ pub enum PsbtError {
         input: usize,
     },
     /// An output below the dust threshold.
-    #[error("output {output} pays {value} sat, below the dust threshold of {min} sat for its script")]
+    #[error(
+        "output {output} pays {value} sat, below the dust threshold of {min} sat for its script"
+    )]
     Dust {
         /// Output index.
         output: usize,
@@ -269,7 +273,9 @@ pub enum SignError {
         reason: String,
     },
     /// The backend returned a signature that does not verify against our key.
-    #[error("key backend returned a signature for input {input} that does not verify against {key}")]
+    #[error(
+        "key backend returned a signature for input {input} that does not verify against {key}"
+    )]
     BadSignature {
         /// Input index.
         input: usize,

@@ -170,11 +170,7 @@ fn check_range(value: BtcAmount, location: impl Fn() -> String) -> Result<(), Ps
     Ok(())
 }
 
-fn add(
-    a: BtcAmount,
-    b: BtcAmount,
-    location: impl Fn() -> String,
-) -> Result<BtcAmount, PsbtError> {
+fn add(a: BtcAmount, b: BtcAmount, location: impl Fn() -> String) -> Result<BtcAmount, PsbtError> {
     let sum = a.checked_add(b).ok_or_else(|| PsbtError::ValueOutOfRange {
         location: location(),
         value: u64::MAX,

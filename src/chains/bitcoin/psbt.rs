@@ -149,7 +149,11 @@ pub(crate) fn check(
     let kind = NetworkKind::from(network);
     for xpub in psbt.xpub.keys() {
         if xpub.network != kind {
-            return Err(wrong_network(wallet, "global xpub".into(), kind_name(xpub.network)));
+            return Err(wrong_network(
+                wallet,
+                "global xpub".into(),
+                kind_name(xpub.network),
+            ));
         }
     }
     for (o, output) in psbt.outputs.iter().enumerate() {
@@ -172,13 +176,14 @@ pub(crate) fn check(
                         found: txid.to_string(),
                     });
                 }
-                let out = prev.output.get(outpoint.vout as usize).ok_or(
-                    PsbtError::VoutOutOfRange {
-                        input: i,
-                        vout: outpoint.vout,
-                        outputs: prev.output.len(),
-                    },
-                )?;
+                let out =
+                    prev.output
+                        .get(outpoint.vout as usize)
+                        .ok_or(PsbtError::VoutOutOfRange {
+                            input: i,
+                            vout: outpoint.vout,
+                            outputs: prev.output.len(),
+                        })?;
                 Some(out.clone())
             }
             None => None,
@@ -340,7 +345,8 @@ fn ownership(
     };
     let kind = ScriptKind::of(wallet.account.path.purpose);
     if kind == ScriptKind::P2shP2wpkh {
-        let expected = ScriptBuf::new_p2wpkh(&bitcoin::CompressedPublicKey(public_key).wpubkey_hash());
+        let expected =
+            ScriptBuf::new_p2wpkh(&bitcoin::CompressedPublicKey(public_key).wpubkey_hash());
         if let Some(redeem) = &input.redeem_script {
             if *redeem != expected {
                 return Err(PsbtError::RedeemScriptMismatch {
@@ -431,8 +437,10 @@ fn check_coin_type(
     location: impl Fn() -> String,
 ) -> Result<(), PsbtError> {
     let c: &[ChildNumber] = path.as_ref();
-    let (Some(ChildNumber::Hardened { index: purpose }), Some(ChildNumber::Hardened { index: coin })) =
-        (c.first(), c.get(1))
+    let (
+        Some(ChildNumber::Hardened { index: purpose }),
+        Some(ChildNumber::Hardened { index: coin }),
+    ) = (c.first(), c.get(1))
     else {
         return Ok(());
     };

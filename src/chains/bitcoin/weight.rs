@@ -55,12 +55,7 @@ pub(crate) fn finalised(checked: &Checked) -> Weight {
             }
         } else if script.is_p2pkh() {
             InputWeightPrediction::P2PKH_COMPRESSED_MAX
-        } else if script.is_p2sh()
-            && input
-                .redeem_script
-                .as_ref()
-                .is_some_and(|r| r.is_p2wpkh())
-        {
+        } else if script.is_p2sh() && input.redeem_script.as_ref().is_some_and(|r| r.is_p2wpkh()) {
             InputWeightPrediction::new(23, [72usize, 33])
         } else {
             InputWeightPrediction::new(0, [0usize; 0])
