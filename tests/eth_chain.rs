@@ -14,7 +14,8 @@ use custos::secret::SecretString;
 use custos::wallet::Wallet;
 use serde_json::{json, Value};
 
-const MNEMONIC: &str = "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+const MNEMONIC: &str =
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
 const ADDRESS: &str = "0x9858EfFD232B4033E47d90003D41EC34EcaEda94";
 const ADDRESS_1: &str = "0x6Fac4D18c912343BF86fa7049364Dd4E424Ab9C0";
 const USDC: &str = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48";
@@ -50,7 +51,12 @@ fn ours() -> Address {
 
 fn tx_json(v: Value) -> Result<custos::chains::ethereum::DecodedEth, EthError> {
     let text = v.to_string();
-    decode(&wallet(1), 0, EthPayload::Transaction(text.as_bytes()), &tokens())
+    decode(
+        &wallet(1),
+        0,
+        EthPayload::Transaction(text.as_bytes()),
+        &tokens(),
+    )
 }
 
 fn base_1559() -> Value {
@@ -88,7 +94,8 @@ fn recover_message(hash: [u8; 32], sig_hex: &str) -> Address {
 
 #[test]
 fn transactions_match_eth_account() {
-    let data: Value = serde_json::from_str(include_str!("data/ethereum/transactions.json")).unwrap();
+    let data: Value =
+        serde_json::from_str(include_str!("data/ethereum/transactions.json")).unwrap();
     assert_eq!(data["meta"]["address"], ADDRESS);
     let vectors = data["vectors"].as_array().unwrap();
     assert!(vectors.len() >= 40);
@@ -108,13 +115,28 @@ fn transactions_match_eth_account() {
                 "vector {i} signing hash"
             );
             assert_eq!(decoded.from_address(), ours());
-            assert_eq!(decoded.transaction().unwrap().tx_type() as u64, v["type"].as_u64().unwrap());
+            assert_eq!(
+                decoded.transaction().unwrap().tx_type() as u64,
+                v["type"].as_u64().unwrap()
+            );
             let signed = sign(decoded, &w, &backend).unwrap();
-            let EthSigned::Transaction { raw_tx_hex, tx_hash } = signed else {
+            let EthSigned::Transaction {
+                raw_tx_hex,
+                tx_hash,
+            } = signed
+            else {
                 panic!("vector {i}: not a transaction")
             };
-            assert_eq!(raw_tx_hex, v["raw_tx"].as_str().unwrap(), "vector {i} raw tx");
-            assert_eq!(tx_hash, v["tx_hash"].as_str().unwrap(), "vector {i} tx hash");
+            assert_eq!(
+                raw_tx_hex,
+                v["raw_tx"].as_str().unwrap(),
+                "vector {i} raw tx"
+            );
+            assert_eq!(
+                tx_hash,
+                v["tx_hash"].as_str().unwrap(),
+                "vector {i} tx hash"
+            );
             assert_eq!(recover_tx(&raw_tx_hex), ours(), "vector {i} signer");
         }
     }
@@ -131,7 +153,10 @@ fn messages_match_eth_account() {
         assert_eq!(decoded.intent().kind, ActionKind::Message);
         assert_eq!(decoded.intent().fee, U256::ZERO);
         let hash = decoded.signing_hash();
-        assert_eq!(format!("0x{}", hex::encode(hash)), v["hash"].as_str().unwrap());
+        assert_eq!(
+            format!("0x{}", hex::encode(hash)),
+            v["hash"].as_str().unwrap()
+        );
         let EthSigned::Message { signature_hex } = sign(decoded, &w, &backend).unwrap() else {
             panic!("not a message")
         };
@@ -151,7 +176,11 @@ fn typed_data_matches_eth_account() {
         let decoded = decode(&w, 0, EthPayload::TypedData(text.as_bytes()), &tokens())
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         let hash = decoded.signing_hash();
-        assert_eq!(format!("0x{}", hex::encode(hash)), v["hash"].as_str().unwrap(), "{name}");
+        assert_eq!(
+            format!("0x{}", hex::encode(hash)),
+            v["hash"].as_str().unwrap(),
+            "{name}"
+        );
         let intent = decoded.intent().clone();
         let EthSigned::Message { signature_hex } = sign(decoded, &w, &backend).unwrap() else {
             panic!("not a message")
@@ -164,14 +193,20 @@ fn typed_data_matches_eth_account() {
                 assert_eq!(intent.kind, ActionKind::TokenApproval);
                 assert_eq!(intent.asset.symbol, "USDC");
                 assert_eq!(intent.amount, U256::from(1_000_000u64));
-                assert_eq!(intent.destinations[0].address, "0x1111111254eeb25477b68fb85ed929f73a960582");
+                assert_eq!(
+                    intent.destinations[0].address,
+                    "0x1111111254eeb25477b68fb85ed929f73a960582"
+                );
                 assert_eq!(intent.deadline, Some(1_900_000_000));
             }
             "permit2_single" => {
                 assert_eq!(intent.kind, ActionKind::TokenApproval);
                 assert_eq!(intent.asset.symbol, "USDT");
                 assert!(intent.is_unlimited(), "max uint160 is unlimited");
-                assert_eq!(intent.destinations[0].address, "0x3fc91a3afd70395cd496c647d5a6cc9d4b2b7fad");
+                assert_eq!(
+                    intent.destinations[0].address,
+                    "0x3fc91a3afd70395cd496c647d5a6cc9d4b2b7fad"
+                );
                 assert_eq!(intent.deadline, Some(1_800_000_000));
             }
             "permit2_transfer_from" => {
@@ -222,7 +257,13 @@ fn eip155_example() {
 fn eip712_mail_example() {
     let data: Value = serde_json::from_str(include_str!("data/ethereum/typed_data.json")).unwrap();
     let mail = data["vectors"][0]["typed_data"].to_string();
-    let decoded = decode(&wallet(1), 0, EthPayload::TypedData(mail.as_bytes()), &tokens()).unwrap();
+    let decoded = decode(
+        &wallet(1),
+        0,
+        EthPayload::TypedData(mail.as_bytes()),
+        &tokens(),
+    )
+    .unwrap();
     assert_eq!(
         hex::encode(decoded.signing_hash()),
         "be609aee343fb3c4b28e1df9e632fca64fcfaede20f02e86244efddf30957bd2"
@@ -230,7 +271,10 @@ fn eip712_mail_example() {
     let info = decoded.intent().message.clone().unwrap();
     assert_eq!(info.domain_name.as_deref(), Some("Ether Mail"));
     assert_eq!(info.domain_chain_id, Some(1));
-    assert_eq!(info.verifying_contract.as_deref(), Some("0xcccccccccccccccccccccccccccccccccccccccc"));
+    assert_eq!(
+        info.verifying_contract.as_deref(),
+        Some("0xcccccccccccccccccccccccccccccccccccccccc")
+    );
     assert_eq!(info.primary_type.as_deref(), Some("Mail"));
 }
 
@@ -254,7 +298,10 @@ fn native_transfer_intent() {
     assert_eq!(i.kind, ActionKind::Transfer);
     assert_eq!(i.asset.symbol, "ETH");
     assert_eq!(i.amount, U256::from(10u64).pow(U256::from(18)));
-    assert_eq!(i.destinations[0].address, "0x3535353535353535353535353535353535353535");
+    assert_eq!(
+        i.destinations[0].address,
+        "0x3535353535353535353535353535353535353535"
+    );
     assert_eq!(i.fee, U256::from(21_000u64) * U256::from(30_000_000_000u64));
     assert_eq!(i.nonce, Some(7));
     assert_eq!(d.nonce(), Some(7));
@@ -264,10 +311,14 @@ fn native_transfer_intent() {
 #[test]
 fn token_intents() {
     let to_usdc = |data: String, value: &str| {
-        tx_json(with(with(with(base_1559(), "to", json!(USDC)), "data", json!(data)), "value", json!(value)))
-            .unwrap()
-            .intent()
-            .clone()
+        tx_json(with(
+            with(with(base_1559(), "to", json!(USDC)), "data", json!(data)),
+            "value",
+            json!(value),
+        ))
+        .unwrap()
+        .intent()
+        .clone()
     };
     let i = to_usdc(erc20("a9059cbb", &[BOB, "f4240"]), "0x0");
     assert_eq!(i.kind, ActionKind::TokenTransfer);
@@ -299,13 +350,13 @@ fn token_intents() {
     let mut dirty = exact.clone();
     dirty.replace_range(10..12, "01");
     for (data, value) in [
-        (exact.clone(), "0x1"),                          // token call that also sends ETH
-        (exact[..exact.len() - 2].to_owned(), "0x0"),    // short
-        (format!("{exact}00"), "0x0"),                   // extra byte
-        (format!("{exact}{}", "0".repeat(64)), "0x0"),   // extra word
-        (format!("0xa9059cbc{}", &exact[10..]), "0x0"),  // wrong selector
-        (dirty, "0x0"),                                  // dirty address padding
-        ("0xa9059c".to_owned(), "0x0"),                  // not even a selector
+        (exact.clone(), "0x1"),                       // token call that also sends ETH
+        (exact[..exact.len() - 2].to_owned(), "0x0"), // short
+        (format!("{exact}00"), "0x0"),                // extra byte
+        (format!("{exact}{}", "0".repeat(64)), "0x0"), // extra word
+        (format!("0xa9059cbc{}", &exact[10..]), "0x0"), // wrong selector
+        (dirty, "0x0"),                               // dirty address padding
+        ("0xa9059c".to_owned(), "0x0"),               // not even a selector
     ] {
         let i = to_usdc(data.clone(), value);
         assert_eq!(i.kind, ActionKind::ContractCall, "{data}");
@@ -313,21 +364,45 @@ fn token_intents() {
         assert_eq!(i.amount, U256::from_str_radix(&value[2..], 16).unwrap());
     }
     // Known calldata to an unknown contract.
-    let i = tx_json(with(base_1559(), "data", json!(exact))).unwrap().intent().clone();
+    let i = tx_json(with(base_1559(), "data", json!(exact)))
+        .unwrap()
+        .intent()
+        .clone();
     assert_eq!(i.kind, ActionKind::ContractCall);
     assert_eq!(i.selector.as_deref(), Some("0xa9059cbb"));
     assert_eq!(i.amount, U256::from(10u64).pow(U256::from(18)));
     // The token is known per chain: the same contract on another chain is unknown.
     let mut registry = TokenRegistry::new();
-    registry.insert(TokenInfo { chain_id: 5, contract: USDC.into(), symbol: "USDC".into(), decimals: 6 });
-    let text = with(with(base_1559(), "to", json!(USDC)), "data", json!(erc20("a9059cbb", &[BOB, "1"]))).to_string();
-    let d = decode(&wallet(1), 0, EthPayload::Transaction(text.as_bytes()), &registry).unwrap();
+    registry.insert(TokenInfo {
+        chain_id: 5,
+        contract: USDC.into(),
+        symbol: "USDC".into(),
+        decimals: 6,
+    });
+    let text = with(
+        with(base_1559(), "to", json!(USDC)),
+        "data",
+        json!(erc20("a9059cbb", &[BOB, "1"])),
+    )
+    .to_string();
+    let d = decode(
+        &wallet(1),
+        0,
+        EthPayload::Transaction(text.as_bytes()),
+        &registry,
+    )
+    .unwrap();
     assert_eq!(d.intent().kind, ActionKind::ContractCall);
 }
 
 #[test]
 fn contract_creation_intent() {
-    let d = tx_json(with(without(base_1559(), "to"), "data", json!("0x6080604052"))).unwrap();
+    let d = tx_json(with(
+        without(base_1559(), "to"),
+        "data",
+        json!("0x6080604052"),
+    ))
+    .unwrap();
     assert_eq!(d.intent().kind, ActionKind::ContractCreation);
     assert!(d.intent().destinations.is_empty());
     let d = tx_json(with(base_1559(), "to", Value::Null)).unwrap();
@@ -349,39 +424,140 @@ fn malformed_transactions_are_refused() {
     let b = base_1559();
     let legacy = json!({"nonce":"0x0","gasPrice":"0x1","gas":"0x5208","to":"0x3535353535353535353535353535353535353535","chainId":"0x1"});
     let cases: Vec<(Value, &str)> = vec![
-        (with(b.clone(), "chainId", json!("0x5")), "chain id mismatch"),
+        (
+            with(b.clone(), "chainId", json!("0x5")),
+            "chain id mismatch",
+        ),
         (without(legacy.clone(), "chainId"), "without a chain id"),
         (without(b.clone(), "nonce"), "missing field 'nonce'"),
         (without(b.clone(), "gas"), "missing field 'gas'"),
-        (without(b.clone(), "maxPriorityFeePerGas"), "missing field 'maxPriorityFeePerGas'"),
-        (without(without(b.clone(), "maxPriorityFeePerGas"), "maxFeePerGas"), "missing field 'maxFeePerGas'"),
-        (without(legacy.clone(), "gasPrice"), "missing field 'gasPrice'"),
-        (with(b.clone(), "maxPriorityFeePerGas", json!("0x6fc23ac01")), "above maxFeePerGas"),
-        (with(b.clone(), "from", json!(ADDRESS_1)), "is not this wallet's address"),
-        (with(b.clone(), "gasPrice", json!("0x1")), "conflicting fields 'gasPrice'"),
-        (with(legacy.clone(), "maxFeePerGas", json!("0x1")), "conflicting fields"),
-        (with(with(legacy.clone(), "type", json!("0x0")), "accessList", json!([])), "not allowed in a type 0"),
+        (
+            without(b.clone(), "maxPriorityFeePerGas"),
+            "missing field 'maxPriorityFeePerGas'",
+        ),
+        (
+            without(without(b.clone(), "maxPriorityFeePerGas"), "maxFeePerGas"),
+            "missing field 'maxFeePerGas'",
+        ),
+        (
+            without(legacy.clone(), "gasPrice"),
+            "missing field 'gasPrice'",
+        ),
+        (
+            with(b.clone(), "maxPriorityFeePerGas", json!("0x6fc23ac01")),
+            "above maxFeePerGas",
+        ),
+        (
+            with(b.clone(), "from", json!(ADDRESS_1)),
+            "is not this wallet's address",
+        ),
+        (
+            with(b.clone(), "gasPrice", json!("0x1")),
+            "conflicting fields 'gasPrice'",
+        ),
+        (
+            with(legacy.clone(), "maxFeePerGas", json!("0x1")),
+            "conflicting fields",
+        ),
+        (
+            with(
+                with(legacy.clone(), "type", json!("0x0")),
+                "accessList",
+                json!([]),
+            ),
+            "not allowed in a type 0",
+        ),
         (with(b.clone(), "foo", json!(1)), "unknown field 'foo'"),
         (with(b.clone(), "r", json!("0x1")), "unknown field 'r'"),
-        (with(b.clone(), "nonce", json!("0x07")), "without leading zeros"),
+        (
+            with(b.clone(), "nonce", json!("0x07")),
+            "without leading zeros",
+        ),
         (with(b.clone(), "nonce", json!(7)), "invalid field 'nonce'"),
-        (with(b.clone(), "nonce", json!("0x")), "invalid field 'nonce'"),
-        (with(b.clone(), "nonce", json!("0x10000000000000000")), "below 2^64"),
-        (with(b.clone(), "maxFeePerGas", json!(format!("0x1{}", "0".repeat(32)))), "below 2^128"),
-        (with(b.clone(), "value", json!(format!("0x1{}", "0".repeat(64)))), "invalid field 'value'"),
-        (with(b.clone(), "data", json!("0xabc")), "invalid field 'data'"),
-        (with(with(b.clone(), "data", json!("0x01")), "input", json!("0x02")), "conflicting fields 'data' and 'input'"),
-        (with(with(b.clone(), "gas", json!("0x1")), "gasLimit", json!("0x2")), "conflicting fields 'gas'"),
-        (with(b.clone(), "type", json!("0x3")), "unsupported transaction type"),
-        (with(b.clone(), "to", json!("0x353535353535353535353535353535353535353")), "invalid field 'to'"),
-        (with(b.clone(), "to", json!("0x9858EfFD232B4033E47d90003D41EC34EcaEda95")), "eip-55"),
-        (with(b.clone(), "accessList", json!([{"address":"0x3535353535353535353535353535353535353535"}])), "storageKeys"),
-        (with(b.clone(), "accessList", json!([{"address":"0x3535353535353535353535353535353535353535","storageKeys":[],"x":1}])), "unknown field 'x'"),
+        (
+            with(b.clone(), "nonce", json!("0x")),
+            "invalid field 'nonce'",
+        ),
+        (
+            with(b.clone(), "nonce", json!("0x10000000000000000")),
+            "below 2^64",
+        ),
+        (
+            with(
+                b.clone(),
+                "maxFeePerGas",
+                json!(format!("0x1{}", "0".repeat(32))),
+            ),
+            "below 2^128",
+        ),
+        (
+            with(b.clone(), "value", json!(format!("0x1{}", "0".repeat(64)))),
+            "invalid field 'value'",
+        ),
+        (
+            with(b.clone(), "data", json!("0xabc")),
+            "invalid field 'data'",
+        ),
+        (
+            with(
+                with(b.clone(), "data", json!("0x01")),
+                "input",
+                json!("0x02"),
+            ),
+            "conflicting fields 'data' and 'input'",
+        ),
+        (
+            with(
+                with(b.clone(), "gas", json!("0x1")),
+                "gasLimit",
+                json!("0x2"),
+            ),
+            "conflicting fields 'gas'",
+        ),
+        (
+            with(b.clone(), "type", json!("0x3")),
+            "unsupported transaction type",
+        ),
+        (
+            with(
+                b.clone(),
+                "to",
+                json!("0x353535353535353535353535353535353535353"),
+            ),
+            "invalid field 'to'",
+        ),
+        (
+            with(
+                b.clone(),
+                "to",
+                json!("0x9858EfFD232B4033E47d90003D41EC34EcaEda95"),
+            ),
+            "eip-55",
+        ),
+        (
+            with(
+                b.clone(),
+                "accessList",
+                json!([{"address":"0x3535353535353535353535353535353535353535"}]),
+            ),
+            "storageKeys",
+        ),
+        (
+            with(
+                b.clone(),
+                "accessList",
+                json!([{"address":"0x3535353535353535353535353535353535353535","storageKeys":[],"x":1}]),
+            ),
+            "unknown field 'x'",
+        ),
         (json!([1, 2]), "json object"),
     ];
     for (v, expected) in cases {
         let e = refused(v.clone());
-        assert!(e.contains(expected), "{v}: got '{e}', expected '{expected}'");
+        assert!(
+            e.contains(expected),
+            "{v}: got '{e}', expected '{expected}'"
+        );
     }
     // Duplicate keys.
     let dup = br#"{"type":"0x2","to":"0x3535353535353535353535353535353535353535","to":"0x3636363636363636363636363636363636363636"}"#;
@@ -389,14 +565,25 @@ fn malformed_transactions_are_refused() {
     assert!(e.to_string().contains("duplicate field 'to'"), "{e}");
     // From at another index: accepted at that index.
     let v = with(base_1559(), "from", json!(ADDRESS_1)).to_string();
-    let d = decode(&wallet(1), 1, EthPayload::Transaction(v.as_bytes()), &tokens()).unwrap();
+    let d = decode(
+        &wallet(1),
+        1,
+        EthPayload::Transaction(v.as_bytes()),
+        &tokens(),
+    )
+    .unwrap();
     assert_eq!(d.from_address(), ADDRESS_1.parse::<Address>().unwrap());
     // A Bitcoin wallet is not an Ethereum wallet.
     let network = Network::Bitcoin(bitcoin::Network::Bitcoin);
     let btc = Wallet {
         name: "btc".into(),
         seed: SeedId("seed-1".into()),
-        account: AccountKey::from_master(&master(), network, AccountPath::new(network, Purpose::Bip84, 0).unwrap()).unwrap(),
+        account: AccountKey::from_master(
+            &master(),
+            network,
+            AccountPath::new(network, Purpose::Bip84, 0).unwrap(),
+        )
+        .unwrap(),
     };
     assert!(matches!(
         decode(&btc, 0, EthPayload::PersonalMessage(b"x"), &tokens()),
@@ -406,10 +593,16 @@ fn malformed_transactions_are_refused() {
 
 #[test]
 fn malformed_rlp_is_refused() {
-    let data: Value = serde_json::from_str(include_str!("data/ethereum/transactions.json")).unwrap();
+    let data: Value =
+        serde_json::from_str(include_str!("data/ethereum/transactions.json")).unwrap();
     let v = &data["vectors"];
     let pick = |ty: u64| {
-        v.as_array().unwrap().iter().find(|x| x["type"] == ty && x["chain_id"] == 1).unwrap().clone()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["type"] == ty && x["chain_id"] == 1)
+            .unwrap()
+            .clone()
     };
     let w = wallet(1);
     let dec = |bytes: &[u8]| decode(&w, 0, EthPayload::Transaction(bytes), &tokens());
@@ -417,27 +610,56 @@ fn malformed_rlp_is_refused() {
         let x = pick(ty);
         let unsigned = hex::decode(&x["unsigned_rlp"].as_str().unwrap()[2..]).unwrap();
         let signed = hex::decode(&x["raw_tx"].as_str().unwrap()[2..]).unwrap();
-        assert!(matches!(dec(&signed), Err(EthError::AlreadySigned)), "type {ty}: {:?}", dec(&signed));
+        assert!(
+            matches!(dec(&signed), Err(EthError::AlreadySigned)),
+            "type {ty}: {:?}",
+            dec(&signed)
+        );
         let mut trailing = unsigned.clone();
         trailing.push(0);
         assert!(dec(&trailing).is_err(), "type {ty} trailing");
-        assert!(dec(&unsigned[..unsigned.len() - 1]).is_err(), "type {ty} short");
+        assert!(
+            dec(&unsigned[..unsigned.len() - 1]).is_err(),
+            "type {ty} short"
+        );
         // On another chain's wallet.
         let e = decode(&wallet(5), 0, EthPayload::Transaction(&unsigned), &tokens()).unwrap_err();
-        assert!(matches!(e, EthError::ChainIdMismatch { expected: 5, .. }), "{e}");
+        assert!(
+            matches!(e, EthError::ChainIdMismatch { expected: 5, .. }),
+            "{e}"
+        );
     }
     // Pre-EIP-155 legacy list: [nonce, gasPrice, gas, to, value, data].
-    let pre155 = hex::decode("e4098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a7640000").unwrap();
+    let pre155 = hex::decode(
+        "e4098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a7640000",
+    )
+    .unwrap();
     assert!(dec(&pre155).is_err());
     let mut pre155_ok_len = pre155.clone();
     pre155_ok_len.push(0x80);
     pre155_ok_len[0] += 1;
-    assert!(matches!(dec(&pre155_ok_len), Err(EthError::Rlp(_)) | Err(EthError::MissingChainId)));
-    let pre155 = hex::decode("e9098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080").unwrap();
-    assert!(matches!(dec(&pre155), Err(EthError::MissingChainId)), "{:?}", dec(&pre155));
+    assert!(matches!(
+        dec(&pre155_ok_len),
+        Err(EthError::Rlp(_)) | Err(EthError::MissingChainId)
+    ));
+    let pre155 = hex::decode(
+        "e9098504a817c800825208943535353535353535353535353535353535353535880de0b6b3a764000080",
+    )
+    .unwrap();
+    assert!(
+        matches!(dec(&pre155), Err(EthError::MissingChainId)),
+        "{:?}",
+        dec(&pre155)
+    );
     // Blob and set-code transactions, garbage.
-    assert!(matches!(dec(&[0x03, 0xc0]), Err(EthError::UnsupportedType(3))));
-    assert!(matches!(dec(&[0x04, 0xc0]), Err(EthError::UnsupportedType(4))));
+    assert!(matches!(
+        dec(&[0x03, 0xc0]),
+        Err(EthError::UnsupportedType(3))
+    ));
+    assert!(matches!(
+        dec(&[0x04, 0xc0]),
+        Err(EthError::UnsupportedType(4))
+    ));
     assert!(dec(b"").is_err());
     assert!(dec(b"0x").is_err());
     assert!(dec(b"0xzz").is_err());
@@ -446,12 +668,23 @@ fn malformed_rlp_is_refused() {
 
 fn typed(v: &Value) -> Result<custos::chains::ethereum::DecodedEth, EthError> {
     let text = v.to_string();
-    decode(&wallet(1), 0, EthPayload::TypedData(text.as_bytes()), &tokens())
+    decode(
+        &wallet(1),
+        0,
+        EthPayload::TypedData(text.as_bytes()),
+        &tokens(),
+    )
 }
 
 fn vector(name: &str) -> Value {
     let data: Value = serde_json::from_str(include_str!("data/ethereum/typed_data.json")).unwrap();
-    data["vectors"].as_array().unwrap().iter().find(|v| v["name"] == name).unwrap()["typed_data"].clone()
+    data["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == name)
+        .unwrap()["typed_data"]
+        .clone()
 }
 
 #[test]
@@ -479,7 +712,10 @@ fn malformed_typed_data_is_refused() {
     m["message"].as_object_mut().unwrap().remove("contents");
     cases.push((m, "missing"));
     let mut m = mail.clone();
-    m["types"]["EIP712Domain"].as_array_mut().unwrap().swap(0, 1);
+    m["types"]["EIP712Domain"]
+        .as_array_mut()
+        .unwrap()
+        .swap(0, 1);
     cases.push((m, "EIP712Domain type declares"));
     let mut m = mail.clone();
     m["primaryType"] = json!("Letter");
@@ -508,7 +744,10 @@ fn malformed_typed_data_is_refused() {
     for (v, expected) in cases {
         match typed(&v) {
             Ok(_) => panic!("accepted {v}"),
-            Err(e) => assert!(e.to_string().contains(expected), "got '{e}', expected '{expected}'"),
+            Err(e) => assert!(
+                e.to_string().contains(expected),
+                "got '{e}', expected '{expected}'"
+            ),
         }
     }
 }
@@ -527,7 +766,13 @@ fn permit_variants() {
         "\"1000000\"",
         "115792089237316195423570985008687907853269984665640564039457584007913129639935",
     );
-    let d = decode(&wallet(1), 0, EthPayload::TypedData(text.as_bytes()), &tokens()).unwrap();
+    let d = decode(
+        &wallet(1),
+        0,
+        EthPayload::TypedData(text.as_bytes()),
+        &tokens(),
+    )
+    .unwrap();
     assert!(d.intent().is_unlimited());
     // DAI's permit: allowed = true is unlimited.
     let dai = json!({
@@ -550,7 +795,10 @@ fn permit_variants() {
         {"name":"permitted","type":"TokenPermissions"},{"name":"spender","type":"address"},
         {"name":"nonce","type":"uint256"},{"name":"deadline","type":"uint256"},{"name":"witness","type":"Order"}]);
     w["types"]["Order"] = json!([{"name":"id","type":"uint256"}]);
-    w["types"].as_object_mut().unwrap().remove("PermitTransferFrom");
+    w["types"]
+        .as_object_mut()
+        .unwrap()
+        .remove("PermitTransferFrom");
     w["primaryType"] = json!("PermitWitnessTransferFrom");
     w["message"]["witness"] = json!({"id": 1});
     let i = typed(&w).unwrap().intent().clone();
@@ -570,7 +818,10 @@ fn signing_checks_the_wallet() {
     let d = tx_json(base_1559()).unwrap();
     let mut other = wallet(1);
     other.name = "cold".into();
-    assert!(matches!(sign(d.clone(), &other, &backend()), Err(EthError::WalletMismatch { .. })));
+    assert!(matches!(
+        sign(d.clone(), &other, &backend()),
+        Err(EthError::WalletMismatch { .. })
+    ));
     // A backend without the seed: not our key.
     assert!(matches!(
         sign(d, &wallet(1), &SoftwareBackend::new()),
@@ -581,13 +832,20 @@ fn signing_checks_the_wallet() {
 #[test]
 fn arbitrary_bytes_never_panic() {
     // A cheap, deterministic stand-in for the fuzz target: mutations of valid payloads.
-    let data: Value = serde_json::from_str(include_str!("data/ethereum/transactions.json")).unwrap();
-    let mut seeds: Vec<Vec<u8>> = data["vectors"].as_array().unwrap().iter().take(6).flat_map(|v| {
-        vec![
-            v["json"].to_string().into_bytes(),
-            hex::decode(&v["unsigned_rlp"].as_str().unwrap()[2..]).unwrap(),
-        ]
-    }).collect();
+    let data: Value =
+        serde_json::from_str(include_str!("data/ethereum/transactions.json")).unwrap();
+    let mut seeds: Vec<Vec<u8>> = data["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(6)
+        .flat_map(|v| {
+            vec![
+                v["json"].to_string().into_bytes(),
+                hex::decode(&v["unsigned_rlp"].as_str().unwrap()[2..]).unwrap(),
+            ]
+        })
+        .collect();
     seeds.push(vector("nested").to_string().into_bytes());
     seeds.push(vector("permit2_single").to_string().into_bytes());
     let w = wallet(1);
@@ -612,7 +870,11 @@ fn arbitrary_bytes_never_panic() {
                     _ => m.insert(pos.min(m.len()), next() as u8),
                 }
             }
-            for payload in [EthPayload::Transaction(&m), EthPayload::TypedData(&m), EthPayload::PersonalMessage(&m)] {
+            for payload in [
+                EthPayload::Transaction(&m),
+                EthPayload::TypedData(&m),
+                EthPayload::PersonalMessage(&m),
+            ] {
                 let _ = decode(&w, 0, payload, &registry);
             }
         }

@@ -53,7 +53,7 @@ pub fn selector(data: &[u8]) -> Option<[u8; 4]> {
 pub fn decode_erc20(data: &[u8]) -> Option<Erc20Call> {
     let selector = selector(data)?;
     let args = &data[4..];
-    if args.len() % 32 != 0 {
+    if !args.len().is_multiple_of(32) {
         return None;
     }
     let words: Vec<&[u8]> = args.chunks_exact(32).collect();

@@ -143,7 +143,11 @@ pub(crate) fn personal_message(wallet: &Wallet, message: &[u8]) -> Intent {
 }
 
 /// The intent of typed data: a token approval for a permit, else a typed message.
-pub(crate) fn typed_data(wallet: &Wallet, typed: &ParsedTypedData, tokens: &TokenRegistry) -> Intent {
+pub(crate) fn typed_data(
+    wallet: &Wallet,
+    typed: &ParsedTypedData,
+    tokens: &TokenRegistry,
+) -> Intent {
     let info = MessageInfo {
         domain_name: typed.domain.name.as_ref().map(|n| n.to_string()),
         domain_chain_id: typed.chain_id,

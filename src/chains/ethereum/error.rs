@@ -71,7 +71,9 @@ pub enum EthError {
     #[error("unsupported transaction type {0:#x}: expected 0x0 (legacy), 0x1 (eip-2930) or 0x2 (eip-1559)")]
     UnsupportedType(u64),
     /// The chain id in the payload is not the wallet's.
-    #[error("chain id mismatch: the wallet is on chain {expected}, the payload is for chain {found}")]
+    #[error(
+        "chain id mismatch: the wallet is on chain {expected}, the payload is for chain {found}"
+    )]
     ChainIdMismatch {
         /// The wallet's chain id.
         expected: u64,
@@ -79,7 +81,9 @@ pub enum EthError {
         found: String,
     },
     /// A legacy transaction without EIP-155 replay protection.
-    #[error("legacy transaction without a chain id (pre-eip-155): it could be replayed on every chain")]
+    #[error(
+        "legacy transaction without a chain id (pre-eip-155): it could be replayed on every chain"
+    )]
     MissingChainId,
     /// The max priority fee is above the max fee (EIP-1559 forbids it).
     #[error("maxPriorityFeePerGas {priority} is above maxFeePerGas {max}")]

@@ -156,7 +156,11 @@ mod tests {
     #[test]
     fn keeps_big_integers_exact() {
         let max = "115792089237316195423570985008687907853269984665640564039457584007913129639935";
-        let v = parse(format!(r#"{{"v":{max},"s":"{max} \"x\" 1","n":-1,"f":1.5,"u":18446744073709551615}}"#).as_bytes()).unwrap();
+        let v = parse(
+            format!(r#"{{"v":{max},"s":"{max} \"x\" 1","n":-1,"f":1.5,"u":18446744073709551615}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
         assert_eq!(v["v"], Value::String(max.into()));
         assert_eq!(v["s"], Value::String(format!("{max} \"x\" 1")));
         assert_eq!(v["n"], Value::from(-1));

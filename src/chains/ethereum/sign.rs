@@ -74,7 +74,9 @@ pub fn checked_signature(
         parity,
     );
     if signature.normalize_s().is_some() {
-        return Err(EthError::BadSignature("high s (eip-2 requires low s)".into()));
+        return Err(EthError::BadSignature(
+            "high s (eip-2 requires low s)".into(),
+        ));
     }
     let recovered = signature
         .recover_address_from_prehash(digest)

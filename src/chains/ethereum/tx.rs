@@ -160,8 +160,7 @@ pub(crate) fn parse(bytes: &[u8], chain_id: u64) -> Result<ParsedTx, EthError> {
             from: None,
         });
     }
-    if (0x03..=0x7f).contains(&first) && !first.is_ascii_graphic() && !first.is_ascii_whitespace()
-    {
+    if (0x03..=0x7f).contains(&first) && !first.is_ascii_graphic() && !first.is_ascii_whitespace() {
         return Err(EthError::UnsupportedType(u64::from(first)));
     }
     let text = bytes.trim_ascii();
@@ -317,7 +316,9 @@ fn get<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
 /// A JSON-RPC quantity: `0x` and hex digits, no leading zeros, at most 256 bits.
 pub(crate) fn quantity(field: &str, value: &Value) -> Result<U256, EthError> {
     const EXPECTED: &str = "a 0x-hex quantity without leading zeros (e.g. \"0x5208\")";
-    let text = value.as_str().ok_or_else(|| invalid(field, EXPECTED, value))?;
+    let text = value
+        .as_str()
+        .ok_or_else(|| invalid(field, EXPECTED, value))?;
     let digits = text
         .strip_prefix("0x")
         .ok_or_else(|| invalid(field, EXPECTED, value))?;
@@ -344,7 +345,9 @@ fn quantity_u128(field: &str, value: &Value) -> Result<u128, EthError> {
 /// `0x` and an even number of hex digits.
 pub(crate) fn hex_bytes(field: &str, value: &Value) -> Result<Bytes, EthError> {
     const EXPECTED: &str = "0x-hex bytes (an even number of hex digits)";
-    let text = value.as_str().ok_or_else(|| invalid(field, EXPECTED, value))?;
+    let text = value
+        .as_str()
+        .ok_or_else(|| invalid(field, EXPECTED, value))?;
     let digits = text
         .strip_prefix("0x")
         .ok_or_else(|| invalid(field, EXPECTED, value))?;
@@ -563,7 +566,11 @@ fn parse_json(value: &Value, wallet_chain_id: u64) -> Result<ParsedTx, EthError>
             nonce,
             gas_price: quantity_u128(
                 "gasPrice",
-                required(obj, "gasPrice", "a legacy transaction pays gasPrice per gas")?,
+                required(
+                    obj,
+                    "gasPrice",
+                    "a legacy transaction pays gasPrice per gas",
+                )?,
             )?,
             gas_limit: gas,
             to,
@@ -575,7 +582,11 @@ fn parse_json(value: &Value, wallet_chain_id: u64) -> Result<ParsedTx, EthError>
             nonce,
             gas_price: quantity_u128(
                 "gasPrice",
-                required(obj, "gasPrice", "an eip-2930 transaction pays gasPrice per gas")?,
+                required(
+                    obj,
+                    "gasPrice",
+                    "an eip-2930 transaction pays gasPrice per gas",
+                )?,
             )?,
             gas_limit: gas,
             to,
@@ -586,7 +597,11 @@ fn parse_json(value: &Value, wallet_chain_id: u64) -> Result<ParsedTx, EthError>
         _ => {
             let max_fee_per_gas = quantity_u128(
                 "maxFeePerGas",
-                required(obj, "maxFeePerGas", "an eip-1559 transaction needs its fee cap")?,
+                required(
+                    obj,
+                    "maxFeePerGas",
+                    "an eip-1559 transaction needs its fee cap",
+                )?,
             )?;
             let max_priority_fee_per_gas = quantity_u128(
                 "maxPriorityFeePerGas",

@@ -22,6 +22,7 @@
 //! - Uniswap Permit2 (verifying contract 0x000000000022D473030F116dDEE9F6B43aC78BA3):
 //!   `PermitSingle` (deadline = `sigDeadline`; the allowance's own `expiration` is not carried),
 //!   `PermitTransferFrom`, their witness variants, and the batch variants with exactly one token.
+//!
 //! A token the registry does not know still gives an approval, with the contract address as its
 //! symbol and 0 decimals. Typed data that claims to be a permit but has another shape (primary
 //! type `Permit` with other fields, any other Permit2 message, a Permit2 batch of several tokens)
@@ -195,7 +196,8 @@ fn check_types(types: &Value) -> Result<Types, EthError> {
                     context: "type definition",
                 });
             }
-            let (Some(Value::String(field)), Some(Value::String(ty))) = (p.get("name"), p.get("type"))
+            let (Some(Value::String(field)), Some(Value::String(ty))) =
+                (p.get("name"), p.get("type"))
             else {
                 return Err(invalid("types", "{name, type} objects of strings", prop));
             };
@@ -213,7 +215,10 @@ fn check_types(types: &Value) -> Result<Types, EthError> {
     Ok(out)
 }
 
-fn parse_domain(value: &Value, wallet_chain_id: u64) -> Result<(Eip712Domain, Option<u64>), EthError> {
+fn parse_domain(
+    value: &Value,
+    wallet_chain_id: u64,
+) -> Result<(Eip712Domain, Option<u64>), EthError> {
     let obj: &Map<String, Value> = value
         .as_object()
         .ok_or_else(|| invalid("domain", "an object", value))?;
@@ -256,7 +261,13 @@ fn parse_domain(value: &Value, wallet_chain_id: u64) -> Result<(Eip712Domain, Op
     let verifying_contract = match obj.get("verifyingContract") {
         None => None,
         Some(Value::String(s)) => Some(parse_address_text("domain.verifyingContract", s)?),
-        Some(other) => return Err(invalid("domain.verifyingContract", "a 0x-hex address", other)),
+        Some(other) => {
+            return Err(invalid(
+                "domain.verifyingContract",
+                "a 0x-hex address",
+                other,
+            ))
+        }
     };
     let salt = match obj.get("salt") {
         None => None,
