@@ -18,6 +18,7 @@ use bitcoin::bip32::{ChildNumber, DerivationPath, Fingerprint, Xpub};
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Address, CompressedPublicKey, NetworkKind, ScriptBuf};
 
+use super::extended::{check_extended_key, ExtendedKind};
 use super::network::Network;
 use super::path::{AccountPath, Purpose};
 use super::secp;
@@ -77,6 +78,7 @@ impl AccountKey {
         master_fingerprint: Fingerprint,
         xpub: &str,
     ) -> Result<Self, AccountKeyError> {
+        check_extended_key(xpub, ExtendedKind::Public).map_err(AccountKeyError::InvalidXpub)?;
         let xpub = Xpub::from_str(xpub).map_err(|e| AccountKeyError::InvalidXpub(e.to_string()))?;
         Ok(AccountKey {
             network,

@@ -16,6 +16,7 @@
 //! unsealed master keys.
 
 pub mod account;
+pub mod extended;
 pub mod mnemonic;
 pub mod network;
 pub mod path;

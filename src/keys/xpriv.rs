@@ -14,6 +14,7 @@ use bitcoin::secp256k1::{PublicKey, SecretKey};
 use bitcoin::NetworkKind;
 use zeroize::Zeroize;
 
+use super::extended::{check_extended_key, ExtendedKind};
 use super::secp;
 use crate::secret::{Secret32, SecretBytes, SecretString};
 
@@ -30,11 +31,15 @@ impl MasterKey {
         })
     }
 
-    /// Parses a serialized xprv/tprv (used by the BIP32 test vectors). The text is secret.
-    pub fn from_xprv_str(text: &SecretString) -> Result<Self, bitcoin::bip32::Error> {
-        Ok(MasterKey {
-            xpriv: text.expose_secret().parse()?,
-        })
+    /// Parses a serialized xprv/tprv (BIP32 test vectors, imports). The text is secret; errors
+    /// never include it. Every structural rule of BIP32 is checked (see [`super::extended`]).
+    pub fn from_xprv_str(text: &SecretString) -> Result<Self, String> {
+        check_extended_key(text.expose_secret(), ExtendedKind::Private)?;
+        let xpriv = text
+            .expose_secret()
+            .parse()
+            .map_err(|e: bitcoin::bip32::Error| e.to_string())?;
+        Ok(MasterKey { xpriv })
     }
 
     /// The BIP32 fingerprint of this key (first four bytes of HASH160 of its public key): the key
