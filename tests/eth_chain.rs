@@ -880,3 +880,55 @@ fn arbitrary_bytes_never_panic() {
         }
     }
 }
+
+#[test]
+fn cli_inspect_prints_the_intent() {
+    use custos::cli::eth::{inspect, InspectArgs};
+    let dir = tempfile::tempdir().unwrap();
+    let tx = dir.path().join("tx.json");
+    let token = "0x1234567890123456789012345678901234567890";
+    std::fs::write(
+        &tx,
+        with(
+            with(with(base_1559(), "value", json!("0x0")), "to", json!(token)),
+            "data",
+            json!(erc20("a9059cbb", &[BOB, "3e8"])),
+        )
+        .to_string(),
+    )
+    .unwrap();
+    let tokens = dir.path().join("tokens.toml");
+    std::fs::write(
+        &tokens,
+        format!(
+            "[[token]]\nchain_id = 1\ncontract = \"{token}\"\nsymbol = \"TKN\"\ndecimals = 3\n"
+        ),
+    )
+    .unwrap();
+    let mut args = InspectArgs {
+        store: dir.path().into(),
+        wallet: "hot".into(),
+        index: 0,
+        passphrase_file: None,
+        tx: Some(tx),
+        typed_data: None,
+        message: None,
+        tokens: Some(tokens.clone()),
+        json: false,
+    };
+    let text = inspect(&args, &wallet(1)).unwrap();
+    assert!(text.starts_with("token_transfer 1 TKN to 0xb0b0"), "{text}");
+    assert!(text.contains("nonce:         7"), "{text}");
+    args.json = true;
+    let v: Value = serde_json::from_str(&inspect(&args, &wallet(1)).unwrap()).unwrap();
+    assert_eq!(v["intent"]["kind"], "token_transfer");
+    assert_eq!(v["intent"]["amount"], "1000");
+    assert_eq!(v["from"], ADDRESS);
+    // Unknown fields in the token file are refused.
+    std::fs::write(
+        &tokens,
+        "[[token]]\nchain_id = 1\ncontract = \"0x12\"\nsymbol = \"X\"\ndecimals = 0\n",
+    )
+    .unwrap();
+    assert!(inspect(&args, &wallet(1)).is_err());
+}

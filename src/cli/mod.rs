@@ -4,6 +4,9 @@
 //! Errors go to stderr as one sentence; exit codes are 0 ok, 1 operational error, 2 usage.
 
 pub mod error;
+// `custos eth`: compiled and tested; joins the Command enum once `cli::common::open_wallet` (the
+// key-store work) lands — `Command::Eth(c) => eth::run(c, &common::open_wallet)`.
+pub mod eth;
 pub mod mnemonic;
 
 use clap::{Parser, Subcommand};
