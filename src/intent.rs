@@ -183,6 +183,10 @@ pub struct Intent {
     /// The 4-byte function selector of a contract call, 0x-hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
+    /// Whose tokens a token transfer moves when that is not this wallet's own balance: the `from`
+    /// of an ERC-20 `transferFrom` (lower-case 0x-hex). `None` when the wallet moves its own funds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_owner: Option<String>,
     /// Deadline of a permit (unix seconds), when the payload carries one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<u64>,
@@ -214,7 +218,10 @@ impl Intent {
             self.asset.format(self.amount)
         };
         let what = match self.kind {
-            ActionKind::Transfer | ActionKind::TokenTransfer => format!("{amount} to {to}"),
+            ActionKind::Transfer | ActionKind::TokenTransfer => match &self.token_owner {
+                Some(owner) => format!("{amount} owned by {owner} to {to}"),
+                None => format!("{amount} to {to}"),
+            },
             ActionKind::TokenApproval => format!("{amount} to spender {to}"),
             ActionKind::ContractCall => format!(
                 "call {} selector {} with {amount}",

@@ -3,3 +3,4 @@
 //! [`crate::backend::KeyBackend`] for signatures; they never see the key store.
 
 pub mod bitcoin;
+pub mod ethereum;

@@ -5,9 +5,11 @@
 
 pub mod common;
 pub mod error;
+pub mod eth;
 pub mod init;
 pub mod mnemonic;
 pub mod passphrase;
+pub mod psbt;
 pub mod store;
 pub mod wallet;
 
@@ -41,6 +43,12 @@ pub enum Command {
     /// Change the key store passphrase.
     #[command(subcommand)]
     Passphrase(passphrase::PassphraseCommand),
+    /// Inspect Bitcoin PSBTs: what a transaction really does, without signing.
+    #[command(subcommand)]
+    Psbt(psbt::PsbtCommand),
+    /// Inspect Ethereum transactions and messages, without signing.
+    #[command(subcommand)]
+    Eth(eth::EthCommand),
 }
 
 /// Runs one parsed command line.
@@ -51,5 +59,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Wallet(command) => wallet::run(command),
         Command::Store(command) => store::run(command),
         Command::Passphrase(command) => passphrase::run(command),
+        Command::Psbt(command) => psbt::run(command),
+        Command::Eth(command) => eth::run(command, &common::open_wallet),
     }
 }

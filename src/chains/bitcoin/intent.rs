@@ -101,6 +101,7 @@ pub(crate) fn build(
         selector: None,
         deadline: None,
         message: None,
+        token_owner: None,
     })
 }
 
