@@ -7,7 +7,13 @@
 use custos::keystore::record::{check_value, decode_record, encode_record};
 use libfuzzer_sys::fuzz_target;
 
-const IDS: [&str; 5] = ["header", "slot/passphrase", "seed/73c5da0a", "wallet/hot", "bogus"];
+const IDS: [&str; 5] = [
+    "header",
+    "slot/passphrase",
+    "seed/73c5da0a",
+    "wallet/hot",
+    "bogus",
+];
 
 fuzz_target!(|data: &[u8]| {
     let Some((selector, content)) = data.split_first() else {

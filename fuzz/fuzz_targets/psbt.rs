@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use custos::chains::bitcoin::{decode, SignOptions};
-use custos::keys::{AccountKey, Chain, AccountPath, MasterKey, MnemonicSecret, Network, Purpose};
+use custos::keys::{AccountKey, AccountPath, Chain, MasterKey, MnemonicSecret, Network, Purpose};
 use custos::secret::SecretString;
 use custos::wallet::Wallet;
 use libfuzzer_sys::fuzz_target;
