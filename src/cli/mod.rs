@@ -4,7 +4,9 @@
 //! Errors go to stderr as one sentence; exit codes are 0 ok, 1 operational error, 2 usage.
 
 pub mod error;
+pub mod bench;
 pub mod mnemonic;
+pub mod policy;
 
 use clap::{Parser, Subcommand};
 
@@ -25,11 +27,19 @@ pub enum Command {
     /// Check a mnemonic before a recovery ceremony (nothing is stored).
     #[command(subcommand)]
     Mnemonic(mnemonic::MnemonicCommand),
+    /// Policy tooling: check, test, explain, diff, hash.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Mnemonic(command) => mnemonic::run(command),
+        Command::Policy(command) => policy::run(command),
+        Command::Bench(command) => bench::run(command),
     }
 }
