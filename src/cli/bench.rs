@@ -64,7 +64,10 @@ fn request(wallet: &str, at: i64) -> PolicyRequest {
             network: "mainnet".into(),
             kind: ActionKind::Transfer,
             asset: Asset::native("BTC", 8),
-            destinations: vec![Destination { address: ADDR.into(), amount }],
+            destinations: vec![Destination {
+                address: ADDR.into(),
+                amount,
+            }],
             amount,
             fee: Amount::from(1000u64),
             fee_rate_sat_per_kvb: Some(10_000),
@@ -81,14 +84,21 @@ fn request(wallet: &str, at: i64) -> PolicyRequest {
 
 /// Runs `custos bench …`.
 pub fn run(command: BenchCommand) -> CliResult {
-    let BenchCommand::Policy { rules, entries, iterations } = command;
+    let BenchCommand::Policy {
+        rules,
+        entries,
+        iterations,
+    } = command;
     let rules = rules.max(1);
     fn op(e: impl std::fmt::Display) -> CliError {
         CliError::operational(e)
     }
     let t = Instant::now();
     let policy = Policy::from_toml(&synthetic_policy(rules)).map_err(op)?;
-    println!("parsed and validated {rules} rules in {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "parsed and validated {rules} rules in {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
     let store = SledState::temporary().map_err(op)?;
     let now: i64 = 1_750_000_000;
     let t = Instant::now();
@@ -97,12 +107,28 @@ pub fn run(command: BenchCommand) -> CliResult {
         let wallet = format!("w{}", i % rules);
         let at = now - (i as i64 * 7919) % (7 * 86_400);
         let mut keys = Vec::new();
-        for (scope, name) in [(Scope::Wallet, wallet.clone()), (Scope::Principal, format!("spiffe://bench/p{}", i % 10)), (Scope::Rule, format!("rule {}", i % rules))] {
+        for (scope, name) in [
+            (Scope::Wallet, wallet.clone()),
+            (Scope::Principal, format!("spiffe://bench/p{}", i % 10)),
+            (Scope::Rule, format!("rule {}", i % rules)),
+        ] {
             for asset in ["BTC", LedgerKey::ALL_ASSETS] {
-                keys.push(LedgerKey { scope, name: name.clone(), asset: asset.into() });
+                keys.push(LedgerKey {
+                    scope,
+                    name: name.clone(),
+                    asset: asset.into(),
+                });
             }
         }
-        chunk.push((format!("req-{i}"), ReservationPlan { at, amount: Amount::from(1000u64), keys, checks: Vec::new() }));
+        chunk.push((
+            format!("req-{i}"),
+            ReservationPlan {
+                at,
+                amount: Amount::from(1000u64),
+                keys,
+                checks: Vec::new(),
+            },
+        ));
         if chunk.len() == 100_000 {
             store.load_unchecked(&chunk).map_err(op)?;
             chunk.clear();
@@ -110,11 +136,21 @@ pub fn run(command: BenchCommand) -> CliResult {
     }
     store.load_unchecked(&chunk).map_err(op)?;
     store.flush().map_err(op)?;
-    println!("loaded {} ledger entries ({} buckets) in {:.1} s", store.reservation_count(), store.ledger_buckets.len(), t.elapsed().as_secs_f64());
+    println!(
+        "loaded {} ledger entries ({} buckets) in {:.1} s",
+        store.reservation_count(),
+        store.ledger_buckets.len(),
+        t.elapsed().as_secs_f64()
+    );
 
     let last = format!("w{}", rules - 1);
     let d = policy.evaluate(&request(&last, now), &store).map_err(op)?;
-    println!("decision: {} by {:?} ({})", d.outcome.as_str(), d.rule, d.message);
+    println!(
+        "decision: {} by {:?} ({})",
+        d.outcome.as_str(),
+        d.rule,
+        d.message
+    );
     let mut times = Vec::with_capacity(iterations);
     for i in 0..iterations {
         let req = request(&last, now + (i as i64 % 3600));
@@ -123,22 +159,32 @@ pub fn run(command: BenchCommand) -> CliResult {
         times.push(t.elapsed().as_nanos() as f64 / 1e3);
         std::hint::black_box(d);
     }
-    report("evaluate (1 request, last of the rules matches, 2 windows read)", &mut times);
+    report(
+        "evaluate (1 request, last of the rules matches, 2 windows read)",
+        &mut times,
+    );
 
     let mut times = Vec::new();
     let mut rel = Vec::new();
     for i in 0..200 {
         let req = request(&last, now + i);
         let d = policy.evaluate(&req, &store).map_err(op)?;
-        let plan = d.reservation.ok_or_else(|| op("the benchmark request was not allowed"))?;
+        let plan = d
+            .reservation
+            .ok_or_else(|| op("the benchmark request was not allowed"))?;
         let t = Instant::now();
-        store.reserve(&format!("bench-{i}"), &plan, None).map_err(op)?;
+        store
+            .reserve(&format!("bench-{i}"), &plan, None)
+            .map_err(op)?;
         times.push(t.elapsed().as_nanos() as f64 / 1e3);
         let t = Instant::now();
         store.release(&format!("bench-{i}")).map_err(op)?;
         rel.push(t.elapsed().as_nanos() as f64 / 1e3);
     }
-    report("reserve (check-and-reserve transaction + flush)", &mut times);
+    report(
+        "reserve (check-and-reserve transaction + flush)",
+        &mut times,
+    );
     report("release (transaction + flush)", &mut rel);
     Ok(())
 }
@@ -147,6 +193,15 @@ fn report(what: &str, times: &mut [f64]) {
     times.sort_by(f64::total_cmp);
     let n = times.len().max(1);
     let mean = times.iter().sum::<f64>() / n as f64;
-    let p = |q: f64| times.get(((n as f64 - 1.0) * q) as usize).copied().unwrap_or(0.0);
-    println!("{what}: mean {mean:.1} µs, median {:.1} µs, p99 {:.1} µs over {n}", p(0.5), p(0.99));
+    let p = |q: f64| {
+        times
+            .get(((n as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "{what}: mean {mean:.1} µs, median {:.1} µs, p99 {:.1} µs over {n}",
+        p(0.5),
+        p(0.99)
+    );
 }

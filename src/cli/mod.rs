@@ -3,8 +3,8 @@
 //! One file per command group, each a thin layer: parse arguments, call into the library, print.
 //! Errors go to stderr as one sentence; exit codes are 0 ok, 1 operational error, 2 usage.
 
-pub mod error;
 pub mod bench;
+pub mod error;
 pub mod mnemonic;
 pub mod policy;
 

@@ -51,7 +51,13 @@ pub enum PolicyCommand {
 }
 
 fn load(path: &Path) -> Result<Policy, CliError> {
-    Policy::load(path).map_err(|e| CliError::operational(format!("{e}\n{} problem(s) in {}", e.errors.len(), path.display())))
+    Policy::load(path).map_err(|e| {
+        CliError::operational(format!(
+            "{e}\n{} problem(s) in {}",
+            e.errors.len(),
+            path.display()
+        ))
+    })
 }
 
 /// Runs `custos policy …`.
@@ -59,7 +65,12 @@ pub fn run(command: PolicyCommand) -> CliResult {
     match command {
         PolicyCommand::Check { file } => {
             let p = load(&file)?;
-            println!("{}: ok, {} rule(s), {}", file.display(), p.rules.len(), p.hash());
+            println!(
+                "{}: ok, {} rule(s), {}",
+                file.display(),
+                p.rules.len(),
+                p.hash()
+            );
             Ok(())
         }
         PolicyCommand::Hash { file } => {
@@ -78,15 +89,38 @@ pub fn run(command: PolicyCommand) -> CliResult {
             }
             Ok(())
         }
-        PolicyCommand::Explain { file, request, json } => {
+        PolicyCommand::Explain {
+            file,
+            request,
+            json,
+        } => {
             let p = load(&file)?;
-            let text = std::fs::read_to_string(&request).map_err(|e| CliError::operational(format!("cannot read {}: {e}", request.display())))?;
-            let req: PolicyRequest = serde_json::from_str(&text).map_err(|e| CliError::operational(format!("{}:{}:{}: {e}", request.display(), e.line(), e.column())))?;
-            let explanation = p.explain(&req, &EmptyLedger).map_err(CliError::operational)?;
+            let text = std::fs::read_to_string(&request).map_err(|e| {
+                CliError::operational(format!("cannot read {}: {e}", request.display()))
+            })?;
+            let req: PolicyRequest = serde_json::from_str(&text).map_err(|e| {
+                CliError::operational(format!(
+                    "{}:{}:{}: {e}",
+                    request.display(),
+                    e.line(),
+                    e.column()
+                ))
+            })?;
+            let explanation = p
+                .explain(&req, &EmptyLedger)
+                .map_err(CliError::operational)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&explanation).expect("explanations serialize"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&explanation).expect("explanations serialize")
+                );
             } else {
-                println!("request: {} by {} at {}", req.intent.summary(), req.principal, crate::policy::eval::format_time(req.at));
+                println!(
+                    "request: {} by {} at {}",
+                    req.intent.summary(),
+                    req.principal,
+                    crate::policy::eval::format_time(req.at)
+                );
                 print!("{}", explanation.render());
                 println!("(limits are evaluated against an empty ledger)");
             }
@@ -95,19 +129,41 @@ pub fn run(command: PolicyCommand) -> CliResult {
         PolicyCommand::Test { file, tests } => {
             let p = load(&file)?;
             let path = tests.unwrap_or_else(|| p.tests_path(&file));
-            let text = std::fs::read_to_string(&path).map_err(|e| CliError::operational(format!("cannot read the test cases {}: {e}", path.display())))?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                CliError::operational(format!(
+                    "cannot read the test cases {}: {e}",
+                    path.display()
+                ))
+            })?;
             let cases: TestFile = toml::from_str(&text).map_err(|e| {
-                let (l, c) = e.span().map_or((0, 0), |s| crate::policy::parse::line_col(&text, s.start));
-                CliError::operational(format!("{}:{l}:{c}: {}", path.display(), e.message().trim()))
+                let (l, c) = e
+                    .span()
+                    .map_or((0, 0), |s| crate::policy::parse::line_col(&text, s.start));
+                CliError::operational(format!(
+                    "{}:{l}:{c}: {}",
+                    path.display(),
+                    e.message().trim()
+                ))
             })?;
             let results = run_tests(&p, &cases).map_err(CliError::operational)?;
             let failed = results.iter().filter(|r| !r.passed).count();
             for r in &results {
-                println!("{} {}: {}", if r.passed { "ok  " } else { "FAIL" }, r.name, r.detail);
+                println!(
+                    "{} {}: {}",
+                    if r.passed { "ok  " } else { "FAIL" },
+                    r.name,
+                    r.detail
+                );
             }
-            println!("{} passed, {failed} failed ({})", results.len() - failed, path.display());
+            println!(
+                "{} passed, {failed} failed ({})",
+                results.len() - failed,
+                path.display()
+            );
             if failed > 0 {
-                return Err(CliError::operational(format!("{failed} policy test(s) failed")));
+                return Err(CliError::operational(format!(
+                    "{failed} policy test(s) failed"
+                )));
             }
             Ok(())
         }

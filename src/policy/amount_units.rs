@@ -76,11 +76,11 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 
 /// Formats seconds the way a policy writes them ("24h", "7d", "90m", "45s").
 pub fn format_duration(secs: u64) -> String {
-    if secs % 86_400 == 0 && secs > 86_400 {
+    if secs.is_multiple_of(86_400) && secs > 86_400 {
         format!("{}d", secs / 86_400)
-    } else if secs % 3600 == 0 {
+    } else if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
-    } else if secs % 60 == 0 {
+    } else if secs.is_multiple_of(60) {
         format!("{}m", secs / 60)
     } else {
         format!("{secs}s")
@@ -99,7 +99,9 @@ pub fn parse_fee_rate(text: &str) -> Result<u64, String> {
         .trim();
     let units = parse_decimal(number, 3).map_err(|e| match e {
         crate::amount::AmountError::TooManyDecimals { got, .. } => {
-            format!("'{text}' has {got} decimal places; fee rates allow at most 3 (sat per 1000 vB)")
+            format!(
+                "'{text}' has {got} decimal places; fee rates allow at most 3 (sat per 1000 vB)"
+            )
         }
         _ => bad(),
     })?;
@@ -153,7 +155,15 @@ mod tests {
         assert_eq!(parse_duration("7d").unwrap(), 604_800);
         assert_eq!(parse_duration("90s").unwrap(), 90);
         assert_eq!(parse_duration("15m").unwrap(), 900);
-        for bad in ["", "h", "0h", "1.5h", "-1h", "24 hours", "99999999999999999999d"] {
+        for bad in [
+            "",
+            "h",
+            "0h",
+            "1.5h",
+            "-1h",
+            "24 hours",
+            "99999999999999999999d",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
         assert_eq!(format_duration(86_400), "24h");

@@ -49,14 +49,19 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     }
     time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
         .map(|t| t.unix_timestamp())
-        .map_err(|e| format!("'{text}' is not RFC 3339 time (2024-05-06T10:00:00Z) or unix seconds: {e}"))
+        .map_err(|e| {
+            format!("'{text}' is not RFC 3339 time (2024-05-06T10:00:00Z) or unix seconds: {e}")
+        })
 }
 
 /// Formats unix seconds as RFC 3339 UTC.
 pub fn format_time(secs: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(secs)
         .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
         .unwrap_or_else(|| secs.to_string())
 }
 
@@ -193,7 +198,7 @@ impl Policy {
         })
     }
 
-    fn context<'p>(&'p self, req: &'p PolicyRequest) -> Result<Ctx<'p>, Decision> {
+    fn context<'p>(&'p self, req: &'p PolicyRequest) -> Result<Ctx<'p>, Box<Decision>> {
         let intent = &req.intent;
         let network = Network::parse(intent.chain, &intent.network)
             .map(|n| n.name())
@@ -204,21 +209,22 @@ impl Policy {
             .find(|a| a.chain == intent.chain && a.network == network);
         let def = net.and_then(|n| match &intent.asset.contract {
             None => Some(&n.native),
-            Some(c) => n
-                .tokens
-                .iter()
-                .find(|t| t.contract.as_deref().is_some_and(|tc| tc.eq_ignore_ascii_case(c))),
+            Some(c) => n.tokens.iter().find(|t| {
+                t.contract
+                    .as_deref()
+                    .is_some_and(|tc| tc.eq_ignore_ascii_case(c))
+            }),
         });
         let asset = match def {
             Some(d) if d.decimals != intent.asset.decimals => {
-                return Err(deny(
+                return Err(Box::new(deny(
                     None,
                     "deny.asset_mismatch",
                     format!(
                         "the request says {} has {} decimals, the policy says {} has {}",
                         intent.asset.symbol, intent.asset.decimals, d.symbol, d.decimals
                     ),
-                ))
+                )))
             }
             Some(d) => Resolved {
                 symbol: d.symbol.clone(),
@@ -258,14 +264,19 @@ impl Policy {
             Err(d) => {
                 if let Some(t) = trace.as_deref_mut() {
                     for r in &self.rules {
-                        t.push(rt(r, "not_reached", "the asset does not match the policy".into()));
+                        t.push(rt(
+                            r,
+                            "not_reached",
+                            "the asset does not match the policy".into(),
+                        ));
                     }
                 }
-                return Ok(d);
+                return Ok(*d);
             }
         };
         let explaining = trace.is_some();
-        let mut slots: Vec<Option<RuleTrace>> = vec![None; if explaining { self.rules.len() } else { 0 }];
+        let mut slots: Vec<Option<RuleTrace>> =
+            vec![None; if explaining { self.rules.len() } else { 0 }];
 
         // 1. A matching deny rule wins over any allow.
         let mut denied: Option<Decision> = None;
@@ -273,29 +284,50 @@ impl Policy {
             if rule.effect != Effect::Deny {
                 continue;
             }
-            let m = self.conditions(rule, &ctx).and_then(|_| schedule(rule, req.at));
+            let m = self
+                .conditions(rule, &ctx)
+                .and_then(|_| schedule(rule, req.at));
             match m {
                 Ok(()) if denied.is_none() => {
                     let msg = format!(
                         "denied by rule '{}'{}",
                         rule.name,
-                        rule.description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+                        rule.description
+                            .as_deref()
+                            .map(|d| format!(": {d}"))
+                            .unwrap_or_default()
                     );
                     denied = Some(deny(Some(&rule.name), "deny.rule", msg));
                     if explaining {
-                        slots[i] = Some(rt(rule, "decided", "every condition matches; a deny wins".into()));
+                        slots[i] = Some(rt(
+                            rule,
+                            "decided",
+                            "every condition matches; a deny wins".into(),
+                        ));
                     } else {
                         break;
                     }
                 }
                 Ok(()) => {
                     if explaining {
-                        slots[i] = Some(rt(rule, "matched", "matches too, but an earlier deny rule decided".into()));
+                        slots[i] = Some(rt(
+                            rule,
+                            "matched",
+                            "matches too, but an earlier deny rule decided".into(),
+                        ));
                     }
                 }
                 Err((code, why)) => {
                     if explaining {
-                        slots[i] = Some(rt(rule, if code == "time_window" { "time_window" } else { "not_matched" }, why));
+                        slots[i] = Some(rt(
+                            rule,
+                            if code == "time_window" {
+                                "time_window"
+                            } else {
+                                "not_matched"
+                            },
+                            why,
+                        ));
                     }
                 }
             }
@@ -304,6 +336,7 @@ impl Policy {
         // 2. Otherwise the first allow / require_approval rule that matches and whose limits hold.
         let mut decision = denied;
         let mut near_miss: Option<Decision> = None;
+        let mut also: Vec<String> = Vec::new();
         for (i, rule) in self.rules.iter().enumerate() {
             if rule.effect == Effect::Deny {
                 continue;
@@ -312,7 +345,11 @@ impl Policy {
                 if !explaining {
                     break;
                 }
-                slots[i] = Some(rt(rule, "not_reached", "the decision was already made".into()));
+                slots[i] = Some(rt(
+                    rule,
+                    "not_reached",
+                    "the decision was already made".into(),
+                ));
                 continue;
             }
             let outcome = self
@@ -324,20 +361,40 @@ impl Policy {
                 Ok(plan) => {
                     let (outcome, code, message) = match rule.effect {
                         Effect::RequireApproval => {
-                            let quorum = rule.approval.clone().expect("validated: require_approval rules have a quorum");
+                            let quorum = rule
+                                .approval
+                                .clone()
+                                .expect("validated: require_approval rules have a quorum");
                             let message = format!(
                                 "rule '{}' requires {} approval(s) from {} within {}",
                                 rule.name,
                                 quorum.count,
-                                quorum.roles.iter().cloned().collect::<Vec<_>>().join(" or "),
+                                quorum
+                                    .roles
+                                    .iter()
+                                    .cloned()
+                                    .collect::<Vec<_>>()
+                                    .join(" or "),
                                 format_duration(quorum.expires_secs)
                             );
-                            (Outcome::NeedsApproval { quorum }, "approval.required", message)
+                            (
+                                Outcome::NeedsApproval { quorum },
+                                "approval.required",
+                                message,
+                            )
                         }
-                        _ => (Outcome::Allow, "allow", format!("allowed by rule '{}'", rule.name)),
+                        _ => (
+                            Outcome::Allow,
+                            "allow",
+                            format!("allowed by rule '{}'", rule.name),
+                        ),
                     };
                     if explaining {
-                        slots[i] = Some(rt(rule, "decided", "every condition matches and every limit holds".into()));
+                        slots[i] = Some(rt(
+                            rule,
+                            "decided",
+                            "every condition matches and every limit holds".into(),
+                        ));
                     }
                     decision = Some(Decision {
                         outcome,
@@ -350,7 +407,13 @@ impl Policy {
                 }
                 Err((code, why, near)) => {
                     if near && near_miss.is_none() {
-                        near_miss = Some(deny(Some(&rule.name), code, format!("rule '{}': {why}", rule.name)));
+                        near_miss = Some(deny(
+                            Some(&rule.name),
+                            code,
+                            format!("rule '{}': {why}", rule.name),
+                        ));
+                    } else if near {
+                        also.push(format!("rule '{}': {why}", rule.name));
                     }
                     if explaining {
                         let result = match code {
@@ -366,11 +429,19 @@ impl Policy {
         if let Some(t) = trace {
             t.extend(slots.into_iter().flatten());
         }
+        if let Some(n) = near_miss.as_mut() {
+            if !also.is_empty() {
+                n.message = format!("{} (also: {})", n.message, also.join("; "));
+            }
+        }
         Ok(decision.or(near_miss).unwrap_or_else(|| {
             deny(
                 None,
                 "deny.default",
-                format!("no rule allows this request (default deny): {}", req.intent.summary()),
+                format!(
+                    "no rule allows this request (default deny): {}",
+                    req.intent.summary()
+                ),
             )
         }))
     }
@@ -390,12 +461,20 @@ impl Policy {
         }
         if let Some(w) = &rule.wallets {
             if !w.contains(&intent.wallet) {
-                return no(format!("wallet '{}' is not one of {}", intent.wallet, join(w)));
+                return no(format!(
+                    "wallet '{}' is not one of {}",
+                    intent.wallet,
+                    join(w)
+                ));
             }
         }
         if let Some(c) = &rule.chains {
             if !c.contains(&intent.chain) {
-                return no(format!("chain {} is not one of {}", intent.chain, join(c.iter().map(|c| c.as_str()))));
+                return no(format!(
+                    "chain {} is not one of {}",
+                    intent.chain,
+                    join(c.iter().map(|c| c.as_str()))
+                ));
             }
         }
         if let Some(n) = &rule.networks {
@@ -410,7 +489,11 @@ impl Policy {
         }
         if let Some(k) = &rule.kinds {
             if !k.contains(&intent.kind) {
-                return no(format!("kind {} is not one of {}", intent.kind, join(k.iter().map(|k| k.as_str()))));
+                return no(format!(
+                    "kind {} is not one of {}",
+                    intent.kind,
+                    join(k.iter().map(|k| k.as_str()))
+                ));
             }
         }
         if let Some(a) = &rule.assets {
@@ -418,7 +501,10 @@ impl Policy {
                 let what = if ctx.asset.known {
                     ctx.asset.symbol.clone()
                 } else {
-                    format!("{} (not listed in [assets] for {}/{})", intent.asset.symbol, intent.chain, ctx.network)
+                    format!(
+                        "{} (not listed in [assets] for {}/{})",
+                        intent.asset.symbol, intent.chain, ctx.network
+                    )
                 };
                 return no(format!("asset {what} is not one of {}", join(a)));
             }
@@ -428,28 +514,52 @@ impl Policy {
             if ctx.destinations.is_empty() {
                 return no("the request has no destination, and the rule needs every destination in an address book".into());
             }
-            if let Some(out) = ctx.destinations.iter().find(|a| !self.in_books(books, a, ctx)) {
-                return no(format!("destination {out} is not in address book {}", join(books)));
+            if let Some(out) = ctx
+                .destinations
+                .iter()
+                .find(|a| !self.in_books(books, a, ctx))
+            {
+                return no(format!(
+                    "destination {out} is not in address book {}",
+                    join(books)
+                ));
             }
         }
         if let Some(books) = &d.any_in {
-            if !ctx.destinations.iter().any(|a| self.in_books(books, a, ctx)) {
+            if !ctx
+                .destinations
+                .iter()
+                .any(|a| self.in_books(books, a, ctx))
+            {
                 return no(format!("no destination is in address book {}", join(books)));
             }
         }
         if let Some(books) = &d.any_not_in {
-            if ctx.destinations.iter().all(|a| self.in_books(books, a, ctx)) {
-                return no(format!("every destination is in address book {}", join(books)));
+            if ctx
+                .destinations
+                .iter()
+                .all(|a| self.in_books(books, a, ctx))
+            {
+                return no(format!(
+                    "every destination is in address book {}",
+                    join(books)
+                ));
             }
         }
         if let Some(min) = &rule.min_amount {
             if intent.amount < min.units {
-                return no(format!("amount {} is below min_amount {min}", self.fmt_amount(ctx, intent.amount)));
+                return no(format!(
+                    "amount {} is below min_amount {min}",
+                    self.fmt_amount(ctx, intent.amount)
+                ));
             }
         }
         if let Some(max) = &rule.max_amount {
             if intent.amount > max.units {
-                return no(format!("amount {} is above max_amount {max}", self.fmt_amount(ctx, intent.amount)));
+                return no(format!(
+                    "amount {} is above max_amount {max}",
+                    self.fmt_amount(ctx, intent.amount)
+                ));
             }
         }
         Ok(())
@@ -469,19 +579,31 @@ impl Policy {
         if ctx.req.intent.is_unlimited() {
             return format!("unlimited {}", ctx.req.intent.asset.symbol);
         }
-        let symbol = if ctx.asset.known { &ctx.asset.symbol } else { &ctx.req.intent.asset.symbol };
+        let symbol = if ctx.asset.known {
+            &ctx.asset.symbol
+        } else {
+            &ctx.req.intent.asset.symbol
+        };
         format!("{} {symbol}", format_decimal(amount, ctx.asset.decimals))
     }
 
     /// Checks the rule's limits; on success, the reservation plan.
-    fn limits(&self, rule: &Rule, ctx: &Ctx<'_>, view: &dyn UsageView) -> Result<ReservationPlan, Miss> {
+    fn limits(
+        &self,
+        rule: &Rule,
+        ctx: &Ctx<'_>,
+        view: &dyn UsageView,
+    ) -> Result<ReservationPlan, Miss> {
         let intent = &ctx.req.intent;
         let l = &rule.limits;
         if let Some(cap) = &l.per_tx {
             if intent.amount > cap.units {
                 return Err((
                     "limit.per_tx",
-                    format!("amount {} is above the per-transaction limit {cap}", self.fmt_amount(ctx, intent.amount)),
+                    format!(
+                        "amount {} is above the per-transaction limit {cap}",
+                        self.fmt_amount(ctx, intent.amount)
+                    ),
                 ));
             }
         }
@@ -493,11 +615,18 @@ impl Policy {
                 (Chain::Bitcoin, Some(rate)) if rate > cap => {
                     return Err((
                         "limit.fee_rate",
-                        format!("fee rate {} is above the cap {}", format_fee_rate(rate), format_fee_rate(cap)),
+                        format!(
+                            "fee rate {} is above the cap {}",
+                            format_fee_rate(rate),
+                            format_fee_rate(cap)
+                        ),
                     ))
                 }
                 (Chain::Bitcoin, None) => {
-                    return Err(("limit.fee_rate", "the request carries no fee rate, and the rule caps it".into()))
+                    return Err((
+                        "limit.fee_rate",
+                        "the request carries no fee rate, and the rule caps it".into(),
+                    ))
                 }
                 _ => {}
             }
@@ -516,7 +645,11 @@ impl Policy {
                 (None, None) => (LedgerKey::ALL_ASSETS.to_owned(), 0),
             };
             let check = WindowCheck {
-                key: LedgerKey { scope: w.scope, name, asset },
+                key: LedgerKey {
+                    scope: w.scope,
+                    name,
+                    asset,
+                },
                 period_secs: w.period_secs,
                 max_sum: w.sum.as_ref().map(|m| m.units),
                 max_count: w.count,
@@ -524,10 +657,22 @@ impl Policy {
                 rule: rule.name.clone(),
                 label: w.label(),
             };
-            let period = i64::try_from(w.period_secs).expect("validated: periods are at most ten years");
+            let period =
+                i64::try_from(w.period_secs).expect("validated: periods are at most ten years");
             let used = view
-                .usage(&check.key, ctx.req.at.saturating_sub(period), ctx.req.at)
-                .map_err(|e| ("limit.unavailable", format!("cannot read the limit ledger: {e}")))?;
+                // Entries stamped after `at` (another replica's clock, a late retry) count too:
+                // a window ending later that contains them would also contain this request.
+                .usage(
+                    &check.key,
+                    ctx.req.at.saturating_sub(period),
+                    ctx.req.at.saturating_add(period),
+                )
+                .map_err(|e| {
+                    (
+                        "limit.unavailable",
+                        format!("cannot read the limit ledger: {e}"),
+                    )
+                })?;
             check.check(used, amount)?;
             checks.push(check);
         }
@@ -538,10 +683,19 @@ impl Policy {
             (Scope::Rule, &rule.name),
         ] {
             for asset in [ctx.asset.symbol.as_str(), LedgerKey::ALL_ASSETS] {
-                keys.push(LedgerKey { scope, name: name.clone(), asset: asset.to_owned() });
+                keys.push(LedgerKey {
+                    scope,
+                    name: name.clone(),
+                    asset: asset.to_owned(),
+                });
             }
         }
-        Ok(ReservationPlan { at: ctx.req.at, amount, keys, checks })
+        Ok(ReservationPlan {
+            at: ctx.req.at,
+            amount,
+            keys,
+            checks,
+        })
     }
 }
 
@@ -552,18 +706,28 @@ fn check_fee(cap: &Money, ctx: &Ctx<'_>) -> Result<(), Miss> {
             if intent.fee > cap.units {
                 return Err((
                     "limit.fee",
-                    format!("fee {} {} is above the cap {cap}", format_decimal(intent.fee, native.decimals), native.symbol),
+                    format!(
+                        "fee {} {} is above the cap {cap}",
+                        format_decimal(intent.fee, native.decimals),
+                        native.symbol
+                    ),
                 ));
             }
             Ok(())
         }
         Some(native) => Err((
             "limit.fee",
-            format!("the fee is paid in {}, but the rule caps fees in {}", native.symbol, cap.symbol),
+            format!(
+                "the fee is paid in {}, but the rule caps fees in {}",
+                native.symbol, cap.symbol
+            ),
         )),
         None => Err((
             "limit.fee",
-            format!("{}/{} has no native coin in [assets], so the fee cannot be checked", intent.chain, ctx.network),
+            format!(
+                "{}/{} has no native coin in [assets], so the fee cannot be checked",
+                intent.chain, ctx.network
+            ),
         )),
     }
 }
@@ -578,7 +742,11 @@ fn schedule(rule: &Rule, at: i64) -> Result<(), Miss> {
     } else {
         Err((
             "time_window",
-            format!("{} is outside the rule's schedule ({})", format_time(at), describe_schedule(s)),
+            format!(
+                "{} is outside the rule's schedule ({})",
+                format_time(at),
+                describe_schedule(s)
+            ),
         ))
     }
 }
@@ -602,7 +770,11 @@ pub fn describe_schedule(s: &Schedule) -> String {
     let days = if s.days.len() == 7 {
         "every day".to_owned()
     } else {
-        s.days.iter().map(|d| NAMES[usize::from(*d)]).collect::<Vec<_>>().join(", ")
+        s.days
+            .iter()
+            .map(|d| NAMES[usize::from(*d)])
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let hm = |m: u32| format!("{:02}:{:02}", m / 60, m % 60);
     format!("{days} {}-{} UTC", hm(s.from_minute), hm(s.to_minute))
@@ -627,11 +799,20 @@ fn deny(rule: Option<&str>, code: &'static str, message: String) -> Decision {
 }
 
 fn rt(rule: &Rule, result: &'static str, detail: String) -> RuleTrace {
-    RuleTrace { rule: rule.name.clone(), effect: rule.effect, result, detail }
+    RuleTrace {
+        rule: rule.name.clone(),
+        effect: rule.effect,
+        result,
+        detail,
+    }
 }
 
 fn join<I: IntoIterator<Item = S>, S: ToString>(items: I) -> String {
-    items.into_iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")
+    items
+        .into_iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Explanation {
@@ -642,12 +823,21 @@ impl Explanation {
             "decision: {} (code {}{})\n  {}\n",
             d.outcome.as_str(),
             d.code,
-            d.rule.as_deref().map(|r| format!(", rule '{r}'")).unwrap_or_default(),
+            d.rule
+                .as_deref()
+                .map(|r| format!(", rule '{r}'"))
+                .unwrap_or_default(),
             d.message
         );
         out.push_str("rules, in file order (deny rules are checked first and win):\n");
         for t in &self.rules {
-            out.push_str(&format!("  [{}] {} '{}': {}\n", t.result, t.effect.as_str(), t.rule, t.detail));
+            out.push_str(&format!(
+                "  [{}] {} '{}': {}\n",
+                t.result,
+                t.effect.as_str(),
+                t.rule,
+                t.detail
+            ));
         }
         out
     }
@@ -667,21 +857,36 @@ pub struct QuorumStatus {
 impl Policy {
     /// Counts approvals: each principal once, never the requester, only holders of the quorum's
     /// roles.
-    pub fn quorum_status(&self, quorum: &Quorum, requester: &str, approvers: &[String]) -> QuorumStatus {
+    pub fn quorum_status(
+        &self,
+        quorum: &Quorum,
+        requester: &str,
+        approvers: &[String],
+    ) -> QuorumStatus {
         let mut counted: Vec<String> = Vec::new();
         let mut ignored = Vec::new();
         for a in approvers {
             if a == requester {
-                ignored.push((a.clone(), "the requester never approves its own request".into()));
+                ignored.push((
+                    a.clone(),
+                    "the requester never approves its own request".into(),
+                ));
             } else if counted.contains(a) {
                 ignored.push((a.clone(), "already counted once".into()));
             } else if !self.roles_of(a).iter().any(|r| quorum.roles.contains(*r)) {
-                ignored.push((a.clone(), format!("holds none of the roles {}", join(&quorum.roles))));
+                ignored.push((
+                    a.clone(),
+                    format!("holds none of the roles {}", join(&quorum.roles)),
+                ));
             } else {
                 counted.push(a.clone());
             }
         }
         let met = counted.len() >= quorum.count as usize;
-        QuorumStatus { counted, ignored, met }
+        QuorumStatus {
+            counted,
+            ignored,
+            met,
+        }
     }
 }

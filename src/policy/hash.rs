@@ -52,5 +52,8 @@ fn write_canonical(v: &serde_json::Value, out: &mut String) {
 
 /// `sha256:<hex>` of the canonical JSON.
 pub fn policy_hash(policy: &Policy) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(canonical_json(policy).as_bytes())))
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(canonical_json(policy).as_bytes()))
+    )
 }

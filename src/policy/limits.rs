@@ -115,10 +115,7 @@ impl WindowCheck {
             if would > cap {
                 return Err((
                     "limit.window_count",
-                    format!(
-                        "{} count would be {would} requests, cap {cap}",
-                        self.label
-                    ),
+                    format!("{} count would be {would} requests, cap {cap}", self.label),
                 ));
             }
         }

@@ -55,7 +55,11 @@ impl Policy {
         let file = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| PolicyErrors {
             file: Some(file.clone()),
-            errors: vec![PolicyError { line: 0, column: 0, message: format!("cannot read the file: {e}") }],
+            errors: vec![PolicyError {
+                line: 0,
+                column: 0,
+                message: format!("cannot read the file: {e}"),
+            }],
         })?;
         parse::parse_policy(&text).map_err(|mut e| {
             e.file = Some(file);
@@ -72,12 +76,20 @@ impl Policy {
     pub fn token_registry(&self) -> TokenRegistry {
         let mut registry = TokenRegistry::new();
         for na in self.assets.iter().filter(|a| a.chain == Chain::Ethereum) {
-            let Some(chain_id) = Network::parse(Chain::Ethereum, &na.network).ok().and_then(|n| n.chain_id()) else {
+            let Some(chain_id) = Network::parse(Chain::Ethereum, &na.network)
+                .ok()
+                .and_then(|n| n.chain_id())
+            else {
                 continue;
             };
             for t in &na.tokens {
                 if let Some(contract) = &t.contract {
-                    registry.insert(TokenInfo { chain_id, contract: contract.clone(), symbol: t.symbol.clone(), decimals: t.decimals });
+                    registry.insert(TokenInfo {
+                        chain_id,
+                        contract: contract.clone(),
+                        symbol: t.symbol.clone(),
+                        decimals: t.decimals,
+                    });
                 }
             }
         }
@@ -91,9 +103,14 @@ impl Policy {
         match &self.tests {
             Some(t) => dir.join(t),
             None => {
-                let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 dir.join(format!("{stem}.tests.toml"))
             }
         }
     }
 }
+#[cfg(test)]
+mod tests;

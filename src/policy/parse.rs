@@ -179,7 +179,10 @@ impl Validator<'_> {
             if !is_identifier(role.get_ref()) {
                 self.err(
                     role.span(),
-                    format!("role name '{}' must be letters, digits, '_' or '-'", role.get_ref()),
+                    format!(
+                        "role name '{}' must be letters, digits, '_' or '-'",
+                        role.get_ref()
+                    ),
                 );
             }
             let mut set = BTreeSet::new();
@@ -196,7 +199,9 @@ impl Validator<'_> {
                 } else if text[..text.len() - 1].contains('*') {
                     self.err(
                         p.span(),
-                        format!("principal '{text}': '*' is only allowed at the end (a prefix match)"),
+                        format!(
+                            "principal '{text}': '*' is only allowed at the end (a prefix match)"
+                        ),
                     );
                 }
                 set.insert(text.to_owned());
@@ -217,7 +222,10 @@ impl Validator<'_> {
             let Ok(chain) = Chain::from_str(chain_key.get_ref()) else {
                 self.err(
                     chain_key.span(),
-                    format!("unknown chain '{}': expected bitcoin or ethereum", chain_key.get_ref()),
+                    format!(
+                        "unknown chain '{}': expected bitcoin or ethereum",
+                        chain_key.get_ref()
+                    ),
                 );
                 continue;
             };
@@ -246,34 +254,58 @@ impl Validator<'_> {
                         || symbol.eq_ignore_ascii_case("unlimited")
                         || symbol.chars().any(|c| c.is_whitespace())
                     {
-                        self.err(asset.symbol.span(), format!("'{symbol}' is not a usable symbol"));
+                        self.err(
+                            asset.symbol.span(),
+                            format!("'{symbol}' is not a usable symbol"),
+                        );
                         continue;
                     }
                     let decimals = *asset.decimals.get_ref();
                     if decimals > 77 {
-                        self.err(asset.decimals.span(), "decimals must be at most 77 (a 256-bit amount has 78 digits)");
+                        self.err(
+                            asset.decimals.span(),
+                            "decimals must be at most 77 (a 256-bit amount has 78 digits)",
+                        );
                     }
                     if !local.insert(symbol.clone()) {
-                        self.err(asset.symbol.span(), format!("symbol {symbol} appears twice on {place}"));
+                        self.err(
+                            asset.symbol.span(),
+                            format!("symbol {symbol} appears twice on {place}"),
+                        );
                     }
                     let contract = match (&asset.contract, is_native) {
                         (Some(c), true) => {
-                            self.err(c.span(), "the native coin has no contract; put tokens under tokens = [...]");
+                            self.err(
+                                c.span(),
+                                "the native coin has no contract; put tokens under tokens = [...]",
+                            );
                             None
                         }
                         (None, false) => {
-                            self.err(asset.symbol.span(), format!("token {symbol} needs its contract address"));
+                            self.err(
+                                asset.symbol.span(),
+                                format!("token {symbol} needs its contract address"),
+                            );
                             None
                         }
                         (None, true) => None,
                         (Some(c), false) => {
                             if chain != Chain::Ethereum {
-                                self.err(c.span(), format!("tokens are only supported on ethereum, not {chain}"));
+                                self.err(
+                                    c.span(),
+                                    format!("tokens are only supported on ethereum, not {chain}"),
+                                );
                             }
                             match eth_address(c.get_ref()) {
                                 Some(addr) => {
-                                    if defs.iter().any(|d: &AssetDef| d.contract.as_deref() == Some(&addr)) {
-                                        self.err(c.span(), format!("contract {addr} is listed twice on {place}"));
+                                    if defs
+                                        .iter()
+                                        .any(|d: &AssetDef| d.contract.as_deref() == Some(&addr))
+                                    {
+                                        self.err(
+                                            c.span(),
+                                            format!("contract {addr} is listed twice on {place}"),
+                                        );
                                     }
                                     Some(addr)
                                 }
@@ -333,7 +365,10 @@ impl Validator<'_> {
             let Ok(chain) = Chain::from_str(book.chain.get_ref()) else {
                 self.err(
                     book.chain.span(),
-                    format!("unknown chain '{}': expected bitcoin or ethereum", book.chain.get_ref()),
+                    format!(
+                        "unknown chain '{}': expected bitcoin or ethereum",
+                        book.chain.get_ref()
+                    ),
                 );
                 continue;
             };
@@ -352,7 +387,13 @@ impl Validator<'_> {
                 match canonical_address(chain, a.get_ref()) {
                     Ok(addr) => {
                         if !addresses.insert(addr.clone()) {
-                            self.err(a.span(), format!("address {addr} is listed twice in address book '{}'", name.get_ref()));
+                            self.err(
+                                a.span(),
+                                format!(
+                                    "address {addr} is listed twice in address book '{}'",
+                                    name.get_ref()
+                                ),
+                            );
                         }
                     }
                     Err(msg) => self.err(a.span(), msg),
@@ -370,7 +411,12 @@ impl Validator<'_> {
         out
     }
 
-    fn money(&mut self, text: &Spanned<String>, symbols: &Symbols, allow_unlimited: bool) -> Result<Option<Money>, ()> {
+    fn money(
+        &mut self,
+        text: &Spanned<String>,
+        symbols: &Symbols,
+        allow_unlimited: bool,
+    ) -> Result<Option<Money>, ()> {
         match split_amount(text.get_ref()) {
             Err(msg) => {
                 self.err(text.span(), msg);
@@ -378,7 +424,10 @@ impl Validator<'_> {
             }
             Ok(AmountText::Unlimited) if allow_unlimited => Ok(None),
             Ok(AmountText::Unlimited) => {
-                self.err(text.span(), "'unlimited' makes no sense here; write an amount such as \"0.5 BTC\"");
+                self.err(
+                    text.span(),
+                    "'unlimited' makes no sense here; write an amount such as \"0.5 BTC\"",
+                );
                 Err(())
             }
             Ok(AmountText::Value { number, symbol }) => {
@@ -387,7 +436,11 @@ impl Validator<'_> {
                     known.sort();
                     self.err(
                         text.span(),
-                        format!("unknown unit '{symbol}' in '{}': define it under [assets] (known: {})", text.get_ref(), list_or_none(&known)),
+                        format!(
+                            "unknown unit '{symbol}' in '{}': define it under [assets] (known: {})",
+                            text.get_ref(),
+                            list_or_none(&known)
+                        ),
                     );
                     return Err(());
                 };
@@ -415,7 +468,10 @@ impl Validator<'_> {
     ) -> Option<BTreeSet<T>> {
         let list = list.as_ref()?;
         if list.is_empty() {
-            self.err(span_hint, format!("an empty {what} list matches nothing; remove the key to match any"));
+            self.err(
+                span_hint,
+                format!("an empty {what} list matches nothing; remove the key to match any"),
+            );
         }
         Some(list.iter().filter_map(|s| each(self, s)).collect())
     }
@@ -435,7 +491,10 @@ impl Validator<'_> {
             "deny" => Effect::Deny,
             "require_approval" => Effect::RequireApproval,
             other => {
-                self.err(raw.effect.span(), format!("unknown effect '{other}': expected allow, deny or require_approval"));
+                self.err(
+                    raw.effect.span(),
+                    format!("unknown effect '{other}': expected allow, deny or require_approval"),
+                );
                 Effect::Deny
             }
         };
@@ -444,7 +503,14 @@ impl Validator<'_> {
                 Some(r.get_ref().clone())
             } else {
                 let known: Vec<_> = roles.keys().cloned().collect();
-                v.err(r.span(), format!("unknown role '{}' (roles defined: {})", r.get_ref(), list_or_none(&known)));
+                v.err(
+                    r.span(),
+                    format!(
+                        "unknown role '{}' (roles defined: {})",
+                        r.get_ref(),
+                        list_or_none(&known)
+                    ),
+                );
                 None
             }
         };
@@ -452,15 +518,26 @@ impl Validator<'_> {
         if rule_roles.is_none() && effect != Effect::Deny {
             self.err(at.clone(), format!("rule '{name}' must name the roles it applies to (roles = [...]); only deny rules may apply to everyone"));
         }
-        let wallets = self.names(&raw.wallets, "wallets", at.clone(), |_, w| Some(w.get_ref().trim().to_owned()));
-        let chains = self.names(&raw.chains, "chains", at.clone(), |v, c| match Chain::from_str(c.get_ref()) {
-            Ok(chain) => Some(chain),
-            Err(e) => {
-                v.err(c.span(), e.to_string());
-                None
-            }
+        let wallets = self.names(&raw.wallets, "wallets", at.clone(), |_, w| {
+            Some(w.get_ref().trim().to_owned())
         });
-        let candidate_chains: Vec<Chain> = chains.clone().map_or(vec![Chain::Bitcoin, Chain::Ethereum], |s| s.into_iter().collect());
+        let chains = self.names(
+            &raw.chains,
+            "chains",
+            at.clone(),
+            |v, c| match Chain::from_str(c.get_ref()) {
+                Ok(chain) => Some(chain),
+                Err(e) => {
+                    v.err(c.span(), e.to_string());
+                    None
+                }
+            },
+        );
+        let candidate_chains: Vec<Chain> = chains
+            .clone()
+            .map_or(vec![Chain::Bitcoin, Chain::Ethereum], |s| {
+                s.into_iter().collect()
+            });
         let networks = raw.networks.as_ref().map(|list| {
             let mut set = BTreeSet::new();
             for n in list {
@@ -472,7 +549,18 @@ impl Validator<'_> {
                     }
                 }
                 if !any {
-                    self.err(n.span(), format!("unknown network '{}' for chain(s) {}", n.get_ref(), candidate_chains.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")));
+                    self.err(
+                        n.span(),
+                        format!(
+                            "unknown network '{}' for chain(s) {}",
+                            n.get_ref(),
+                            candidate_chains
+                                .iter()
+                                .map(|c| c.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
                 }
             }
             set
@@ -483,71 +571,117 @@ impl Validator<'_> {
             } else {
                 let mut known: Vec<_> = symbols.decimals.keys().cloned().collect();
                 known.sort();
-                v.err(a.span(), format!("unknown asset '{}' (assets defined: {})", a.get_ref(), list_or_none(&known)));
+                v.err(
+                    a.span(),
+                    format!(
+                        "unknown asset '{}' (assets defined: {})",
+                        a.get_ref(),
+                        list_or_none(&known)
+                    ),
+                );
                 None
             }
         });
-        let kinds = self.names(&raw.kinds, "kinds", at.clone(), |v, k| {
-            match ActionKind::ALL.iter().find(|kind| kind.as_str() == k.get_ref()) {
+        let kinds = self.names(
+            &raw.kinds,
+            "kinds",
+            at.clone(),
+            |v, k| match ActionKind::ALL
+                .iter()
+                .find(|kind| kind.as_str() == k.get_ref())
+            {
                 Some(kind) => Some(*kind),
                 None => {
-                    v.err(k.span(), format!("unknown kind '{}': expected one of {}", k.get_ref(), ActionKind::ALL.map(|k| k.as_str()).join(", ")));
+                    v.err(
+                        k.span(),
+                        format!(
+                            "unknown kind '{}': expected one of {}",
+                            k.get_ref(),
+                            ActionKind::ALL.map(|k| k.as_str()).join(", ")
+                        ),
+                    );
                     None
                 }
-            }
-        });
+            },
+        );
         let known_book = |v: &mut Self, b: &Spanned<String>| {
             if books.contains_key(b.get_ref()) {
                 Some(b.get_ref().clone())
             } else {
                 let known: Vec<_> = books.keys().cloned().collect();
-                v.err(b.span(), format!("unknown address book '{}' (address books defined: {})", b.get_ref(), list_or_none(&known)));
+                v.err(
+                    b.span(),
+                    format!(
+                        "unknown address book '{}' (address books defined: {})",
+                        b.get_ref(),
+                        list_or_none(&known)
+                    ),
+                );
                 None
             }
         };
         let all_in = match &raw.destinations {
             None => None,
-            Some(value) => match value.get_ref() {
-                toml::Value::String(s) if s == "any" => None,
-                toml::Value::Array(items) => {
-                    let mut set = BTreeSet::new();
-                    if items.is_empty() {
-                        self.err(value.span(), "destinations = [] matches nothing; write \"any\" or name address books");
-                    }
-                    for item in items {
-                        match item.as_str() {
-                            Some(b) if books.contains_key(b) => {
-                                set.insert(b.to_owned());
-                            }
-                            Some(b) => {
-                                let known: Vec<_> = books.keys().cloned().collect();
-                                self.err(value.span(), format!("unknown address book '{b}' (address books defined: {})", list_or_none(&known)));
-                            }
-                            None => self.err(value.span(), "destinations must be \"any\" or a list of address book names"),
+            Some(value) => {
+                match value.get_ref() {
+                    toml::Value::String(s) if s == "any" => None,
+                    toml::Value::Array(items) => {
+                        let mut set = BTreeSet::new();
+                        if items.is_empty() {
+                            self.err(value.span(), "destinations = [] matches nothing; write \"any\" or name address books");
                         }
+                        for item in items {
+                            match item.as_str() {
+                                Some(b) if books.contains_key(b) => {
+                                    set.insert(b.to_owned());
+                                }
+                                Some(b) => {
+                                    let known: Vec<_> = books.keys().cloned().collect();
+                                    self.err(value.span(), format!("unknown address book '{b}' (address books defined: {})", list_or_none(&known)));
+                                }
+                                None => self.err(
+                                    value.span(),
+                                    "destinations must be \"any\" or a list of address book names",
+                                ),
+                            }
+                        }
+                        Some(set)
                     }
-                    Some(set)
+                    _ => {
+                        self.err(
+                            value.span(),
+                            "destinations must be \"any\" or a list of address book names",
+                        );
+                        None
+                    }
                 }
-                _ => {
-                    self.err(value.span(), "destinations must be \"any\" or a list of address book names");
-                    None
-                }
-            },
+            }
         };
         let destinations = DestinationMatch {
             all_in,
-            any_in: self.names(&raw.any_destination_in, "any_destination_in", at.clone(), known_book),
-            any_not_in: self.names(&raw.any_destination_not_in, "any_destination_not_in", at.clone(), known_book),
+            any_in: self.names(
+                &raw.any_destination_in,
+                "any_destination_in",
+                at.clone(),
+                known_book,
+            ),
+            any_not_in: self.names(
+                &raw.any_destination_not_in,
+                "any_destination_not_in",
+                at.clone(),
+                known_book,
+            ),
         };
 
         // Amounts: all in one asset, and the rule must be restricted to that asset.
         let mut amount_symbols: Vec<(String, Range<usize>)> = Vec::new();
-        let mut money = |v: &mut Self, text: &Option<Spanned<String>>, unlimited: bool| -> Option<Money> {
-            let text = text.as_ref()?;
-            let m = v.money(text, symbols, unlimited).ok().flatten()?;
-            amount_symbols.push((m.symbol.clone(), text.span()));
-            Some(m)
-        };
+        let mut money =
+            |v: &mut Self, text: &Option<Spanned<String>>, unlimited: bool| -> Option<Money> {
+                let text = text.as_ref()?;
+                let m = v.money(text, symbols, unlimited).ok().flatten()?;
+                amount_symbols.push((m.symbol.clone(), text.span()));
+                Some(m)
+            };
         let min_amount = money(self, &raw.min_amount, false);
         let max_amount = money(self, &raw.max_amount, true);
         let mut limits = Limits::default();
@@ -555,13 +689,18 @@ impl Validator<'_> {
             limits.per_tx = money(self, &l.per_tx, true);
             for w in &l.windows {
                 let wf = w.get_ref();
-                let period = parse_duration(wf.period.get_ref()).map_err(|m| self.err(wf.period.span(), m)).ok();
+                let period = parse_duration(wf.period.get_ref())
+                    .map_err(|m| self.err(wf.period.span(), m))
+                    .ok();
                 let scope = match wf.scope.get_ref().as_str() {
                     "wallet" => Some(Scope::Wallet),
                     "principal" => Some(Scope::Principal),
                     "rule" => Some(Scope::Rule),
                     other => {
-                        self.err(wf.scope.span(), format!("unknown scope '{other}': expected wallet, principal or rule"));
+                        self.err(
+                            wf.scope.span(),
+                            format!("unknown scope '{other}': expected wallet, principal or rule"),
+                        );
                         None
                     }
                 };
@@ -570,11 +709,19 @@ impl Validator<'_> {
                     self.err(w.span(), "a window needs a sum cap, a count cap, or both");
                 }
                 if wf.count == Some(0) {
-                    self.err(w.span(), "count = 0 refuses everything; use a deny rule instead");
+                    self.err(
+                        w.span(),
+                        "count = 0 refuses everything; use a deny rule instead",
+                    );
                 }
                 if let (Some(period_secs), Some(scope)) = (period, scope) {
                     if sum.is_some() || wf.count.is_some() {
-                        limits.windows.push(Window { period_secs, scope, sum, count: wf.count });
+                        limits.windows.push(Window {
+                            period_secs,
+                            scope,
+                            sum,
+                            count: wf.count,
+                        });
                     }
                 }
             }
@@ -610,25 +757,49 @@ impl Validator<'_> {
         }
         if let (Some(min), Some(max)) = (&min_amount, &max_amount) {
             if min.units > max.units {
-                self.err(raw.min_amount.as_ref().map_or(at.clone(), |s| s.span()), format!("rule '{name}' can never match: min_amount {min} is above max_amount {max}"));
+                self.err(
+                    raw.min_amount.as_ref().map_or(at.clone(), |s| s.span()),
+                    format!(
+                        "rule '{name}' can never match: min_amount {min} is above max_amount {max}"
+                    ),
+                );
             }
         }
-        let schedule = raw.schedule.as_ref().and_then(|s| self.schedule(s, at.clone()));
+        let schedule = raw
+            .schedule
+            .as_ref()
+            .and_then(|s| self.schedule(s, at.clone()));
         let approval = match (&raw.approval, effect) {
             (Some(a), Effect::RequireApproval) => {
                 let af = a.get_ref();
-                let q_roles: BTreeSet<String> = af.roles.iter().filter_map(|r| known_role(self, r)).collect();
+                let q_roles: BTreeSet<String> = af
+                    .roles
+                    .iter()
+                    .filter_map(|r| known_role(self, r))
+                    .collect();
                 if af.roles.is_empty() {
                     self.err(a.span(), "an approval must name the roles approvers hold");
                 }
                 if *af.quorum.get_ref() == 0 {
                     self.err(af.quorum.span(), "quorum must be at least 1");
                 }
-                let expires = parse_duration(af.expires.get_ref()).map_err(|m| self.err(af.expires.span(), m)).ok();
-                expires.map(|expires_secs| Quorum { count: *af.quorum.get_ref(), roles: q_roles, expires_secs })
+                let expires = parse_duration(af.expires.get_ref())
+                    .map_err(|m| self.err(af.expires.span(), m))
+                    .ok();
+                expires.map(|expires_secs| Quorum {
+                    count: *af.quorum.get_ref(),
+                    roles: q_roles,
+                    expires_secs,
+                })
             }
             (Some(a), _) => {
-                self.err(a.span(), format!("only require_approval rules take an [approval]; rule '{name}' is {}", effect.as_str()));
+                self.err(
+                    a.span(),
+                    format!(
+                        "only require_approval rules take an [approval]; rule '{name}' is {}",
+                        effect.as_str()
+                    ),
+                );
                 None
             }
             (None, Effect::RequireApproval) => {
@@ -639,11 +810,18 @@ impl Validator<'_> {
         };
         if effect == Effect::Deny {
             let l = &limits;
-            if l.per_tx.is_some() || l.fee.is_some() || l.fee_rate_sat_per_kvb.is_some() || !l.windows.is_empty() {
+            if l.per_tx.is_some()
+                || l.fee.is_some()
+                || l.fee_rate_sat_per_kvb.is_some()
+                || !l.windows.is_empty()
+            {
                 self.err(at.clone(), format!("deny rule '{name}' has limits, which only bound what allow and require_approval rules let through"));
             }
             if raw.allow_replacement {
-                self.err(at.clone(), format!("deny rule '{name}' cannot allow_replacement"));
+                self.err(
+                    at.clone(),
+                    format!("deny rule '{name}' cannot allow_replacement"),
+                );
             }
         }
         if self.errors.len() > errors_before {
@@ -698,7 +876,11 @@ impl Validator<'_> {
                 }
             },
         };
-        Some(Schedule { days, from_minute, to_minute })
+        Some(Schedule {
+            days,
+            from_minute,
+            to_minute,
+        })
     }
 
     /// An allow or require_approval rule that some deny rule always overrides can never fire.
@@ -707,7 +889,11 @@ impl Validator<'_> {
             if a.effect == Effect::Deny {
                 continue;
             }
-            if let Some((j, d)) = rules.iter().enumerate().find(|(_, d)| d.effect == Effect::Deny && covers(d, a)) {
+            if let Some((j, d)) = rules
+                .iter()
+                .enumerate()
+                .find(|(_, d)| d.effect == Effect::Deny && covers(d, a))
+            {
                 let line = self.line_of(spans[j].clone());
                 self.err(
                     spans[i].clone(),
@@ -789,7 +975,9 @@ fn parse_hours(text: &str) -> Result<(u32, u32), String> {
 }
 
 fn is_identifier(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 fn list_or_none(items: &[String]) -> String {

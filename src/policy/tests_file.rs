@@ -165,13 +165,24 @@ fn asset_for(policy: &Policy, chain: Chain, network: &str, symbol: &str) -> Resu
     std::iter::once(&na.native)
         .chain(&na.tokens)
         .find(|a| a.symbol == symbol)
-        .map(|a| Asset { symbol: a.symbol.clone(), decimals: a.decimals, contract: a.contract.clone() })
+        .map(|a| Asset {
+            symbol: a.symbol.clone(),
+            decimals: a.decimals,
+            contract: a.contract.clone(),
+        })
         .ok_or_else(|| format!("{symbol} is not an asset of {chain}/{network} in the policy"))
 }
 
-fn money(policy: &Policy, chain: Chain, network: &str, text: &str) -> Result<(Asset, Amount), String> {
+fn money(
+    policy: &Policy,
+    chain: Chain,
+    network: &str,
+    text: &str,
+) -> Result<(Asset, Amount), String> {
     match split_amount(text)? {
-        AmountText::Unlimited => Err("'unlimited' needs a unit here: write e.g. \"unlimited USDC\" as intent.amount".into()),
+        AmountText::Unlimited => Err(
+            "'unlimited' needs a unit here: write e.g. \"unlimited USDC\" as intent.amount".into(),
+        ),
         AmountText::Value { number, symbol } => {
             let asset = asset_for(policy, chain, network, symbol)?;
             if number.eq_ignore_ascii_case("unlimited") {
@@ -195,17 +206,36 @@ impl Case {
         let intent = match &self.intent {
             Some(i) => i.clone(),
             None => {
-                let chain: Chain = self.chain.as_deref().ok_or("a case needs chain (or a full intent)")?.parse().map_err(|e| format!("{e}"))?;
-                let network = Network::parse(chain, self.network.as_deref().unwrap_or("mainnet")).map_err(|e| e.to_string())?.name();
+                let chain: Chain = self
+                    .chain
+                    .as_deref()
+                    .ok_or("a case needs chain (or a full intent)")?
+                    .parse()
+                    .map_err(|e| format!("{e}"))?;
+                let network = Network::parse(chain, self.network.as_deref().unwrap_or("mainnet"))
+                    .map_err(|e| e.to_string())?
+                    .name();
                 let kind = match &self.kind {
                     None => ActionKind::Transfer,
-                    Some(k) => *ActionKind::ALL.iter().find(|x| x.as_str() == k).ok_or_else(|| format!("unknown kind '{k}'"))?,
+                    Some(k) => *ActionKind::ALL
+                        .iter()
+                        .find(|x| x.as_str() == k)
+                        .ok_or_else(|| format!("unknown kind '{k}'"))?,
                 };
                 let (asset, amount) = match &self.amount {
                     Some(a) => money(policy, chain, &network, a)?,
                     None => {
-                        let na = policy.assets.iter().find(|a| a.chain == chain && a.network == network).ok_or_else(|| format!("the policy has no [assets] for {chain}/{network}"))?;
-                        (Asset::native(&na.native.symbol, na.native.decimals), Amount::ZERO)
+                        let na = policy
+                            .assets
+                            .iter()
+                            .find(|a| a.chain == chain && a.network == network)
+                            .ok_or_else(|| {
+                                format!("the policy has no [assets] for {chain}/{network}")
+                            })?;
+                        (
+                            Asset::native(&na.native.symbol, na.native.decimals),
+                            Amount::ZERO,
+                        )
                     }
                 };
                 let fee = match &self.fee {
@@ -216,10 +246,16 @@ impl Case {
                     .to
                     .iter()
                     .enumerate()
-                    .map(|(i, a)| Destination { address: a.clone(), amount: if i == 0 { amount } else { Amount::ZERO } })
+                    .map(|(i, a)| Destination {
+                        address: a.clone(),
+                        amount: if i == 0 { amount } else { Amount::ZERO },
+                    })
                     .collect();
                 Intent {
-                    wallet: self.wallet.clone().ok_or("a case needs wallet (or a full intent)")?,
+                    wallet: self
+                        .wallet
+                        .clone()
+                        .ok_or("a case needs wallet (or a full intent)")?,
                     chain,
                     network,
                     kind,
@@ -228,7 +264,11 @@ impl Case {
                     destinations,
                     amount,
                     fee,
-                    fee_rate_sat_per_kvb: self.fee_rate.as_deref().map(parse_fee_rate).transpose()?,
+                    fee_rate_sat_per_kvb: self
+                        .fee_rate
+                        .as_deref()
+                        .map(parse_fee_rate)
+                        .transpose()?,
                     change: Vec::new(),
                     foreign_input_value: Amount::ZERO,
                     nonce: None,
@@ -238,17 +278,30 @@ impl Case {
                 }
             }
         };
-        Ok(PolicyRequest { principal: self.principal.clone(), at, intent })
+        Ok(PolicyRequest {
+            principal: self.principal.clone(),
+            at,
+            intent,
+        })
     }
 }
 
 /// Records a case's history in the ledger.
-fn load_history(policy: &Policy, store: &SledState, case: &Case, req: &PolicyRequest, tag: &str) -> Result<(), String> {
+fn load_history(
+    policy: &Policy,
+    store: &SledState,
+    case: &Case,
+    req: &PolicyRequest,
+    tag: &str,
+) -> Result<(), String> {
     for (i, h) in case.history.iter().enumerate() {
         let ago = parse_duration(&h.ago)?;
         let (asset, amount) = money(policy, req.intent.chain, &req.intent.network, &h.amount)?;
         let mut keys = Vec::new();
-        let wallet = h.wallet.clone().unwrap_or_else(|| req.intent.wallet.clone());
+        let wallet = h
+            .wallet
+            .clone()
+            .unwrap_or_else(|| req.intent.wallet.clone());
         let principal = h.principal.clone().unwrap_or_else(|| req.principal.clone());
         let mut scopes = vec![(Scope::Wallet, wallet), (Scope::Principal, principal)];
         if let Some(r) = &h.rule {
@@ -256,24 +309,50 @@ fn load_history(policy: &Policy, store: &SledState, case: &Case, req: &PolicyReq
         }
         for (scope, name) in scopes {
             for a in [asset.symbol.as_str(), LedgerKey::ALL_ASSETS] {
-                keys.push(LedgerKey { scope, name: name.clone(), asset: a.to_owned() });
+                keys.push(LedgerKey {
+                    scope,
+                    name: name.clone(),
+                    asset: a.to_owned(),
+                });
             }
         }
-        let plan = ReservationPlan { at: req.at - ago as i64, amount, keys, checks: Vec::new() };
-        store.reserve(&format!("history-{tag}-{i}"), &plan, None).map_err(|e| e.to_string())?;
+        let plan = ReservationPlan {
+            at: req.at - ago as i64,
+            amount,
+            keys,
+            checks: Vec::new(),
+        };
+        store
+            .reserve(&format!("history-{tag}-{i}"), &plan, None)
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
-fn check(policy: &Policy, store: &SledState, case: &Case, name: String, tag: &str, reserve: bool) -> CaseResult {
+fn check(
+    policy: &Policy,
+    store: &SledState,
+    case: &Case,
+    name: String,
+    tag: &str,
+    reserve: bool,
+) -> CaseResult {
     let run = || -> Result<CaseResult, String> {
         let req = case.request(policy)?;
         load_history(policy, store, case, &req, tag)?;
         let mut d = policy.evaluate(&req, store).map_err(|e| e.to_string())?;
         if reserve {
             if let Some(plan) = &d.reservation {
-                let id = case.request_id.clone().unwrap_or_else(|| format!("step-{tag}"));
-                if let ReserveOutcome::LimitExceeded { rule, code, message } = store.reserve(&id, plan, None).map_err(|e| e.to_string())? {
+                let id = case
+                    .request_id
+                    .clone()
+                    .unwrap_or_else(|| format!("step-{tag}"));
+                if let ReserveOutcome::LimitExceeded {
+                    rule,
+                    code,
+                    message,
+                } = store.reserve(&id, plan, None).map_err(|e| e.to_string())?
+                {
                     d.outcome = super::eval::Outcome::Deny;
                     d.rule = Some(rule);
                     d.code = code;
@@ -283,7 +362,11 @@ fn check(policy: &Policy, store: &SledState, case: &Case, name: String, tag: &st
         }
         let mut problems = Vec::new();
         if d.outcome.as_str() != case.expect {
-            problems.push(format!("expected {}, got {}", case.expect, d.outcome.as_str()));
+            problems.push(format!(
+                "expected {}, got {}",
+                case.expect,
+                d.outcome.as_str()
+            ));
         }
         if let Some(r) = &case.rule {
             let got = d.rule.clone().unwrap_or_default();
@@ -301,14 +384,31 @@ fn check(policy: &Policy, store: &SledState, case: &Case, name: String, tag: &st
                 problems.push(format!("expected the message to contain '{m}'"));
             }
         }
-        let got = format!("{} ({}{}): {}", d.outcome.as_str(), d.code, d.rule.as_deref().map(|r| format!(", rule '{r}'")).unwrap_or_default(), d.message);
+        let got = format!(
+            "{} ({}{}): {}",
+            d.outcome.as_str(),
+            d.code,
+            d.rule
+                .as_deref()
+                .map(|r| format!(", rule '{r}'"))
+                .unwrap_or_default(),
+            d.message
+        );
         Ok(CaseResult {
             name: name.clone(),
             passed: problems.is_empty(),
-            detail: if problems.is_empty() { got } else { format!("{}; decision was {got}", problems.join("; ")) },
+            detail: if problems.is_empty() {
+                got
+            } else {
+                format!("{}; decision was {got}", problems.join("; "))
+            },
         })
     };
-    run().unwrap_or_else(|e| CaseResult { name, passed: false, detail: format!("cannot run: {e}") })
+    run().unwrap_or_else(|e| CaseResult {
+        name,
+        passed: false,
+        detail: format!("cannot run: {e}"),
+    })
 }
 
 /// Runs every case and sequence of a test file against `policy`.
@@ -317,15 +417,33 @@ pub fn run_tests(policy: &Policy, tests: &TestFile) -> Result<Vec<CaseResult>, S
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for (i, case) in tests.case.iter().enumerate() {
         let store = SledState::temporary().map_err(|e| e.to_string())?;
-        let name = case.name.clone().unwrap_or_else(|| format!("case {}", i + 1));
+        let name = case
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("case {}", i + 1));
         *names.entry(name.clone()).or_default() += 1;
         results.push(check(policy, &store, case, name, &i.to_string(), false));
     }
     for seq in &tests.sequence {
         let store = SledState::temporary().map_err(|e| e.to_string())?;
         for (i, step) in seq.steps.iter().enumerate() {
-            let name = format!("sequence '{}' step {}{}", seq.name, i + 1, step.name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default());
-            results.push(check(policy, &store, step, name, &(i + 1).to_string(), true));
+            let name = format!(
+                "sequence '{}' step {}{}",
+                seq.name,
+                i + 1,
+                step.name
+                    .as_deref()
+                    .map(|n| format!(" ({n})"))
+                    .unwrap_or_default()
+            );
+            results.push(check(
+                policy,
+                &store,
+                step,
+                name,
+                &(i + 1).to_string(),
+                true,
+            ));
         }
     }
     Ok(results)

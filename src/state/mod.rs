@@ -31,7 +31,9 @@
 //! a 24 h window reads at most about 40 buckets and a 7 d window about 50, whatever the size of
 //! the ledger. The first minute is counted whole: usage up to 59 seconds older than the window
 //! start may still count. The ledger can **over-count by less than one minute, never under-count**.
-//! Time comes from the caller (`plan.at`): give every replica the same clock.
+//! Time comes from the caller (`plan.at`): give every replica the same clock. Entries stamped
+//! after a request's time (clock skew, a late retry) are counted as well, so a request can never
+//! be slipped in "in the past" under a window that later entries already fill.
 
 pub mod buckets;
 pub mod sled;

@@ -101,7 +101,9 @@ fn sum_window<E>(
     for (level, start) in window_buckets(from, to) {
         if let Some(v) = get(&bucket_key(&prefix, level, start))? {
             let Some(u) = buckets::decode(&v) else {
-                return Ok(Err(StateError::Corrupt("ledger bucket has the wrong size".into())));
+                return Ok(Err(StateError::Corrupt(
+                    "ledger bucket has the wrong size".into(),
+                )));
             };
             total.sum = total.sum.saturating_add(u.sum);
             total.count = total.count.saturating_add(u.count);
@@ -111,14 +113,23 @@ fn sum_window<E>(
 }
 
 /// Adds (or, with `subtract`, removes) `amount` and one request to every bucket of `keys` at `at`.
-fn apply(tx: &LedgerTx<'_>, keys: &[LedgerKey], at: i64, amount: Amount, subtract: bool) -> TxResult<()> {
+fn apply(
+    tx: &LedgerTx<'_>,
+    keys: &[LedgerKey],
+    at: i64,
+    amount: Amount,
+    subtract: bool,
+) -> TxResult<()> {
     for key in keys {
         let prefix = key_prefix(key);
         for (level, start) in buckets_containing(minute_of(at)) {
             let k = bucket_key(&prefix, level, start);
             let old = match tx.buckets.get(&k).map_err(unabortable)? {
-                Some(v) => buckets::decode(&v)
-                    .ok_or_else(|| abort(StateError::Corrupt("ledger bucket has the wrong size".into())))?,
+                Some(v) => buckets::decode(&v).ok_or_else(|| {
+                    abort(StateError::Corrupt(
+                        "ledger bucket has the wrong size".into(),
+                    ))
+                })?,
                 None => Usage::default(),
             };
             let new = if subtract {
@@ -135,7 +146,9 @@ fn apply(tx: &LedgerTx<'_>, keys: &[LedgerKey], at: i64, amount: Amount, subtrac
             if new == Usage::default() {
                 tx.buckets.remove(k).map_err(unabortable)?;
             } else {
-                tx.buckets.insert(k, &buckets::encode(new)[..]).map_err(unabortable)?;
+                tx.buckets
+                    .insert(k, &buckets::encode(new)[..])
+                    .map_err(unabortable)?;
             }
         }
     }
@@ -143,17 +156,25 @@ fn apply(tx: &LedgerTx<'_>, keys: &[LedgerKey], at: i64, amount: Amount, subtrac
 }
 
 fn read_record(tx: &LedgerTx<'_>, request_id: &str) -> TxResult<Option<Record>> {
-    match tx.reservations.get(request_id.as_bytes()).map_err(unabortable)? {
+    match tx
+        .reservations
+        .get(request_id.as_bytes())
+        .map_err(unabortable)?
+    {
         None => Ok(None),
-        Some(v) => serde_json::from_slice(&v)
-            .map(Some)
-            .map_err(|e| abort(StateError::Corrupt(format!("reservation '{request_id}': {e}")))),
+        Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| {
+            abort(StateError::Corrupt(format!(
+                "reservation '{request_id}': {e}"
+            )))
+        }),
     }
 }
 
 fn write_record(tx: &LedgerTx<'_>, request_id: &str, r: &Record) -> TxResult<()> {
     let bytes = serde_json::to_vec(r).map_err(|e| abort(StateError::Corrupt(e.to_string())))?;
-    tx.reservations.insert(request_id.as_bytes(), bytes).map_err(unabortable)?;
+    tx.reservations
+        .insert(request_id.as_bytes(), bytes)
+        .map_err(unabortable)?;
     Ok(())
 }
 
@@ -173,9 +194,14 @@ pub fn reserve_in(
     }
     for check in &plan.checks {
         let period = i64::try_from(check.period_secs).unwrap_or(i64::MAX);
-        let used = sum_window(|k| tx.buckets.get(k), &check.key, plan.at.saturating_sub(period), plan.at)
-            .map_err(unabortable)?
-            .map_err(abort)?;
+        let used = sum_window(
+            |k| tx.buckets.get(k),
+            &check.key,
+            plan.at.saturating_sub(period),
+            plan.at.saturating_add(period),
+        )
+        .map_err(unabortable)?
+        .map_err(abort)?;
         if let Err((code, message)) = check.check(used, plan.amount) {
             return Ok(ReserveOutcome::LimitExceeded {
                 rule: check.rule.clone(),
@@ -194,7 +220,9 @@ pub fn reserve_in(
     };
     write_record(tx, request_id, &record)?;
     if let Some(until) = hold_until {
-        tx.holds.insert(hold_key(until, request_id), &[][..]).map_err(unabortable)?;
+        tx.holds
+            .insert(hold_key(until, request_id), &[][..])
+            .map_err(unabortable)?;
     }
     Ok(ReserveOutcome::Reserved)
 }
@@ -209,7 +237,9 @@ pub fn release_in(tx: &LedgerTx<'_>, request_id: &str) -> TxResult<ReleaseOutcom
     }
     apply(tx, &r.keys, r.at, r.amount, true)?;
     if let Some(until) = r.hold_until.take() {
-        tx.holds.remove(hold_key(until, request_id)).map_err(unabortable)?;
+        tx.holds
+            .remove(hold_key(until, request_id))
+            .map_err(unabortable)?;
     }
     r.released = true;
     write_record(tx, request_id, &r)?;
@@ -225,7 +255,9 @@ pub fn confirm_in(tx: &LedgerTx<'_>, request_id: &str) -> TxResult<ReleaseOutcom
         return Ok(ReleaseOutcome::AlreadyReleased);
     }
     if let Some(until) = r.hold_until.take() {
-        tx.holds.remove(hold_key(until, request_id)).map_err(unabortable)?;
+        tx.holds
+            .remove(hold_key(until, request_id))
+            .map_err(unabortable)?;
         write_record(tx, request_id, &r)?;
     }
     Ok(ReleaseOutcome::Released)
@@ -239,7 +271,12 @@ impl SledState {
 
     /// A throw-away database (tests, `custos policy test`).
     pub fn temporary() -> Result<Self, StateError> {
-        Self::from_db(sled::Config::new().temporary(true).open().map_err(storage)?)
+        Self::from_db(
+            sled::Config::new()
+                .temporary(true)
+                .open()
+                .map_err(storage)?,
+        )
     }
 
     /// Uses an open database.
@@ -258,7 +295,11 @@ impl SledState {
     }
 
     fn ledger_tx<T>(&self, f: impl Fn(&LedgerTx<'_>) -> TxResult<T>) -> Result<T, StateError> {
-        let out = (&self.ledger_buckets, &self.ledger_reservations, &self.ledger_holds)
+        let out = (
+            &self.ledger_buckets,
+            &self.ledger_reservations,
+            &self.ledger_holds,
+        )
             .transaction(|(b, r, h)| {
                 f(&LedgerTx {
                     buckets: b,
@@ -298,7 +339,9 @@ impl SledState {
             };
             batch.insert(id.as_bytes(), serde_json::to_vec(&record).map_err(storage)?);
         }
-        self.ledger_reservations.apply_batch(batch).map_err(storage)?;
+        self.ledger_reservations
+            .apply_batch(batch)
+            .map_err(storage)?;
         let mut batch = sled::Batch::default();
         for (k, add) in agg {
             let old = match self.ledger_buckets.get(&k).map_err(storage)? {
@@ -356,7 +399,9 @@ impl StateStore for SledState {
             let out = self.ledger_tx(|tx| {
                 // Re-read inside the transaction: it may have been confirmed meanwhile.
                 match read_record(tx, &id)? {
-                    Some(r) if !r.released && r.hold_until.is_some_and(|t| t <= now) => release_in(tx, &id),
+                    Some(r) if !r.released && r.hold_until.is_some_and(|t| t <= now) => {
+                        release_in(tx, &id)
+                    }
                     _ => Ok(ReleaseOutcome::NotFound),
                 }
             })?;
