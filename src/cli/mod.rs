@@ -3,12 +3,14 @@
 //! One file per command group, each a thin layer: parse arguments, call into the library, print.
 //! Errors go to stderr as one sentence; exit codes are 0 ok, 1 operational error, 2 usage.
 
+pub mod bench;
 pub mod common;
 pub mod error;
 pub mod eth;
 pub mod init;
 pub mod mnemonic;
 pub mod passphrase;
+pub mod policy;
 pub mod psbt;
 pub mod store;
 pub mod wallet;
@@ -49,6 +51,12 @@ pub enum Command {
     /// Inspect Ethereum transactions and messages, without signing.
     #[command(subcommand)]
     Eth(eth::EthCommand),
+    /// Policy tooling: check, test, explain, diff, hash.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// Benchmarks.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Runs one parsed command line.
@@ -61,5 +69,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Passphrase(command) => passphrase::run(command),
         Command::Psbt(command) => psbt::run(command),
         Command::Eth(command) => eth::run(command, &common::open_wallet),
+        Command::Policy(command) => policy::run(command),
+        Command::Bench(command) => bench::run(command),
     }
 }

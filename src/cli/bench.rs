@@ -1,0 +1,208 @@
+//! `custos bench policy`: how long one evaluation takes against a large policy and ledger.
+//!
+//! Builds a synthetic policy of `--rules` allow rules (each with a per-transaction limit and two
+//! rolling windows) and a sled ledger of `--entries` reservations spread over the last 7 days,
+//! then evaluates a request that only the last rule matches (so every rule is considered and its
+//! windows are read), and finally times check-and-reserve (with its flush) and release.
+
+use std::time::Instant;
+
+use clap::Subcommand;
+
+use super::{CliError, CliResult};
+use crate::amount::Amount;
+use crate::intent::{ActionKind, Asset, Destination, Intent};
+use crate::keys::Chain;
+use crate::policy::limits::{LedgerKey, ReservationPlan};
+use crate::policy::model::Scope;
+use crate::policy::{Policy, PolicyRequest};
+use crate::state::sled::SledState;
+use crate::state::StateStore;
+
+/// `custos bench …`
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Policy evaluation against a large policy and ledger.
+    Policy {
+        /// Number of rules.
+        #[arg(long, default_value_t = 1000)]
+        rules: usize,
+        /// Number of ledger entries (reservations).
+        #[arg(long, default_value_t = 1_000_000)]
+        entries: usize,
+        /// Evaluations to time.
+        #[arg(long, default_value_t = 20_000)]
+        iterations: usize,
+    },
+}
+
+const ADDR: &str = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu";
+
+/// A synthetic policy of `rules` rules, one per wallet `w<i>`.
+pub fn synthetic_policy(rules: usize) -> String {
+    let mut text = String::from(
+        "[policy]\nname = \"bench\"\n[roles]\nsigner = [\"spiffe://bench/*\"]\n[assets.bitcoin.mainnet]\nnative = { symbol = \"BTC\", decimals = 8 }\n[address_books.payees]\nchain = \"bitcoin\"\naddresses = [\"",
+    );
+    text.push_str(ADDR);
+    text.push_str("\"]\n");
+    for i in 0..rules {
+        text.push_str(&format!(
+            "[[rules]]\nname = \"rule {i}\"\neffect = \"allow\"\nroles = [\"signer\"]\nwallets = [\"w{i}\"]\nchains = [\"bitcoin\"]\nkinds = [\"transfer\"]\nassets = [\"BTC\"]\ndestinations = [\"payees\"]\n[rules.limits]\nper_tx = \"5 BTC\"\nwindows = [ {{ period = \"24h\", scope = \"wallet\", sum = \"100000 BTC\", count = 1000000 }}, {{ period = \"7d\", scope = \"rule\", sum = \"1000000 BTC\" }} ]\n"
+        ));
+    }
+    text
+}
+
+fn request(wallet: &str, at: i64) -> PolicyRequest {
+    let amount = Amount::from(10_000_000u64);
+    PolicyRequest {
+        principal: "spiffe://bench/payouts".into(),
+        at,
+        intent: Intent {
+            wallet: wallet.into(),
+            chain: Chain::Bitcoin,
+            network: "mainnet".into(),
+            kind: ActionKind::Transfer,
+            asset: Asset::native("BTC", 8),
+            destinations: vec![Destination {
+                address: ADDR.into(),
+                amount,
+            }],
+            amount,
+            fee: Amount::from(1000u64),
+            fee_rate_sat_per_kvb: Some(10_000),
+            change: Vec::new(),
+            foreign_input_value: Amount::ZERO,
+            nonce: None,
+            contract: None,
+            selector: None,
+            deadline: None,
+            message: None,
+            token_owner: None,
+        },
+    }
+}
+
+/// Runs `custos bench …`.
+pub fn run(command: BenchCommand) -> CliResult {
+    let BenchCommand::Policy {
+        rules,
+        entries,
+        iterations,
+    } = command;
+    let rules = rules.max(1);
+    fn op(e: impl std::fmt::Display) -> CliError {
+        CliError::operational(e)
+    }
+    let t = Instant::now();
+    let policy = Policy::from_toml(&synthetic_policy(rules)).map_err(op)?;
+    println!(
+        "parsed and validated {rules} rules in {:.1} ms",
+        t.elapsed().as_secs_f64() * 1e3
+    );
+    let store = SledState::temporary().map_err(op)?;
+    let now: i64 = 1_750_000_000;
+    let t = Instant::now();
+    let mut chunk = Vec::with_capacity(100_000);
+    for i in 0..entries {
+        let wallet = format!("w{}", i % rules);
+        let at = now - (i as i64 * 7919) % (7 * 86_400);
+        let mut keys = Vec::new();
+        for (scope, name) in [
+            (Scope::Wallet, wallet.clone()),
+            (Scope::Principal, format!("spiffe://bench/p{}", i % 10)),
+            (Scope::Rule, format!("rule {}", i % rules)),
+        ] {
+            for asset in ["BTC", LedgerKey::ALL_ASSETS] {
+                keys.push(LedgerKey {
+                    scope,
+                    name: name.clone(),
+                    asset: asset.into(),
+                });
+            }
+        }
+        chunk.push((
+            format!("req-{i}"),
+            ReservationPlan {
+                at,
+                amount: Amount::from(1000u64),
+                keys,
+                checks: Vec::new(),
+            },
+        ));
+        if chunk.len() == 100_000 {
+            store.load_unchecked(&chunk).map_err(op)?;
+            chunk.clear();
+        }
+    }
+    store.load_unchecked(&chunk).map_err(op)?;
+    store.flush().map_err(op)?;
+    println!(
+        "loaded {} ledger entries ({} buckets) in {:.1} s",
+        store.reservation_count(),
+        store.ledger_buckets.len(),
+        t.elapsed().as_secs_f64()
+    );
+
+    let last = format!("w{}", rules - 1);
+    let d = policy.evaluate(&request(&last, now), &store).map_err(op)?;
+    println!(
+        "decision: {} by {:?} ({})",
+        d.outcome.as_str(),
+        d.rule,
+        d.message
+    );
+    let mut times = Vec::with_capacity(iterations);
+    for i in 0..iterations {
+        let req = request(&last, now + (i as i64 % 3600));
+        let t = Instant::now();
+        let d = policy.evaluate(&req, &store).map_err(op)?;
+        times.push(t.elapsed().as_nanos() as f64 / 1e3);
+        std::hint::black_box(d);
+    }
+    report(
+        "evaluate (1 request, last of the rules matches, 2 windows read)",
+        &mut times,
+    );
+
+    let mut times = Vec::new();
+    let mut rel = Vec::new();
+    for i in 0..200 {
+        let req = request(&last, now + i);
+        let d = policy.evaluate(&req, &store).map_err(op)?;
+        let plan = d
+            .reservation
+            .ok_or_else(|| op("the benchmark request was not allowed"))?;
+        let t = Instant::now();
+        store
+            .reserve(&format!("bench-{i}"), &plan, None)
+            .map_err(op)?;
+        times.push(t.elapsed().as_nanos() as f64 / 1e3);
+        let t = Instant::now();
+        store.release(&format!("bench-{i}")).map_err(op)?;
+        rel.push(t.elapsed().as_nanos() as f64 / 1e3);
+    }
+    report(
+        "reserve (check-and-reserve transaction + flush)",
+        &mut times,
+    );
+    report("release (transaction + flush)", &mut rel);
+    Ok(())
+}
+
+fn report(what: &str, times: &mut [f64]) {
+    times.sort_by(f64::total_cmp);
+    let n = times.len().max(1);
+    let mean = times.iter().sum::<f64>() / n as f64;
+    let p = |q: f64| {
+        times
+            .get(((n as f64 - 1.0) * q) as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    println!(
+        "{what}: mean {mean:.1} µs, median {:.1} µs, p99 {:.1} µs over {n}",
+        p(0.5),
+        p(0.99)
+    );
+}

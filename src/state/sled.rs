@@ -1,0 +1,418 @@
+//! The sled implementation of [`StateStore`]: one database, named trees, multi-tree transactions.
+//!
+//! Trees (the service adds its own beside them, e.g. `requests`, `approvals`, `outbox`, `audit`):
+//! - `ledger_buckets`: bucket key -> 40-byte usage (see [`super::buckets`]);
+//! - `ledger_reservations`: request id -> the reservation record (JSON);
+//! - `ledger_holds`: expiry (8 bytes, big-endian, order-preserving) ‖ request id -> empty.
+//!
+//! The ledger operations exist twice: as [`StateStore`] methods (their own transaction, flushed
+//! before they return), and as functions over a [`LedgerTx`] for use inside a larger
+//! `sled::Transactional` transaction, so the service commits "reserve limits + store request +
+//! append audit" atomically:
+//!
+//! ```ignore
+//! let s = &state;
+//! (&s.ledger_buckets, &s.ledger_reservations, &s.ledger_holds, &requests, &audit)
+//!     .transaction(|(b, r, h, req, aud)| {
+//!         let outcome = reserve_in(&LedgerTx { buckets: b, reservations: r, holds: h }, id, &plan, None)?;
+//!         // … req.insert(..), aud.insert(..) in the same transaction …
+//!         Ok(outcome)
+//!     })?;
+//! s.flush()?; // durable before the signature leaves
+//! ```
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
+use sled::Transactional;
+
+use super::buckets::{self, bucket_key, buckets_containing, key_prefix, minute_of, window_buckets};
+use super::{ReleaseOutcome, ReserveOutcome, StateError, StateStore};
+use crate::amount::{serde_decimal, Amount};
+use crate::policy::limits::{LedgerKey, ReservationPlan, Usage, UsageView};
+
+/// The sled database and its trees.
+#[derive(Clone)]
+pub struct SledState {
+    /// The database (the service opens its own trees in it).
+    pub db: sled::Db,
+    /// Bucketed usage.
+    pub ledger_buckets: sled::Tree,
+    /// Reservations by request id.
+    pub ledger_reservations: sled::Tree,
+    /// Holds by expiry.
+    pub ledger_holds: sled::Tree,
+}
+
+/// The ledger trees inside a transaction.
+pub struct LedgerTx<'a> {
+    /// `ledger_buckets`.
+    pub buckets: &'a TransactionalTree,
+    /// `ledger_reservations`.
+    pub reservations: &'a TransactionalTree,
+    /// `ledger_holds`.
+    pub holds: &'a TransactionalTree,
+}
+
+/// One reservation as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Record {
+    at: i64,
+    #[serde(with = "serde_decimal")]
+    amount: Amount,
+    keys: Vec<LedgerKey>,
+    /// `None`: permanent; `Some(t)`: a hold until `t`.
+    hold_until: Option<i64>,
+    released: bool,
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StateError>>;
+
+fn storage(e: impl std::fmt::Display) -> StateError {
+    StateError::Storage(e.to_string())
+}
+
+fn unabortable(e: UnabortableTransactionError) -> ConflictableTransactionError<StateError> {
+    e.into()
+}
+
+fn abort(e: StateError) -> ConflictableTransactionError<StateError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+fn hold_key(until: i64, request_id: &str) -> Vec<u8> {
+    let mut k = ((until as u64) ^ (1 << 63)).to_be_bytes().to_vec();
+    k.extend_from_slice(request_id.as_bytes());
+    k
+}
+
+/// Sums the buckets of a window with `get` (a tree or a transactional tree).
+fn sum_window<E>(
+    mut get: impl FnMut(&[u8]) -> Result<Option<sled::IVec>, E>,
+    key: &LedgerKey,
+    from: i64,
+    to: i64,
+) -> Result<Result<Usage, StateError>, E> {
+    let prefix = key_prefix(key);
+    let mut total = Usage::default();
+    for (level, start) in window_buckets(from, to) {
+        if let Some(v) = get(&bucket_key(&prefix, level, start))? {
+            let Some(u) = buckets::decode(&v) else {
+                return Ok(Err(StateError::Corrupt(
+                    "ledger bucket has the wrong size".into(),
+                )));
+            };
+            total.sum = total.sum.saturating_add(u.sum);
+            total.count = total.count.saturating_add(u.count);
+        }
+    }
+    Ok(Ok(total))
+}
+
+/// Adds (or, with `subtract`, removes) `amount` and one request to every bucket of `keys` at `at`.
+fn apply(
+    tx: &LedgerTx<'_>,
+    keys: &[LedgerKey],
+    at: i64,
+    amount: Amount,
+    subtract: bool,
+) -> TxResult<()> {
+    for key in keys {
+        let prefix = key_prefix(key);
+        for (level, start) in buckets_containing(minute_of(at)) {
+            let k = bucket_key(&prefix, level, start);
+            let old = match tx.buckets.get(&k).map_err(unabortable)? {
+                Some(v) => buckets::decode(&v).ok_or_else(|| {
+                    abort(StateError::Corrupt(
+                        "ledger bucket has the wrong size".into(),
+                    ))
+                })?,
+                None => Usage::default(),
+            };
+            let new = if subtract {
+                Usage {
+                    sum: old.sum.saturating_sub(amount),
+                    count: old.count.saturating_sub(1),
+                }
+            } else {
+                Usage {
+                    sum: old.sum.saturating_add(amount),
+                    count: old.count.saturating_add(1),
+                }
+            };
+            if new == Usage::default() {
+                tx.buckets.remove(k).map_err(unabortable)?;
+            } else {
+                tx.buckets
+                    .insert(k, &buckets::encode(new)[..])
+                    .map_err(unabortable)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn read_record(tx: &LedgerTx<'_>, request_id: &str) -> TxResult<Option<Record>> {
+    match tx
+        .reservations
+        .get(request_id.as_bytes())
+        .map_err(unabortable)?
+    {
+        None => Ok(None),
+        Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| {
+            abort(StateError::Corrupt(format!(
+                "reservation '{request_id}': {e}"
+            )))
+        }),
+    }
+}
+
+fn write_record(tx: &LedgerTx<'_>, request_id: &str, r: &Record) -> TxResult<()> {
+    let bytes = serde_json::to_vec(r).map_err(|e| abort(StateError::Corrupt(e.to_string())))?;
+    tx.reservations
+        .insert(request_id.as_bytes(), bytes)
+        .map_err(unabortable)?;
+    Ok(())
+}
+
+/// Check-and-reserve inside a transaction (see [`StateStore::reserve`]).
+pub fn reserve_in(
+    tx: &LedgerTx<'_>,
+    request_id: &str,
+    plan: &ReservationPlan,
+    hold_until: Option<i64>,
+) -> TxResult<ReserveOutcome> {
+    if let Some(r) = read_record(tx, request_id)? {
+        return Ok(if r.released {
+            ReserveOutcome::AlreadyReleased
+        } else {
+            ReserveOutcome::AlreadyReserved
+        });
+    }
+    for check in &plan.checks {
+        let period = i64::try_from(check.period_secs).unwrap_or(i64::MAX);
+        let used = sum_window(
+            |k| tx.buckets.get(k),
+            &check.key,
+            plan.at.saturating_sub(period),
+            plan.at.saturating_add(period),
+        )
+        .map_err(unabortable)?
+        .map_err(abort)?;
+        if let Err((code, message)) = check.check(used, plan.amount) {
+            return Ok(ReserveOutcome::LimitExceeded {
+                rule: check.rule.clone(),
+                code,
+                message,
+            });
+        }
+    }
+    apply(tx, &plan.keys, plan.at, plan.amount, false)?;
+    let record = Record {
+        at: plan.at,
+        amount: plan.amount,
+        keys: plan.keys.clone(),
+        hold_until,
+        released: false,
+    };
+    write_record(tx, request_id, &record)?;
+    if let Some(until) = hold_until {
+        tx.holds
+            .insert(hold_key(until, request_id), &[][..])
+            .map_err(unabortable)?;
+    }
+    Ok(ReserveOutcome::Reserved)
+}
+
+/// Release inside a transaction (see [`StateStore::release`]).
+pub fn release_in(tx: &LedgerTx<'_>, request_id: &str) -> TxResult<ReleaseOutcome> {
+    let Some(mut r) = read_record(tx, request_id)? else {
+        return Ok(ReleaseOutcome::NotFound);
+    };
+    if r.released {
+        return Ok(ReleaseOutcome::AlreadyReleased);
+    }
+    apply(tx, &r.keys, r.at, r.amount, true)?;
+    if let Some(until) = r.hold_until.take() {
+        tx.holds
+            .remove(hold_key(until, request_id))
+            .map_err(unabortable)?;
+    }
+    r.released = true;
+    write_record(tx, request_id, &r)?;
+    Ok(ReleaseOutcome::Released)
+}
+
+/// Confirm inside a transaction (see [`StateStore::confirm`]).
+pub fn confirm_in(tx: &LedgerTx<'_>, request_id: &str) -> TxResult<ReleaseOutcome> {
+    let Some(mut r) = read_record(tx, request_id)? else {
+        return Ok(ReleaseOutcome::NotFound);
+    };
+    if r.released {
+        return Ok(ReleaseOutcome::AlreadyReleased);
+    }
+    if let Some(until) = r.hold_until.take() {
+        tx.holds
+            .remove(hold_key(until, request_id))
+            .map_err(unabortable)?;
+        write_record(tx, request_id, &r)?;
+    }
+    Ok(ReleaseOutcome::Released)
+}
+
+impl SledState {
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        Self::from_db(sled::open(path).map_err(storage)?)
+    }
+
+    /// A throw-away database (tests, `custos policy test`).
+    pub fn temporary() -> Result<Self, StateError> {
+        Self::from_db(
+            sled::Config::new()
+                .temporary(true)
+                .open()
+                .map_err(storage)?,
+        )
+    }
+
+    /// Uses an open database.
+    pub fn from_db(db: sled::Db) -> Result<Self, StateError> {
+        Ok(SledState {
+            ledger_buckets: db.open_tree("ledger_buckets").map_err(storage)?,
+            ledger_reservations: db.open_tree("ledger_reservations").map_err(storage)?,
+            ledger_holds: db.open_tree("ledger_holds").map_err(storage)?,
+            db,
+        })
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<(), StateError> {
+        self.db.flush().map(|_| ()).map_err(storage)
+    }
+
+    fn ledger_tx<T>(&self, f: impl Fn(&LedgerTx<'_>) -> TxResult<T>) -> Result<T, StateError> {
+        let out = (
+            &self.ledger_buckets,
+            &self.ledger_reservations,
+            &self.ledger_holds,
+        )
+            .transaction(|(b, r, h)| {
+                f(&LedgerTx {
+                    buckets: b,
+                    reservations: r,
+                    holds: h,
+                })
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => storage(e),
+            })?;
+        self.flush()?;
+        Ok(out)
+    }
+
+    /// Records a reservation without checks or flush: bulk loading for benchmarks and tests of
+    /// large ledgers. Not for the service (it bypasses the caps).
+    pub fn load_unchecked(&self, entries: &[(String, ReservationPlan)]) -> Result<(), StateError> {
+        use std::collections::HashMap;
+        let mut agg: HashMap<Vec<u8>, Usage> = HashMap::new();
+        let mut batch = sled::Batch::default();
+        for (id, plan) in entries {
+            for key in &plan.keys {
+                let prefix = key_prefix(key);
+                for (level, start) in buckets_containing(minute_of(plan.at)) {
+                    let e = agg.entry(bucket_key(&prefix, level, start)).or_default();
+                    e.sum = e.sum.saturating_add(plan.amount);
+                    e.count += 1;
+                }
+            }
+            let record = Record {
+                at: plan.at,
+                amount: plan.amount,
+                keys: plan.keys.clone(),
+                hold_until: None,
+                released: false,
+            };
+            batch.insert(id.as_bytes(), serde_json::to_vec(&record).map_err(storage)?);
+        }
+        self.ledger_reservations
+            .apply_batch(batch)
+            .map_err(storage)?;
+        let mut batch = sled::Batch::default();
+        for (k, add) in agg {
+            let old = match self.ledger_buckets.get(&k).map_err(storage)? {
+                Some(v) => buckets::decode(&v).unwrap_or_default(),
+                None => Usage::default(),
+            };
+            let new = Usage {
+                sum: old.sum.saturating_add(add.sum),
+                count: old.count + add.count,
+            };
+            batch.insert(k, &buckets::encode(new)[..]);
+        }
+        self.ledger_buckets.apply_batch(batch).map_err(storage)
+    }
+
+    /// Number of reservations stored (released ones included).
+    pub fn reservation_count(&self) -> usize {
+        self.ledger_reservations.len()
+    }
+}
+
+impl UsageView for SledState {
+    fn usage(&self, key: &LedgerKey, from: i64, to: i64) -> Result<Usage, String> {
+        self.window_usage(key, from, to).map_err(|e| e.to_string())
+    }
+}
+
+impl StateStore for SledState {
+    fn reserve(
+        &self,
+        request_id: &str,
+        plan: &ReservationPlan,
+        hold_until: Option<i64>,
+    ) -> Result<ReserveOutcome, StateError> {
+        self.ledger_tx(|tx| reserve_in(tx, request_id, plan, hold_until))
+    }
+
+    fn confirm(&self, request_id: &str) -> Result<ReleaseOutcome, StateError> {
+        self.ledger_tx(|tx| confirm_in(tx, request_id))
+    }
+
+    fn release(&self, request_id: &str) -> Result<ReleaseOutcome, StateError> {
+        self.ledger_tx(|tx| release_in(tx, request_id))
+    }
+
+    fn release_expired(&self, now: i64) -> Result<Vec<String>, StateError> {
+        let end = hold_key(now.saturating_add(1), "");
+        let mut due = Vec::new();
+        for item in self.ledger_holds.range(..end) {
+            let (k, _) = item.map_err(storage)?;
+            due.push(String::from_utf8_lossy(&k[8..]).into_owned());
+        }
+        let mut released = Vec::new();
+        for id in due {
+            let out = self.ledger_tx(|tx| {
+                // Re-read inside the transaction: it may have been confirmed meanwhile.
+                match read_record(tx, &id)? {
+                    Some(r) if !r.released && r.hold_until.is_some_and(|t| t <= now) => {
+                        release_in(tx, &id)
+                    }
+                    _ => Ok(ReleaseOutcome::NotFound),
+                }
+            })?;
+            if out == ReleaseOutcome::Released {
+                released.push(id);
+            }
+        }
+        Ok(released)
+    }
+
+    fn window_usage(&self, key: &LedgerKey, from: i64, to: i64) -> Result<Usage, StateError> {
+        sum_window(|k| self.ledger_buckets.get(k), key, from, to).map_err(storage)?
+    }
+}

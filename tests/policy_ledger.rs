@@ -1,0 +1,208 @@
+//! The ledger never lets the allowed sum in a window exceed its cap: random sequences of requests,
+//! idempotent retries, rejections (releases) and restarts (reopening the sled files), and
+//! concurrent check-and-reserve from several threads.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use custos::amount::Amount;
+use custos::intent::{ActionKind, Asset, Destination, Intent};
+use custos::keys::Chain;
+use custos::policy::{Policy, PolicyRequest};
+use custos::state::sled::SledState;
+use custos::state::{ReserveOutcome, StateStore};
+use proptest::prelude::*;
+
+const POLICY: &str = r#"
+[policy]
+name = "p"
+[roles]
+signer = ["svc"]
+[assets.bitcoin.mainnet]
+native = { symbol = "BTC", decimals = 8 }
+[[rules]]
+name = "a"
+effect = "allow"
+roles = ["signer"]
+assets = ["BTC"]
+max_amount = "3 BTC"
+[rules.limits]
+windows = [{ period = "1h", scope = "wallet", sum = "10 BTC", count = 6 }]
+[[rules]]
+name = "b"
+effect = "allow"
+roles = ["signer"]
+assets = ["BTC"]
+[rules.limits]
+windows = [{ period = "1h", scope = "wallet", sum = "10 BTC" }]
+"#;
+
+const CAP: u64 = 10 * 100_000_000;
+
+fn req(sats: u64, at: i64) -> PolicyRequest {
+    let amount = Amount::from(sats);
+    PolicyRequest {
+        principal: "svc".into(),
+        at,
+        intent: Intent {
+            wallet: "hot".into(),
+            chain: Chain::Bitcoin,
+            network: "mainnet".into(),
+            kind: ActionKind::Transfer,
+            asset: Asset::native("BTC", 8),
+            destinations: vec![Destination {
+                address: "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4".into(),
+                amount,
+            }],
+            amount,
+            fee: Amount::ZERO,
+            fee_rate_sat_per_kvb: None,
+            change: vec![],
+            foreign_input_value: Amount::ZERO,
+            nonce: None,
+            contract: None,
+            selector: None,
+            deadline: None,
+            message: None,
+            token_owner: None,
+        },
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Request { sats: u64, advance: i64 },
+    Retry(usize),
+    Reject(usize),
+    Restart,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => (1u64..6 * 100_000_000, 0i64..900).prop_map(|(sats, advance)| Op::Request { sats, advance }),
+        1 => any::<usize>().prop_map(Op::Retry),
+        1 => any::<usize>().prop_map(Op::Reject),
+        1 => Just(Op::Restart),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn window_sum_never_exceeds_cap(ops in proptest::collection::vec(op(), 1..40)) {
+        let policy = Policy::from_toml(POLICY).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = SledState::open(dir.path()).unwrap();
+        let mut now = 1_700_000_000i64;
+        // request id -> (time, amount, plan) of what is currently reserved.
+        let mut live: BTreeMap<String, (i64, u64)> = BTreeMap::new();
+        let mut issued: Vec<(String, u64, i64)> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Request { sats, advance } => {
+                    now += advance;
+                    let id = format!("r{}", issued.len());
+                    issued.push((id.clone(), sats, now));
+                    let d = policy.evaluate(&req(sats, now), &store).unwrap();
+                    if let Some(plan) = d.reservation {
+                        if store.reserve(&id, &plan, None).unwrap() == ReserveOutcome::Reserved {
+                            live.insert(id, (now, sats));
+                        }
+                    }
+                }
+                Op::Retry(i) if !issued.is_empty() => {
+                    let (id, sats, at) = issued[i % issued.len()].clone();
+                    if let Some(plan) = policy.evaluate(&req(sats, at), &custos::policy::limits::EmptyLedger).unwrap().reservation {
+                        let out = store.reserve(&id, &plan, None).unwrap();
+                        // A retry never records twice.
+                        prop_assert!(out != ReserveOutcome::Reserved || !live.contains_key(&id));
+                        if out == ReserveOutcome::Reserved { live.insert(id, (at, sats)); }
+                    }
+                }
+                Op::Reject(i) if !issued.is_empty() => {
+                    let (id, _, _) = &issued[i % issued.len()];
+                    store.release(id).unwrap();
+                    live.remove(id);
+                }
+                Op::Restart => {
+                    drop(store);
+                    store = SledState::open(dir.path()).unwrap();
+                }
+                _ => {}
+            }
+            // Every 1h window ending at any reserved time holds at most the cap.
+            for (t, _) in live.values() {
+                let sum: u64 = live.values().filter(|(u, _)| *u > t - 3600 && *u <= *t).map(|(_, s)| *s).sum();
+                prop_assert!(sum <= CAP, "window ending {t} holds {sum}");
+            }
+        }
+    }
+}
+
+#[test]
+fn concurrent_reservations_cannot_both_pass_a_cap() {
+    let policy = Arc::new(Policy::from_toml(POLICY).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledState::open(dir.path()).unwrap());
+    let at = 1_700_000_000;
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let (policy, store) = (policy.clone(), store.clone());
+            std::thread::spawn(move || {
+                let mut won = 0u64;
+                for i in 0..5 {
+                    // Every thread evaluates against the same (stale) view, then races to reserve.
+                    let d = policy.evaluate(&req(300_000_000, at), &*store).unwrap();
+                    if let Some(plan) = d.reservation {
+                        if store.reserve(&format!("t{t}-{i}"), &plan, None).unwrap()
+                            == ReserveOutcome::Reserved
+                        {
+                            won += 300_000_000;
+                        }
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let total: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(
+        total,
+        9 * 100_000_000,
+        "three 3 BTC requests fit under 10 BTC"
+    );
+}
+
+#[test]
+fn holds_expire_and_release_is_exact() {
+    let policy = Policy::from_toml(POLICY).unwrap();
+    let store = SledState::temporary().unwrap();
+    let at = 1_700_000_000;
+    let plan = policy
+        .evaluate(&req(900_000_000, at), &store)
+        .unwrap()
+        .reservation
+        .unwrap();
+    assert_eq!(
+        store.reserve("held", &plan, Some(at + 60)).unwrap(),
+        ReserveOutcome::Reserved
+    );
+    assert_eq!(
+        store.reserve("held", &plan, Some(at + 60)).unwrap(),
+        ReserveOutcome::AlreadyReserved
+    );
+    let d = policy.evaluate(&req(200_000_000, at + 10), &store).unwrap();
+    assert_eq!(d.code, "limit.window_sum", "{}", d.message);
+    assert!(store.release_expired(at + 59).unwrap().is_empty());
+    assert_eq!(
+        store.release_expired(at + 60).unwrap(),
+        vec!["held".to_owned()]
+    );
+    let d = policy.evaluate(&req(200_000_000, at + 70), &store).unwrap();
+    assert_eq!(d.code, "allow");
+    assert_eq!(
+        store.reserve("held", &plan, None).unwrap(),
+        ReserveOutcome::AlreadyReleased
+    );
+}
