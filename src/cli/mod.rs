@@ -4,6 +4,7 @@
 //! Errors go to stderr as one sentence; exit codes are 0 ok, 1 operational error, 2 usage.
 
 pub mod common;
+pub mod demo;
 pub mod error;
 pub mod eth;
 pub mod init;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Inspect Ethereum transactions and messages, without signing.
     #[command(subcommand)]
     Eth(eth::EthCommand),
+    /// An offline walkthrough: a demo key store, wallets, and signed Bitcoin and Ethereum
+    /// transactions (demo keys; never fund them).
+    Demo(demo::DemoArgs),
 }
 
 /// Runs one parsed command line.
@@ -61,5 +65,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Passphrase(command) => passphrase::run(command),
         Command::Psbt(command) => psbt::run(command),
         Command::Eth(command) => eth::run(command, &common::open_wallet),
+        Command::Demo(args) => demo::run(args),
     }
 }
