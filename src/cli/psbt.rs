@@ -79,14 +79,23 @@ pub fn inspect(wallet: &Wallet, payload: &[u8], json: bool) -> Result<String, Cl
     let mut out = String::new();
     // Writing to a String cannot fail.
     let _ = writeln!(out, "{}", intent.summary());
-    let _ = writeln!(out, "wallet:       {} ({}/{})", intent.wallet, intent.chain, intent.network);
+    let _ = writeln!(
+        out,
+        "wallet:       {} ({}/{})",
+        intent.wallet, intent.chain, intent.network
+    );
     let _ = writeln!(out, "sends:        {}", btc(intent.amount));
     for d in &intent.destinations {
         let _ = writeln!(out, "  to          {}  {}", d.address, btc(d.amount));
     }
     let _ = writeln!(out, "fee:          {}", btc(intent.fee));
     if let Some(rate) = intent.fee_rate_sat_per_kvb {
-        let _ = writeln!(out, "fee rate:     {}.{:03} sat/vB", rate / 1000, rate % 1000);
+        let _ = writeln!(
+            out,
+            "fee rate:     {}.{:03} sat/vB",
+            rate / 1000,
+            rate % 1000
+        );
     }
     for c in &intent.change {
         let _ = writeln!(out, "change        {}  {}", c.address, btc(c.amount));
