@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod common;
+pub mod demo;
 pub mod error;
 pub mod eth;
 pub mod init;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Benchmarks.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// An offline walkthrough: a demo key store, wallets, and signed Bitcoin and Ethereum
+    /// transactions (demo keys; never fund them).
+    Demo(demo::DemoArgs),
 }
 
 /// Runs one parsed command line.
@@ -71,5 +75,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Eth(command) => eth::run(command, &common::open_wallet),
         Command::Policy(command) => policy::run(command),
         Command::Bench(command) => bench::run(command),
+        Command::Demo(args) => demo::run(args),
     }
 }
