@@ -21,5 +21,6 @@ pub mod keys;
 pub mod keystore;
 pub mod policy;
 pub mod secret;
+pub mod service;
 pub mod state;
 pub mod wallet;

@@ -1,0 +1,2 @@
+//! The gRPC edge: tonic services over mutual TLS.
+pub mod proto;
