@@ -22,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // The unseal passphrase and shares are secrets: no derived Debug (proto.rs redacts them).
+        .skip_debug(["custos.v1.UnsealRequest", "custos.v1.UnsealRequest.secret"])
         .compile_fds(fds)?;
     Ok(())
 }
