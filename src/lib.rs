@@ -16,6 +16,7 @@ pub mod assets;
 pub mod backend;
 pub mod chains;
 pub mod cli;
+pub mod config;
 pub mod intent;
 pub mod keys;
 pub mod keystore;

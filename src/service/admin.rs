@@ -62,7 +62,9 @@ impl<C: SignerCore> Admin for AdminService<C> {
             Some(Secret::Passphrase(p)) if !p.is_empty() => {
                 Ok(UnsealSecret::Passphrase(SecretString::new(p)))
             }
-            Some(Secret::Share(s)) if !s.is_empty() => Ok(UnsealSecret::Share(SecretString::new(s))),
+            Some(Secret::Share(s)) if !s.is_empty() => {
+                Ok(UnsealSecret::Share(SecretString::new(s)))
+            }
             _ => Err(CoreError::invalid(
                 "secret",
                 "give a passphrase or a share (not empty)",

@@ -427,7 +427,13 @@ impl SignerCore for StandbyCore {
         Err(Self::pipeline_missing("listing wallets"))
     }
 
-    async fn get_address(&self, _: &Principal, _: &str, _: bool, _: u32) -> CoreResult<AddressInfo> {
+    async fn get_address(
+        &self,
+        _: &Principal,
+        _: &str,
+        _: bool,
+        _: u32,
+    ) -> CoreResult<AddressInfo> {
         Err(Self::pipeline_missing("address derivation"))
     }
 

@@ -20,7 +20,13 @@ use crate::secret::SecretString;
 pub const DEV_TRUST_DOMAIN: &str = "spiffe://custos.dev";
 
 /// The principals a development environment gets certificates for: file stem and SAN URI.
-pub const DEV_PRINCIPALS: [&str; 5] = ["payments", "approver-1", "approver-2", "admin", "broadcaster"];
+pub const DEV_PRINCIPALS: [&str; 5] = [
+    "payments",
+    "approver-1",
+    "approver-2",
+    "admin",
+    "broadcaster",
+];
 
 /// The SAN URI of a development principal: `spiffe://custos.dev/<name>`.
 pub fn dev_principal_uri(name: &str) -> String {
@@ -87,7 +93,9 @@ impl DevCa {
         params
             .distinguished_name
             .push(DnType::CommonName, common_name);
-        params.distinguished_name.push(DnType::OrganizationName, "Custos development");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Custos development");
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -117,9 +125,10 @@ impl DevCa {
     pub fn server_cert(&self, names: &[&str]) -> Result<IssuedCert, DevCertError> {
         let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
         let mut params = CertificateParams::new(names.clone())?;
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         self.issue(params)
     }
@@ -187,7 +196,10 @@ pub struct DevClientPaths {
 /// Writes a CA, a server certificate for `localhost`/`127.0.0.1`/`::1`, and a client certificate
 /// per `(name, principal_uri)` into `dir` (created if needed): `ca.pem`, `ca.key`, `server.pem`,
 /// `server.key`, `clients/<name>.pem`, `clients/<name>.key`.
-pub fn write_dev_pki(dir: &Path, clients: &[(String, String)]) -> Result<DevPkiPaths, DevCertError> {
+pub fn write_dev_pki(
+    dir: &Path,
+    clients: &[(String, String)],
+) -> Result<DevPkiPaths, DevCertError> {
     let ca = DevCa::generate("Custos development CA")?;
     let server = ca.server_cert(&["localhost", "127.0.0.1", "::1"])?;
     let ca_cert = dir.join("ca.pem");

@@ -62,7 +62,12 @@ impl<C: SignerCore> Edge<C> {
         }
     }
 
-    fn refuse(&self, method: &'static str, principal: Option<&Principal>, error: &CoreError) -> Status {
+    fn refuse(
+        &self,
+        method: &'static str,
+        principal: Option<&Principal>,
+        error: &CoreError,
+    ) -> Status {
         let status = to_status(error);
         let outcome = Outcome::of(status.code());
         self.metrics.record_request(method, outcome);

@@ -40,17 +40,17 @@ impl<C: SignerCore> Outbox for OutboxService<C> {
             self.edge
                 .authenticate("StreamSigned", &request, Some(Privilege::StreamOutbox))?;
         let after = request.get_ref().after_sequence;
-        let result = self
-            .edge
-            .core
-            .stream_signed(&principal, after)
-            .await
-            .map(|entries| -> EntryStream {
-                Box::pin(entries.map(|entry| match entry {
-                    Ok(entry) => Ok(convert::outbox_entry(&entry)),
-                    Err(error) => Err(to_status(&error)),
-                }))
-            });
+        let result =
+            self.edge
+                .core
+                .stream_signed(&principal, after)
+                .await
+                .map(|entries| -> EntryStream {
+                    Box::pin(entries.map(|entry| match entry {
+                        Ok(entry) => Ok(convert::outbox_entry(&entry)),
+                        Err(error) => Err(to_status(&error)),
+                    }))
+                });
         self.edge.finish("StreamSigned", &principal, result)
     }
 

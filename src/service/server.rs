@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
@@ -59,15 +60,33 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Stops accepting connections, lets calls in flight finish, and waits for the server.
+    /// Stops accepting connections, lets calls in flight finish for up to ten seconds, then
+    /// closes what is still open (server streams such as `Outbox.StreamSigned` and health watches
+    /// never finish on their own).
     pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.shutdown_within(Duration::from_secs(10)).await
+    }
+
+    /// [`RunningServer::shutdown`] with a chosen grace period.
+    pub async fn shutdown_within(mut self, grace: Duration) -> Result<(), ServeError> {
         let _ = self.shutdown.send(());
-        let result = self.server.await;
+        let result = match tokio::time::timeout(grace, &mut self.server).await {
+            Ok(joined) => joined
+                .map_err(ServeError::from)
+                .and_then(|served| served.map_err(ServeError::from)),
+            Err(_) => {
+                tracing::warn!(
+                    ?grace,
+                    "calls still open after the grace period; closing them"
+                );
+                self.server.abort();
+                Ok(())
+            }
+        };
         for task in &self.side_tasks {
             task.abort();
         }
-        result??;
-        Ok(())
+        result
     }
 
     /// Waits until the server stops on its own (a transport error), without asking it to.

@@ -123,9 +123,10 @@ impl<C: SignerCore> Signer for SignerService<C> {
             .authenticate("Reject", &request, Some(Privilege::Approve))?;
         let request = request.into_inner();
         let result = match convert::request_id(&request.request_id) {
-            Ok(_) if request.reason.trim().is_empty() => Err(
-                super::core::CoreError::invalid("reason", "a rejection needs a reason"),
-            ),
+            Ok(_) if request.reason.trim().is_empty() => Err(super::core::CoreError::invalid(
+                "reason",
+                "a rejection needs a reason",
+            )),
             Ok(id) => {
                 self.edge
                     .core
@@ -163,7 +164,10 @@ impl<C: SignerCore> Signer for SignerService<C> {
         let principal = self.edge.authenticate("GetAddress", &request, None)?;
         let request = request.into_inner();
         let result = if request.wallet.is_empty() {
-            Err(super::core::CoreError::invalid("wallet", "must not be empty"))
+            Err(super::core::CoreError::invalid(
+                "wallet",
+                "must not be empty",
+            ))
         } else if request.index >= 1 << 31 {
             Err(super::core::CoreError::invalid(
                 "index",

@@ -88,7 +88,10 @@ mod tests {
     #[test]
     fn each_kind_has_its_code() {
         let cases = [
-            (CoreError::invalid("request_id", "empty"), Code::InvalidArgument),
+            (
+                CoreError::invalid("request_id", "empty"),
+                Code::InvalidArgument,
+            ),
             (
                 CoreError::RequestIdConflict {
                     request_id: "r1".into(),
