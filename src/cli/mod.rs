@@ -3,8 +3,10 @@
 //! One file per command group, each a thin layer: parse arguments, call into the library, print.
 //! Errors go to stderr as one sentence; exit codes are 0 ok, 1 operational error, 2 usage.
 
+pub mod dev;
 pub mod error;
 pub mod mnemonic;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -25,11 +27,18 @@ pub enum Command {
     /// Check a mnemonic before a recovery ceremony (nothing is stored).
     #[command(subcommand)]
     Mnemonic(mnemonic::MnemonicCommand),
+    /// Run the gRPC signer (mutual TLS) with a configuration file.
+    Serve(serve::ServeArgs),
+    /// Development helpers (a ready environment with certificates).
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
 }
 
 /// Runs one parsed command line.
 pub fn run(cli: Cli) -> CliResult {
     match cli.command {
         Command::Mnemonic(command) => mnemonic::run(command),
+        Command::Serve(args) => serve::run(args),
+        Command::Dev(command) => dev::run(command),
     }
 }
