@@ -407,3 +407,15 @@ fn an_ethereum_wallet_is_refused() {
         PsbtError::NotBitcoinWallet { .. }
     ));
 }
+
+/// Found by the `psbt` fuzz target: text whose tenth byte falls inside a multi-byte character
+/// panicked the hex/base64 sniffing. It must be a plain encoding error.
+#[test]
+fn non_ascii_text_is_an_encoding_error_not_a_panic() {
+    let w = hot(Purpose::Bip84);
+    let payload = [
+        0x61, 0x62, 0x6f, 0x75, 0xed, 0x90, 0x89, 0x75, 0xed, 0x90, 0x89,
+    ];
+    let error = decode(&w, &payload, &SignOptions::default()).unwrap_err();
+    assert!(matches!(error, PsbtError::Encoding(_)), "{error}");
+}

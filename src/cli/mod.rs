@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod common;
 pub mod demo;
+pub mod dev;
 pub mod error;
 pub mod eth;
 pub mod init;
@@ -13,6 +14,7 @@ pub mod mnemonic;
 pub mod passphrase;
 pub mod policy;
 pub mod psbt;
+pub mod serve;
 pub mod store;
 pub mod wallet;
 
@@ -61,6 +63,11 @@ pub enum Command {
     /// An offline walkthrough: a demo key store, wallets, and signed Bitcoin and Ethereum
     /// transactions (demo keys; never fund them).
     Demo(demo::DemoArgs),
+    /// Run the gRPC signer (mutual TLS) with a configuration file.
+    Serve(serve::ServeArgs),
+    /// Development helpers (a ready environment with certificates).
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
 }
 
 /// Runs one parsed command line.
@@ -76,5 +83,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Policy(command) => policy::run(command),
         Command::Bench(command) => bench::run(command),
         Command::Demo(args) => demo::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Dev(command) => dev::run(command),
     }
 }

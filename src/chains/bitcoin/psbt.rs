@@ -97,7 +97,11 @@ pub(crate) fn parse_payload(payload: &[u8]) -> Result<Psbt, PsbtError> {
     let text = std::str::from_utf8(payload)
         .map_err(|_| PsbtError::Encoding("neither binary (psbt magic) nor text".into()))?
         .trim();
-    let bytes = if text.len() >= 10 && text[..10].eq_ignore_ascii_case("70736274ff") {
+    // `get` rather than slicing: byte 10 of hostile text may fall inside a multi-byte character.
+    let bytes = if text
+        .get(..10)
+        .is_some_and(|prefix| prefix.eq_ignore_ascii_case("70736274ff"))
+    {
         hex::decode(text).map_err(|e| PsbtError::Encoding(format!("bad hex: {e}")))?
     } else {
         use base64::Engine;

@@ -1,0 +1,88 @@
+//! What every handler does around its core call: authenticate the caller, count the outcome,
+//! log the refusal (code and principal, never the payload), and map the error to a status.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::core::{CoreError, Privilege, SignerCore};
+use super::metrics::{Metrics, Outcome};
+use super::principal::Principal;
+use super::status::to_status;
+
+/// The shared state of the three services.
+#[derive(Debug)]
+pub struct Edge<C> {
+    /// The signing core.
+    pub core: Arc<C>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+impl<C> Clone for Edge<C> {
+    fn clone(&self) -> Self {
+        Edge {
+            core: self.core.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+impl<C: SignerCore> Edge<C> {
+    /// The caller's principal, and the privilege when one is required. A failure is counted and
+    /// answered here.
+    pub fn authenticate<T>(
+        &self,
+        method: &'static str,
+        request: &Request<T>,
+        privilege: Option<Privilege>,
+    ) -> Result<Principal, Status> {
+        let result = Principal::from_request(request).and_then(|principal| {
+            if let Some(privilege) = privilege {
+                self.core.authorize(&principal, privilege)?;
+            }
+            Ok(principal)
+        });
+        result.map_err(|error| self.refuse(method, None, &error))
+    }
+
+    /// Counts and answers one call's result.
+    pub fn finish<T>(
+        &self,
+        method: &'static str,
+        principal: &Principal,
+        result: Result<T, CoreError>,
+    ) -> Result<Response<T>, Status> {
+        match result {
+            Ok(value) => {
+                self.metrics.record_request(method, Outcome::Succeeded);
+                Ok(Response::new(value))
+            }
+            Err(error) => Err(self.refuse(method, Some(principal), &error)),
+        }
+    }
+
+    fn refuse(
+        &self,
+        method: &'static str,
+        principal: Option<&Principal>,
+        error: &CoreError,
+    ) -> Status {
+        let status = to_status(error);
+        let outcome = Outcome::of(status.code());
+        self.metrics.record_request(method, outcome);
+        let principal = principal.map(Principal::as_str).unwrap_or("-");
+        match outcome {
+            Outcome::Failed
+                if matches!(
+                    error,
+                    CoreError::Internal { .. } | CoreError::StateUnavailable { .. }
+                ) =>
+            {
+                tracing::error!(method, principal, code = error.code(), %error, "call failed")
+            }
+            _ => tracing::info!(method, principal, code = error.code(), %error, "call refused"),
+        }
+        status
+    }
+}

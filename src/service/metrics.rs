@@ -1,0 +1,246 @@
+//! Prometheus metrics in the text exposition format, served on their own listener (loopback by
+//! default, so they are not exposed with the gRPC port).
+//!
+//! - `custos_requests_total{method, outcome}`: gRPC calls by outcome (`succeeded`, `denied` for
+//!   policy and identity refusals, `failed` for everything else);
+//! - `custos_decisions_total{rule, outcome}`: policy decisions by the rule that made them;
+//! - `custos_sign_seconds`: latency histogram of signing calls that signed;
+//! - `custos_sealed`: 1 while sealed or unsealing, 0 when unsealed;
+//! - `custos_outbox_lag`: entries signed but not yet acknowledged by the broadcaster.
+//!
+//! Counters are plain atomics and small maps: a few dozen series, no metrics framework needed.
+//! No label ever carries a request payload, an address or a secret: methods and rule names only.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// How a call ended, for `custos_requests_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Answered OK.
+    Succeeded,
+    /// Refused by policy or identity (PERMISSION_DENIED, UNAUTHENTICATED).
+    Denied,
+    /// Any other error.
+    Failed,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Succeeded => "succeeded",
+            Outcome::Denied => "denied",
+            Outcome::Failed => "failed",
+        }
+    }
+
+    /// The outcome of a call that ended with `code`.
+    pub fn of(code: tonic::Code) -> Self {
+        match code {
+            tonic::Code::Ok => Outcome::Succeeded,
+            tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => Outcome::Denied,
+            _ => Outcome::Failed,
+        }
+    }
+}
+
+/// Upper bounds of the signing latency buckets, in seconds.
+const LATENCY_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// The service's metrics. Shared by the handlers through an `Arc`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, Outcome), u64>>,
+    decisions: Mutex<BTreeMap<(String, &'static str), u64>>,
+    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+    sealed: AtomicU64,
+    outbox_lag: AtomicU64,
+}
+
+impl Metrics {
+    /// All zero; sealed.
+    pub fn new() -> Self {
+        let metrics = Metrics::default();
+        metrics.sealed.store(1, Ordering::Relaxed);
+        metrics
+    }
+
+    /// Counts one call of `method` (the RPC name, e.g. "Sign").
+    pub fn record_request(&self, method: &'static str, outcome: Outcome) {
+        let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((method, outcome)).or_default() += 1;
+    }
+
+    /// Counts one policy decision: `outcome` is "allow", "deny" or "needs_approval".
+    pub fn record_decision(&self, rule: &str, outcome: &'static str) {
+        let mut map = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry((rule.to_owned(), outcome)).or_default() += 1;
+    }
+
+    /// Observes the latency of one signing call that signed.
+    pub fn observe_sign_latency(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.latency_sum_micros.fetch_add(micros, Ordering::Relaxed);
+    }
+
+    /// Sets the seal gauge.
+    pub fn set_sealed(&self, sealed: bool) {
+        self.sealed.store(u64::from(sealed), Ordering::Relaxed);
+    }
+
+    /// Sets the outbox lag gauge (head minus acknowledged).
+    pub fn set_outbox_lag(&self, lag: u64) {
+        self.outbox_lag.store(lag, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP custos_requests_total gRPC calls by method and outcome.\n");
+        out.push_str("# TYPE custos_requests_total counter\n");
+        for ((method, outcome), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "custos_requests_total{{method=\"{method}\",outcome=\"{}\"}} {n}",
+                outcome.as_str()
+            );
+        }
+        out.push_str("# HELP custos_decisions_total Policy decisions by rule and outcome.\n");
+        out.push_str("# TYPE custos_decisions_total counter\n");
+        for ((rule, outcome), n) in self
+            .decisions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "custos_decisions_total{{rule=\"{}\",outcome=\"{outcome}\"}} {n}",
+                escape_label(rule)
+            );
+        }
+        out.push_str("# HELP custos_sign_seconds Latency of signing calls that signed.\n");
+        out.push_str("# TYPE custos_sign_seconds histogram\n");
+        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
+            let _ = writeln!(
+                out,
+                "custos_sign_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "custos_sign_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "custos_sign_seconds_sum {sum}");
+        let _ = writeln!(out, "custos_sign_seconds_count {count}");
+        out.push_str("# HELP custos_sealed 1 while the key store is sealed, 0 when unsealed.\n");
+        out.push_str("# TYPE custos_sealed gauge\n");
+        let _ = writeln!(out, "custos_sealed {}", self.sealed.load(Ordering::Relaxed));
+        out.push_str("# HELP custos_outbox_lag Signed entries not yet acknowledged.\n");
+        out.push_str("# TYPE custos_outbox_lag gauge\n");
+        let _ = writeln!(
+            out,
+            "custos_outbox_lag {}",
+            self.outbox_lag.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
+
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped or aborted. Anything else gets a
+/// 404; each connection answers one request and closes (what Prometheus scrapers expect).
+pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut len = 0;
+            // Read the request head (bounded in size and time; the body, if any, is ignored).
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while len < buf.len() {
+                    let n = stream.read(&mut buf[len..]).await?;
+                    if n == 0 {
+                        break;
+                    }
+                    len += n;
+                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                Ok::<_, std::io::Error>(())
+            })
+            .await;
+            if !matches!(read, Ok(Ok(()))) {
+                return;
+            }
+            let head = &buf[..len];
+            let response = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
+                let body = metrics.render();
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_owned()
+            };
+            let _ = stream.write_all(response.as_bytes()).await;
+            let _ = stream.shutdown().await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histogram_and_gauges() {
+        let metrics = Metrics::new();
+        metrics.record_request("Sign", Outcome::Succeeded);
+        metrics.record_request("Sign", Outcome::Denied);
+        metrics.record_decision("hot-small", "allow");
+        metrics.observe_sign_latency(Duration::from_millis(3));
+        metrics.set_sealed(false);
+        let text = metrics.render();
+        assert!(text.contains("custos_requests_total{method=\"Sign\",outcome=\"succeeded\"} 1"));
+        assert!(text.contains("custos_requests_total{method=\"Sign\",outcome=\"denied\"} 1"));
+        assert!(text.contains("custos_decisions_total{rule=\"hot-small\",outcome=\"allow\"} 1"));
+        assert!(text.contains("custos_sign_seconds_bucket{le=\"0.0025\"} 0"));
+        assert!(text.contains("custos_sign_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("custos_sign_seconds_count 1"));
+        assert!(text.contains("custos_sealed 0"));
+    }
+}

@@ -1,0 +1,196 @@
+//! Assembles and runs the gRPC server: the three Custos services, standard health checking
+//! (`grpc.health.v1`, NOT_SERVING while sealed) and server reflection (v1 and v1alpha, so grpcurl
+//! and generated clients in other languages can discover the API), all behind mutual TLS; and the
+//! metrics responder on its own listener.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use super::admin::AdminService;
+use super::core::SignerCore;
+use super::edge::Edge;
+use super::metrics::{self, Metrics};
+use super::model::SealState;
+use super::outbox::OutboxService;
+use super::proto::admin_server::{self, AdminServer};
+use super::proto::outbox_server::{self, OutboxServer};
+use super::proto::signer_server::{self, SignerServer};
+use super::signer::SignerService;
+use super::tls::{server_tls, TlsMaterial};
+
+/// Why the server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The TLS configuration was refused, or the transport failed.
+    #[error("grpc transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The reflection service could not be built from the descriptor sets.
+    #[error("reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// A listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server task panicked or was cancelled.
+    #[error("server task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A running server. Dropping it does not stop it; call [`RunningServer::shutdown`].
+#[derive(Debug)]
+pub struct RunningServer {
+    /// The gRPC address (with the real port when bound to port 0).
+    pub addr: SocketAddr,
+    /// The metrics address, when a metrics listener was given.
+    pub metrics_addr: Option<SocketAddr>,
+    /// The shared metrics.
+    pub metrics: Arc<Metrics>,
+    shutdown: oneshot::Sender<()>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    side_tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// Stops accepting connections, lets calls in flight finish for up to ten seconds, then
+    /// closes what is still open (server streams such as `Outbox.StreamSigned` and health watches
+    /// never finish on their own).
+    pub async fn shutdown(self) -> Result<(), ServeError> {
+        self.shutdown_within(Duration::from_secs(10)).await
+    }
+
+    /// [`RunningServer::shutdown`] with a chosen grace period.
+    pub async fn shutdown_within(mut self, grace: Duration) -> Result<(), ServeError> {
+        let _ = self.shutdown.send(());
+        let result = match tokio::time::timeout(grace, &mut self.server).await {
+            Ok(joined) => joined
+                .map_err(ServeError::from)
+                .and_then(|served| served.map_err(ServeError::from)),
+            Err(_) => {
+                tracing::warn!(
+                    ?grace,
+                    "calls still open after the grace period; closing them"
+                );
+                self.server.abort();
+                Ok(())
+            }
+        };
+        for task in &self.side_tasks {
+            task.abort();
+        }
+        result
+    }
+
+    /// Waits until the server stops on its own (a transport error), without asking it to.
+    pub async fn wait(&mut self) -> Result<(), ServeError> {
+        (&mut self.server).await??;
+        Ok(())
+    }
+}
+
+/// Health status of the overall server ("") and of `custos.v1.Signer` for a seal state: both
+/// NOT_SERVING unless unsealed. Admin stays SERVING (it is how an operator unseals) and so does
+/// the Outbox (already signed transactions can still be delivered).
+fn signing_health(state: SealState) -> ServingStatus {
+    if state.is_unsealed() {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
+
+async fn apply_seal_state(reporter: &HealthReporter, metrics: &Metrics, state: SealState) {
+    let status = signing_health(state);
+    reporter.set_service_status("", status).await;
+    reporter
+        .set_service_status(signer_server::SERVICE_NAME, status)
+        .await;
+    metrics.set_sealed(!state.is_unsealed());
+    tracing::info!(seal_state = state.as_str(), "seal state");
+}
+
+/// Starts the server on `listener` (and metrics on `metrics_listener`) with mutual TLS from
+/// `tls`, delegating to `core`. Returns once the server accepts connections.
+pub async fn start<C: SignerCore>(
+    core: Arc<C>,
+    tls: &TlsMaterial,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+) -> Result<RunningServer, ServeError> {
+    let addr = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::new());
+    let edge = Edge {
+        core: core.clone(),
+        metrics: metrics.clone(),
+    };
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status(admin_server::SERVICE_NAME, ServingStatus::Serving)
+        .await;
+    reporter
+        .set_service_status(outbox_server::SERVICE_NAME, ServingStatus::Serving)
+        .await;
+    let mut seal: watch::Receiver<SealState> = core.seal_state();
+    let initial = *seal.borrow_and_update();
+    apply_seal_state(&reporter, &metrics, initial).await;
+    let mut side_tasks = Vec::new();
+    {
+        let metrics = metrics.clone();
+        side_tasks.push(tokio::spawn(async move {
+            while seal.changed().await.is_ok() {
+                let state = *seal.borrow_and_update();
+                apply_seal_state(&reporter, &metrics, state).await;
+            }
+        }));
+    }
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(super::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(super::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+
+    let metrics_addr = match metrics_listener {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            side_tasks.push(tokio::spawn(metrics::serve(listener, metrics.clone())));
+            Some(addr)
+        }
+        None => None,
+    };
+
+    let router = Server::builder()
+        .tls_config(server_tls(tls))?
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(SignerServer::new(SignerService::new(edge.clone())))
+        .add_service(OutboxServer::new(OutboxService::new(edge.clone())))
+        .add_service(AdminServer::new(AdminService::new(edge)));
+    let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = shutdown_rx.await;
+    }));
+    tracing::info!(%addr, ?metrics_addr, "custos gRPC server listening (mutual TLS)");
+    Ok(RunningServer {
+        addr,
+        metrics_addr,
+        metrics,
+        shutdown,
+        server,
+        side_tasks,
+    })
+}

@@ -1,0 +1,188 @@
+//! `custos.v1.Signer`: translate, delegate to the core, translate back.
+
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use super::core::{Privilege, SignerCore};
+use super::edge::Edge;
+use super::model::{DecisionOutcome, SignOutcome};
+use super::proto;
+use super::proto::signer_server::Signer;
+
+/// The Signer service over a core.
+#[derive(Debug)]
+pub struct SignerService<C> {
+    edge: Edge<C>,
+}
+
+impl<C> SignerService<C> {
+    /// A service sharing `edge`.
+    pub fn new(edge: Edge<C>) -> Self {
+        SignerService { edge }
+    }
+}
+
+#[tonic::async_trait]
+impl<C: SignerCore> Signer for SignerService<C> {
+    async fn sign(
+        &self,
+        request: Request<proto::SignRequest>,
+    ) -> Result<Response<proto::SignResponse>, Status> {
+        let principal = self.edge.authenticate("Sign", &request, None)?;
+        let started = Instant::now();
+        let result = match convert::sign_request(request.into_inner()) {
+            Ok(sign) => self.edge.core.sign(&principal, sign).await,
+            Err(error) => Err(error),
+        };
+        let metrics = &self.edge.metrics;
+        match &result {
+            Ok(reply) => {
+                let outcome = match reply.decision.outcome {
+                    DecisionOutcome::Allow => "allow",
+                    DecisionOutcome::Deny => "deny",
+                    DecisionOutcome::NeedsApproval => "needs_approval",
+                };
+                metrics.record_decision(&reply.decision.rule, outcome);
+                if matches!(reply.outcome, SignOutcome::Signed(_)) {
+                    metrics.observe_sign_latency(started.elapsed());
+                }
+            }
+            Err(super::core::CoreError::PolicyDenied { rule, .. }) => {
+                metrics.record_decision(rule, "deny")
+            }
+            Err(_) => {}
+        }
+        let result = result.map(|reply| convert::sign_reply(&reply));
+        self.edge.finish("Sign", &principal, result)
+    }
+
+    async fn get_request(
+        &self,
+        request: Request<proto::GetRequestRequest>,
+    ) -> Result<Response<proto::GetRequestResponse>, Status> {
+        let principal = self.edge.authenticate("GetRequest", &request, None)?;
+        let result = match convert::request_id(&request.get_ref().request_id) {
+            Ok(id) => self.edge.core.get_request(&principal, &id).await,
+            Err(error) => Err(error),
+        }
+        .map(|record| proto::GetRequestResponse {
+            request: Some(convert::request_record(&record)),
+        });
+        self.edge.finish("GetRequest", &principal, result)
+    }
+
+    async fn list_pending(
+        &self,
+        request: Request<proto::ListPendingRequest>,
+    ) -> Result<Response<proto::ListPendingResponse>, Status> {
+        let principal = self.edge.authenticate("ListPending", &request, None)?;
+        let query = convert::list_pending(request.into_inner());
+        let result = self
+            .edge
+            .core
+            .list_pending(&principal, query)
+            .await
+            .map(|page| proto::ListPendingResponse {
+                requests: page.requests.iter().map(convert::request_record).collect(),
+                next_page_token: page.next_page_token.unwrap_or_default(),
+            });
+        self.edge.finish("ListPending", &principal, result)
+    }
+
+    async fn approve(
+        &self,
+        request: Request<proto::ApproveRequest>,
+    ) -> Result<Response<proto::ApproveResponse>, Status> {
+        let principal = self
+            .edge
+            .authenticate("Approve", &request, Some(Privilege::Approve))?;
+        let request = request.into_inner();
+        let result = match convert::request_id(&request.request_id) {
+            Ok(id) => {
+                self.edge
+                    .core
+                    .approve(&principal, &id, &request.reason)
+                    .await
+            }
+            Err(error) => Err(error),
+        }
+        .map(|record| proto::ApproveResponse {
+            request: Some(convert::request_record(&record)),
+        });
+        self.edge.finish("Approve", &principal, result)
+    }
+
+    async fn reject(
+        &self,
+        request: Request<proto::RejectRequest>,
+    ) -> Result<Response<proto::RejectResponse>, Status> {
+        let principal = self
+            .edge
+            .authenticate("Reject", &request, Some(Privilege::Approve))?;
+        let request = request.into_inner();
+        let result = match convert::request_id(&request.request_id) {
+            Ok(_) if request.reason.trim().is_empty() => Err(super::core::CoreError::invalid(
+                "reason",
+                "a rejection needs a reason",
+            )),
+            Ok(id) => {
+                self.edge
+                    .core
+                    .reject(&principal, &id, &request.reason)
+                    .await
+            }
+            Err(error) => Err(error),
+        }
+        .map(|record| proto::RejectResponse {
+            request: Some(convert::request_record(&record)),
+        });
+        self.edge.finish("Reject", &principal, result)
+    }
+
+    async fn list_wallets(
+        &self,
+        request: Request<proto::ListWalletsRequest>,
+    ) -> Result<Response<proto::ListWalletsResponse>, Status> {
+        let principal = self.edge.authenticate("ListWallets", &request, None)?;
+        let result = self
+            .edge
+            .core
+            .list_wallets(&principal)
+            .await
+            .map(|wallets| proto::ListWalletsResponse {
+                wallets: wallets.iter().map(convert::wallet).collect(),
+            });
+        self.edge.finish("ListWallets", &principal, result)
+    }
+
+    async fn get_address(
+        &self,
+        request: Request<proto::GetAddressRequest>,
+    ) -> Result<Response<proto::GetAddressResponse>, Status> {
+        let principal = self.edge.authenticate("GetAddress", &request, None)?;
+        let request = request.into_inner();
+        let result = if request.wallet.is_empty() {
+            Err(super::core::CoreError::invalid(
+                "wallet",
+                "must not be empty",
+            ))
+        } else if request.index >= 1 << 31 {
+            Err(super::core::CoreError::invalid(
+                "index",
+                format!("{} is a hardened index; expected below 2^31", request.index),
+            ))
+        } else {
+            self.edge
+                .core
+                .get_address(&principal, &request.wallet, request.change, request.index)
+                .await
+        }
+        .map(|address| proto::GetAddressResponse {
+            address: address.address,
+            derivation_path: address.derivation_path,
+        });
+        self.edge.finish("GetAddress", &principal, result)
+    }
+}
