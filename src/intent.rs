@@ -196,6 +196,37 @@ pub struct Intent {
 }
 
 impl Intent {
+    /// An intent that moves nothing yet: no destinations, zero amount and fee, every optional field
+    /// empty. Chain modules and tests fill in what the payload says with struct-update syntax
+    /// (`Intent { destinations, amount, ..Intent::new(..) }`).
+    pub fn new(
+        wallet: impl Into<String>,
+        chain: Chain,
+        network: impl Into<String>,
+        kind: ActionKind,
+        asset: Asset,
+    ) -> Self {
+        Intent {
+            wallet: wallet.into(),
+            chain,
+            network: network.into(),
+            kind,
+            asset,
+            destinations: Vec::new(),
+            amount: Amount::ZERO,
+            fee: Amount::ZERO,
+            fee_rate_sat_per_kvb: None,
+            change: Vec::new(),
+            foreign_input_value: Amount::ZERO,
+            nonce: None,
+            contract: None,
+            selector: None,
+            token_owner: None,
+            deadline: None,
+            message: None,
+        }
+    }
+
     /// Whether this approval is unlimited (2^256 − 1, or the 160-bit max Permit2 uses).
     pub fn is_unlimited(&self) -> bool {
         self.kind == ActionKind::TokenApproval

@@ -45,26 +45,18 @@ fn req(sats: u64, at: i64) -> PolicyRequest {
         principal: "svc".into(),
         at,
         intent: Intent {
-            wallet: "hot".into(),
-            chain: Chain::Bitcoin,
-            network: "mainnet".into(),
-            kind: ActionKind::Transfer,
-            asset: Asset::native("BTC", 8),
             destinations: vec![Destination {
                 address: "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4".into(),
                 amount,
             }],
             amount,
-            fee: Amount::ZERO,
-            fee_rate_sat_per_kvb: None,
-            change: vec![],
-            foreign_input_value: Amount::ZERO,
-            nonce: None,
-            contract: None,
-            selector: None,
-            deadline: None,
-            message: None,
-            token_owner: None,
+            ..Intent::new(
+                "hot",
+                Chain::Bitcoin,
+                "mainnet",
+                ActionKind::Transfer,
+                Asset::native("BTC", 8),
+            )
         },
     }
 }

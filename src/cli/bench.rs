@@ -59,11 +59,6 @@ fn request(wallet: &str, at: i64) -> PolicyRequest {
         principal: "spiffe://bench/payouts".into(),
         at,
         intent: Intent {
-            wallet: wallet.into(),
-            chain: Chain::Bitcoin,
-            network: "mainnet".into(),
-            kind: ActionKind::Transfer,
-            asset: Asset::native("BTC", 8),
             destinations: vec![Destination {
                 address: ADDR.into(),
                 amount,
@@ -71,14 +66,13 @@ fn request(wallet: &str, at: i64) -> PolicyRequest {
             amount,
             fee: Amount::from(1000u64),
             fee_rate_sat_per_kvb: Some(10_000),
-            change: Vec::new(),
-            foreign_input_value: Amount::ZERO,
-            nonce: None,
-            contract: None,
-            selector: None,
-            deadline: None,
-            message: None,
-            token_owner: None,
+            ..Intent::new(
+                wallet,
+                Chain::Bitcoin,
+                "mainnet",
+                ActionKind::Transfer,
+                Asset::native("BTC", 8),
+            )
         },
     }
 }

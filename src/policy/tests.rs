@@ -40,11 +40,6 @@ fn btc(principal: &str, sats: u64, to: &str, at: i64) -> PolicyRequest {
         principal: principal.into(),
         at,
         intent: Intent {
-            wallet: "hot".into(),
-            chain: Chain::Bitcoin,
-            network: "mainnet".into(),
-            kind: ActionKind::Transfer,
-            asset: Asset::native("BTC", 8),
             destinations: vec![Destination {
                 address: to.into(),
                 amount,
@@ -52,14 +47,13 @@ fn btc(principal: &str, sats: u64, to: &str, at: i64) -> PolicyRequest {
             amount,
             fee: Amount::from(1000u64),
             fee_rate_sat_per_kvb: Some(10_000),
-            change: vec![],
-            foreign_input_value: Amount::ZERO,
-            nonce: None,
-            contract: None,
-            selector: None,
-            deadline: None,
-            message: None,
-            token_owner: None,
+            ..Intent::new(
+                "hot",
+                Chain::Bitcoin,
+                "mainnet",
+                ActionKind::Transfer,
+                Asset::native("BTC", 8),
+            )
         },
     }
 }

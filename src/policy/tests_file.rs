@@ -252,15 +252,7 @@ impl Case {
                     })
                     .collect();
                 Intent {
-                    wallet: self
-                        .wallet
-                        .clone()
-                        .ok_or("a case needs wallet (or a full intent)")?,
-                    chain,
-                    network,
-                    kind,
                     contract: self.contract.clone().or_else(|| asset.contract.clone()),
-                    asset,
                     destinations,
                     amount,
                     fee,
@@ -269,13 +261,16 @@ impl Case {
                         .as_deref()
                         .map(parse_fee_rate)
                         .transpose()?,
-                    change: Vec::new(),
-                    foreign_input_value: Amount::ZERO,
-                    nonce: None,
                     selector: self.selector.clone(),
-                    deadline: None,
-                    message: None,
-                    token_owner: None,
+                    ..Intent::new(
+                        self.wallet
+                            .clone()
+                            .ok_or("a case needs wallet (or a full intent)")?,
+                        chain,
+                        network,
+                        kind,
+                        asset,
+                    )
                 }
             }
         };

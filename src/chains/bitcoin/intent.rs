@@ -85,23 +85,19 @@ pub(crate) fn build(
 
     let (symbol, decimals) = wallet.network().native_asset();
     Ok(Intent {
-        wallet: wallet.name.clone(),
-        chain: Chain::Bitcoin,
-        network: wallet.network().name(),
-        kind: ActionKind::Transfer,
-        asset: Asset::native(symbol, decimals),
         destinations,
         amount: Amount::from(sent.to_sat()),
         fee: Amount::from(fee.to_sat()),
         fee_rate_sat_per_kvb: Some(rate_sat_per_kvb),
         change,
         foreign_input_value: Amount::from(foreign.to_sat()),
-        nonce: None,
-        contract: None,
-        selector: None,
-        deadline: None,
-        message: None,
-        token_owner: None,
+        ..Intent::new(
+            wallet.name.clone(),
+            Chain::Bitcoin,
+            wallet.network().name(),
+            ActionKind::Transfer,
+            Asset::native(symbol, decimals),
+        )
     })
 }
 

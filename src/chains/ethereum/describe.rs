@@ -12,7 +12,7 @@
 //! The fee is the most the transaction can cost (gas limit × gas price or max fee per gas), and
 //! the nonce is carried.
 
-use alloy_primitives::{Address, U256};
+use alloy_primitives::Address;
 
 use super::calldata::{decode_erc20, selector, Erc20Call};
 use super::tx::EthTx;
@@ -33,25 +33,13 @@ fn native(wallet: &Wallet) -> Asset {
 }
 
 fn base(wallet: &Wallet, kind: ActionKind) -> Intent {
-    Intent {
-        wallet: wallet.name.clone(),
-        chain: Chain::Ethereum,
-        network: wallet.network().name(),
+    Intent::new(
+        wallet.name.clone(),
+        Chain::Ethereum,
+        wallet.network().name(),
         kind,
-        asset: native(wallet),
-        destinations: Vec::new(),
-        amount: U256::ZERO,
-        fee: U256::ZERO,
-        fee_rate_sat_per_kvb: None,
-        change: Vec::new(),
-        foreign_input_value: U256::ZERO,
-        nonce: None,
-        contract: None,
-        selector: None,
-        token_owner: None,
-        deadline: None,
-        message: None,
-    }
+        native(wallet),
+    )
 }
 
 fn token_asset(tokens: &TokenRegistry, chain_id: u64, contract: &Address) -> Option<Asset> {
