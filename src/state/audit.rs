@@ -180,8 +180,8 @@ fn split(seq: u64, value: &[u8]) -> Result<([u8; 32], AuditRecord), String> {
         return Err(format!("record {seq}: truncated"));
     }
     let mac: [u8; 32] = value[..32].try_into().expect("32 bytes");
-    let record: AuditRecord = serde_json::from_slice(&value[32..])
-        .map_err(|e| format!("record {seq}: corrupt ({e})"))?;
+    let record: AuditRecord =
+        serde_json::from_slice(&value[32..]).map_err(|e| format!("record {seq}: corrupt ({e})"))?;
     Ok((mac, record))
 }
 

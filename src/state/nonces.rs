@@ -36,9 +36,9 @@ pub enum ClaimOutcome {
     },
 }
 
-/// Claims `key` for `claim` inside a transaction; `replace` lets a different transaction take it
-/// over.
-pub fn claim_in(
+/// Whether `claim` may take `key` (read only): free, held by the same request or the same
+/// transaction, or `replace` (a replacement the policy allows).
+pub fn check_in(
     tx: &StateTx<'_>,
     key: &str,
     claim: &NonceClaim,
@@ -54,9 +54,14 @@ pub fn claim_in(
             });
         }
     }
+    Ok(ClaimOutcome::Claimed)
+}
+
+/// Records `claim` on `key` (after [`check_in`] said it may).
+pub fn claim_in(tx: &StateTx<'_>, key: &str, claim: &NonceClaim) -> TxResult<()> {
     let bytes = serde_json::to_vec(claim).map_err(|e| abort(storage(e)))?;
     tx.nonces.insert(key, bytes).map_err(unabortable)?;
-    Ok(ClaimOutcome::Claimed)
+    Ok(())
 }
 
 /// Drops the claim on `key` if `request_id` holds it.

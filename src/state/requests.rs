@@ -273,10 +273,9 @@ pub fn pending_page(
     limit: usize,
 ) -> Result<Vec<(Vec<u8>, StoredRequest)>, StateError> {
     let iter = match after {
-        Some(a) => state.pending.range::<&[u8], _>((
-            std::ops::Bound::Excluded(a),
-            std::ops::Bound::Unbounded,
-        )),
+        Some(a) => state
+            .pending
+            .range::<&[u8], _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
         None => state.pending.iter(),
     };
     let mut out = Vec::new();
