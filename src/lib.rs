@@ -23,5 +23,6 @@ pub mod keystore;
 pub mod policy;
 pub mod secret;
 pub mod service;
+pub mod signing;
 pub mod state;
 pub mod wallet;

@@ -3,6 +3,7 @@
 //! One file per command group, each a thin layer: parse arguments, call into the library, print.
 //! Errors go to stderr as one sentence; exit codes are 0 ok, 1 operational error, 2 usage.
 
+pub mod audit;
 pub mod bench;
 pub mod common;
 pub mod demo;
@@ -68,6 +69,9 @@ pub enum Command {
     /// Development helpers (a ready environment with certificates).
     #[command(subcommand)]
     Dev(dev::DevCommand),
+    /// The audit chain: verify it, show the newest records.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Runs one parsed command line.
@@ -85,5 +89,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Dev(command) => dev::run(command),
+        Command::Audit(command) => audit::run(command),
     }
 }
