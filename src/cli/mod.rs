@@ -14,6 +14,7 @@ pub mod mnemonic;
 pub mod passphrase;
 pub mod policy;
 pub mod psbt;
+pub mod selftest;
 pub mod serve;
 pub mod store;
 pub mod wallet;
@@ -68,6 +69,8 @@ pub enum Command {
     /// Development helpers (a ready environment with certificates).
     #[command(subcommand)]
     Dev(dev::DevCommand),
+    /// Run the known-answer self-tests (derivation, ECDSA, EIP-155, BIP340) and print each result.
+    Selftest(selftest::SelftestArgs),
 }
 
 /// Runs one parsed command line.
@@ -85,5 +88,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Dev(command) => dev::run(command),
+        Command::Selftest(args) => selftest::run(args),
     }
 }
