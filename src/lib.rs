@@ -24,5 +24,6 @@ pub mod policy;
 pub mod secret;
 pub mod selftest;
 pub mod service;
+pub mod signing;
 pub mod state;
 pub mod wallet;

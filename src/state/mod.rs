@@ -1,11 +1,17 @@
 //! Shared state: what several Custos replicas must agree on.
 //!
-//! One trait, [`StateStore`], holds everything replicas share. Today it is the **limit ledger**;
-//! the service adds requests (idempotency), approvals, the outbox and the audit chain to the same
-//! trait and the same database, so that "reserve limits + store the request + append the audit
-//! record" commits in one atomic step. [`sled::SledState`] is the embedded implementation (one sled
-//! database, named trees, multi-tree transactions); a PostgreSQL implementation (serializable
-//! transactions) is the scale-out path and must keep the same contract.
+//! Everything replicas share lives in one database: the **limit ledger** (behind the
+//! [`StateStore`] trait), and beside it the **requests** (idempotency records and approvals,
+//! [`requests`]), the **audit chain** ([`audit`]), the **outbox** and broadcaster cursors
+//! ([`outbox`]) and the **Ethereum nonce guard** ([`nonces`]). [`sled::SledState`] is the embedded
+//! implementation (one sled database, named trees); each signing step is ONE multi-tree
+//! transaction over all of them ([`sled::SledState::transact`] and the `*_in` functions), so
+//! "reserve limits + store the request + append the audit record (+ push the outbox entry)"
+//! commits atomically or not at all. A PostgreSQL implementation (serializable transactions) is the
+//! scale-out path and must keep the same contract: the same step functions over one transaction.
+//!
+//! Durability: transactions are not flushed by the step functions; the signing core flushes
+//! (group commit, `crate::signing::flush`) before any answer or signature leaves.
 //!
 //! ## The limit ledger
 //!
@@ -35,7 +41,11 @@
 //! after a request's time (clock skew, a late retry) are counted as well, so a request can never
 //! be slipped in "in the past" under a window that later entries already fill.
 
+pub mod audit;
 pub mod buckets;
+pub mod nonces;
+pub mod outbox;
+pub mod requests;
 pub mod sled;
 
 use crate::policy::limits::{LedgerKey, ReservationPlan, Usage, UsageView};

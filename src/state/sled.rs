@@ -45,6 +45,38 @@ pub struct SledState {
     pub ledger_reservations: sled::Tree,
     /// Holds by expiry.
     pub ledger_holds: sled::Tree,
+    /// Requests by id ([`super::requests`]).
+    pub requests: sled::Tree,
+    /// Pending requests by expiry ([`super::requests`]).
+    pub pending: sled::Tree,
+    /// The audit chain by sequence ([`super::audit`]).
+    pub audit: sled::Tree,
+    /// Signed transactions by sequence ([`super::outbox`]).
+    pub outbox: sled::Tree,
+    /// Broadcaster cursors by principal ([`super::outbox`]).
+    pub cursors: sled::Tree,
+    /// Ethereum nonces claimed by requests ([`super::nonces`]).
+    pub nonces: sled::Tree,
+    /// Heads of the audit chain and the outbox.
+    pub meta: sled::Tree,
+}
+
+/// Every tree a signing step writes, inside one transaction (see [`SledState::transact`]).
+pub struct StateTx<'a> {
+    /// The ledger trees.
+    pub ledger: LedgerTx<'a>,
+    /// `requests`.
+    pub requests: &'a TransactionalTree,
+    /// `pending`.
+    pub pending: &'a TransactionalTree,
+    /// `audit`.
+    pub audit: &'a TransactionalTree,
+    /// `outbox`.
+    pub outbox: &'a TransactionalTree,
+    /// `nonces`.
+    pub nonces: &'a TransactionalTree,
+    /// `meta`.
+    pub meta: &'a TransactionalTree,
 }
 
 /// The ledger trees inside a transaction.
@@ -69,17 +101,20 @@ struct Record {
     released: bool,
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<StateError>>;
+/// The result of a step inside a transaction.
+pub type TxResult<T> = Result<T, ConflictableTransactionError<StateError>>;
 
-fn storage(e: impl std::fmt::Display) -> StateError {
+pub(crate) fn storage(e: impl std::fmt::Display) -> StateError {
     StateError::Storage(e.to_string())
 }
 
-fn unabortable(e: UnabortableTransactionError) -> ConflictableTransactionError<StateError> {
+/// Turns a read/write failure inside a transaction into the transaction's error.
+pub fn unabortable(e: UnabortableTransactionError) -> ConflictableTransactionError<StateError> {
     e.into()
 }
 
-fn abort(e: StateError) -> ConflictableTransactionError<StateError> {
+/// Aborts a transaction with `e` (nothing it wrote is kept).
+pub fn abort(e: StateError) -> ConflictableTransactionError<StateError> {
     ConflictableTransactionError::Abort(e)
 }
 
@@ -246,6 +281,49 @@ pub fn release_in(tx: &LedgerTx<'_>, request_id: &str) -> TxResult<ReleaseOutcom
     Ok(ReleaseOutcome::Released)
 }
 
+/// Re-checks and records `plan` under `request_id` afresh, inside a transaction: the request's
+/// earlier reservation (a hold while it waited for approvals) is subtracted first, so the caps are
+/// checked against everyone else's usage, exactly once. If a cap refuses, the earlier reservation
+/// stays released and nothing new is recorded.
+pub fn reserve_again_in(
+    tx: &LedgerTx<'_>,
+    request_id: &str,
+    plan: &ReservationPlan,
+    hold_until: Option<i64>,
+) -> TxResult<ReserveOutcome> {
+    let old = read_record(tx, request_id)?;
+    if let Some(r) = &old {
+        if !r.released {
+            release_in(tx, request_id)?;
+        }
+        tx.reservations
+            .remove(request_id.as_bytes())
+            .map_err(unabortable)?;
+    }
+    let out = reserve_in(tx, request_id, plan, hold_until)?;
+    if out != ReserveOutcome::Reserved {
+        if let Some(mut r) = old {
+            r.released = true;
+            r.hold_until = None;
+            write_record(tx, request_id, &r)?;
+        }
+    }
+    Ok(out)
+}
+
+/// A recorded reservation, as [`SledState::reservation`] reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReservationInfo {
+    /// Request time.
+    pub at: i64,
+    /// Amount recorded under each key.
+    pub amount: Amount,
+    /// The keys.
+    pub keys: Vec<LedgerKey>,
+    /// Whether it was released.
+    pub released: bool,
+}
+
 /// Confirm inside a transaction (see [`StateStore::confirm`]).
 pub fn confirm_in(tx: &LedgerTx<'_>, request_id: &str) -> TxResult<ReleaseOutcome> {
     let Some(mut r) = read_record(tx, request_id)? else {
@@ -281,12 +359,58 @@ impl SledState {
 
     /// Uses an open database.
     pub fn from_db(db: sled::Db) -> Result<Self, StateError> {
+        let tree = |name: &str| db.open_tree(name).map_err(storage);
         Ok(SledState {
-            ledger_buckets: db.open_tree("ledger_buckets").map_err(storage)?,
-            ledger_reservations: db.open_tree("ledger_reservations").map_err(storage)?,
-            ledger_holds: db.open_tree("ledger_holds").map_err(storage)?,
+            ledger_buckets: tree("ledger_buckets")?,
+            ledger_reservations: tree("ledger_reservations")?,
+            ledger_holds: tree("ledger_holds")?,
+            requests: tree("requests")?,
+            pending: tree("pending")?,
+            audit: tree("audit")?,
+            outbox: tree("outbox")?,
+            cursors: tree("cursors")?,
+            nonces: tree("nonces")?,
+            meta: tree("meta")?,
             db,
         })
+    }
+
+    /// Runs `f` as one atomic transaction over every tree of a signing step (ledger, requests,
+    /// pending, audit, outbox, nonces, meta); sled retries it on conflict, so `f` must be free of
+    /// side effects outside the transaction. Not flushed: the caller makes it durable
+    /// ([`SledState::flush`], or the signing core's group commit) before anything leaves.
+    pub fn transact<T>(&self, f: impl Fn(&StateTx<'_>) -> TxResult<T>) -> Result<T, StateError> {
+        let trees: [&sled::Tree; 9] = [
+            &self.ledger_buckets,
+            &self.ledger_reservations,
+            &self.ledger_holds,
+            &self.requests,
+            &self.pending,
+            &self.audit,
+            &self.outbox,
+            &self.nonces,
+            &self.meta,
+        ];
+        trees[..]
+            .transaction(|t: &Vec<TransactionalTree>| {
+                f(&StateTx {
+                    ledger: LedgerTx {
+                        buckets: &t[0],
+                        reservations: &t[1],
+                        holds: &t[2],
+                    },
+                    requests: &t[3],
+                    pending: &t[4],
+                    audit: &t[5],
+                    outbox: &t[6],
+                    nonces: &t[7],
+                    meta: &t[8],
+                })
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => storage(e),
+            })
     }
 
     /// Makes everything written so far durable.
@@ -355,6 +479,21 @@ impl SledState {
             batch.insert(k, &buckets::encode(new)[..]);
         }
         self.ledger_buckets.apply_batch(batch).map_err(storage)
+    }
+
+    /// The reservation recorded under `request_id`, if any.
+    pub fn reservation(&self, request_id: &str) -> Result<Option<ReservationInfo>, StateError> {
+        let Some(v) = self.ledger_reservations.get(request_id).map_err(storage)? else {
+            return Ok(None);
+        };
+        let r: Record = serde_json::from_slice(&v)
+            .map_err(|e| StateError::Corrupt(format!("reservation '{request_id}': {e}")))?;
+        Ok(Some(ReservationInfo {
+            at: r.at,
+            amount: r.amount,
+            keys: r.keys,
+            released: r.released,
+        }))
     }
 
     /// Number of reservations stored (released ones included).

@@ -1,0 +1,214 @@
+//! Status, wallets, addresses and policy reload.
+//!
+//! Policy reload reads and validates the configured file; an invalid file leaves the running
+//! policy in place and answers `FAILED_PRECONDITION policy-invalid` with the `file:line:column`
+//! messages; a valid one is swapped in. Both outcomes are audited (with the running and the new
+//! hash), so a reload needs the audit key: while sealed it is refused (`sealed`).
+
+use std::sync::Arc;
+
+use crate::keys::{Chain, Network, Purpose};
+use crate::keystore::KeystoreError;
+use crate::policy::model::Effect;
+use crate::policy::Policy;
+use crate::service::core::{CoreError, CoreResult, Privilege, SignerCore};
+use crate::service::model::{AddressInfo, CreateWallet, PolicyReload, StatusInfo, WalletSummary};
+use crate::service::principal::Principal;
+use crate::state::audit::AuditEntry;
+use crate::state::outbox as outbox_state;
+use crate::wallet::Wallet;
+
+use super::{now_unix, unavailable, LoadedPolicy, SigningCore};
+
+/// `Admin.Status`.
+pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInfo> {
+    let policy = core.policy();
+    Ok(StatusInfo {
+        seal: *core.seal.borrow(),
+        policy_hash: Some(policy.hash.clone()),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        principal: principal.to_string(),
+        roles: policy
+            .policy
+            .roles_of(principal.as_str())
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        outbox_head: outbox_state::head(&core.state).map_err(unavailable)?,
+    })
+}
+
+/// The API summary of a wallet.
+pub fn summary(w: &Wallet) -> WalletSummary {
+    WalletSummary {
+        name: w.name.clone(),
+        chain: w.chain(),
+        network: w.network().name(),
+        account_path: w.account.path.to_string(),
+        master_fingerprint: w.account.master_fingerprint.to_string(),
+        account_xpub: w.account.slip132_xpub(),
+        descriptor: match w.chain() {
+            Chain::Bitcoin => w.account.descriptor(false).ok(),
+            Chain::Ethereum => None,
+        },
+    }
+}
+
+fn keystore_error(e: KeystoreError) -> CoreError {
+    match e {
+        KeystoreError::InvalidWalletName { .. } => CoreError::invalid("name", e.to_string()),
+        KeystoreError::DuplicateWallet(_) => CoreError::Precondition {
+            code: "wallet-exists".into(),
+            reason: e.to_string(),
+        },
+        KeystoreError::UnknownSeed(id) => CoreError::NotFound { what: "seed", id },
+        KeystoreError::AmbiguousSeed(_) => CoreError::invalid("seed", e.to_string()),
+        other => CoreError::Internal {
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// `Admin.CreateWallet` (audited).
+pub async fn create_wallet(
+    core: &SigningCore,
+    principal: &Principal,
+    req: CreateWallet,
+) -> CoreResult<WalletSummary> {
+    core.authorize(principal, Privilege::Admin)?;
+    let keys = core.keys()?;
+    let network = Network::parse(req.chain, &req.network)
+        .map_err(|e| CoreError::invalid("network", e.to_string()))?;
+    let purpose = match (req.purpose, req.chain) {
+        (Some(n), _) => {
+            Purpose::try_from(n).map_err(|e| CoreError::invalid("purpose", e.to_string()))?
+        }
+        (None, Chain::Bitcoin) => Purpose::Bip84,
+        (None, Chain::Ethereum) => Purpose::Bip44,
+    };
+    let wallet = match &req.seed {
+        Some(seed) => keys.unsealed.create_wallet_for_seed(
+            &crate::backend::SeedId(seed.clone()),
+            &req.name,
+            network,
+            purpose,
+            req.account,
+        ),
+        None => keys
+            .unsealed
+            .create_wallet(&req.name, network, purpose, req.account),
+    }
+    .map_err(keystore_error)?;
+    let record = AuditEntry {
+        at: now_unix(),
+        event: "wallet.create".into(),
+        principal: principal.to_string(),
+        wallet: Some(wallet.name.clone()),
+        policy_hash: core.policy().hash.clone(),
+        detail: Some(format!("{} {}", network.name(), wallet.account.path)),
+        ..AuditEntry::default()
+    };
+    core.state
+        .transact(|tx| core.audit_in(tx, &keys.audit_key, &record))
+        .map_err(unavailable)?;
+    core.flusher.flush().await.map_err(unavailable)?;
+    keys.wallets
+        .write()
+        .expect("wallet lock poisoned")
+        .insert(wallet.name.clone(), wallet.clone());
+    Ok(summary(&wallet))
+}
+
+/// `Admin.ReloadPolicy` (see the module docs).
+pub async fn reload_policy(core: &SigningCore, principal: &Principal) -> CoreResult<PolicyReload> {
+    core.authorize(principal, Privilege::Admin)?;
+    let keys = core.keys()?;
+    let old = core.policy();
+    let loaded = Policy::load(core.policy_path());
+    let (event, new_hash, detail) = match &loaded {
+        Ok(p) => ("policy.reload", p.hash(), format!("previous {}", old.hash)),
+        Err(e) => (
+            "policy.reload.refused",
+            old.hash.clone(),
+            format!("invalid policy file kept out: {e}"),
+        ),
+    };
+    let record = AuditEntry {
+        at: now_unix(),
+        event: event.into(),
+        principal: principal.to_string(),
+        policy_hash: new_hash.clone(),
+        detail: Some(detail),
+        ..AuditEntry::default()
+    };
+    core.state
+        .transact(|tx| core.audit_in(tx, &keys.audit_key, &record))
+        .map_err(unavailable)?;
+    core.flusher.flush().await.map_err(unavailable)?;
+    match loaded {
+        Ok(policy) => {
+            *core.policy.write().expect("policy lock poisoned") =
+                Arc::new(LoadedPolicy::new(policy));
+            tracing::info!(previous = %old.hash, hash = %new_hash, "policy reloaded");
+            Ok(PolicyReload {
+                previous_hash: old.hash.clone(),
+                hash: new_hash,
+            })
+        }
+        Err(e) => Err(CoreError::Precondition {
+            code: "policy-invalid".into(),
+            reason: format!("the new policy is invalid; the running one stays:\n{e}"),
+        }),
+    }
+}
+
+/// `Signer.ListWallets`: admins see every wallet; others the wallets some allow or
+/// require-approval rule for one of their roles names (or every wallet, if such a rule names
+/// none).
+pub fn list_wallets(core: &SigningCore, principal: &Principal) -> CoreResult<Vec<WalletSummary>> {
+    let keys = core.keys()?;
+    let policy = core.policy();
+    let roles = policy.policy.roles_of(principal.as_str());
+    let admin = roles.contains(super::role_of(Privilege::Admin));
+    let usable = |name: &str| {
+        admin
+            || policy.policy.rules.iter().any(|rule| {
+                rule.effect != Effect::Deny
+                    && rule
+                        .roles
+                        .as_ref()
+                        .is_none_or(|rs| rs.iter().any(|r| roles.contains(r.as_str())))
+                    && rule.wallets.as_ref().is_none_or(|ws| ws.contains(name))
+            })
+    };
+    let wallets = keys.wallets.read().expect("wallet lock poisoned");
+    let out = wallets
+        .values()
+        .filter(|w| usable(&w.name))
+        .map(summary)
+        .collect();
+    Ok(out)
+}
+
+/// `Signer.GetAddress`.
+pub fn get_address(
+    core: &SigningCore,
+    wallet: &str,
+    change: bool,
+    index: u32,
+) -> CoreResult<AddressInfo> {
+    let keys = core.keys()?;
+    let w = keys.wallet(wallet)?;
+    let address = w
+        .address(change, index)
+        .map_err(|e| CoreError::invalid("index", e.to_string()))?;
+    let path = w.account.child_path(change, index).to_string();
+    Ok(AddressInfo {
+        address,
+        derivation_path: if path.starts_with('m') {
+            path
+        } else {
+            format!("m/{path}")
+        },
+    })
+}

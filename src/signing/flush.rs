@@ -1,0 +1,72 @@
+//! Group commit: one `fsync` for every transaction committed meanwhile.
+//!
+//! A step commits its sled transaction, then calls [`GroupCommit::flush`] and waits; only then
+//! does its answer (or signature) leave. Each caller takes a ticket (a counter incremented after
+//! its commit). Callers queue on one async mutex; whoever holds it reads the newest ticket issued
+//! so far, runs `db.flush()` once (on the blocking pool), and records that every ticket up to it is
+//! durable. The callers behind it find their ticket already covered and return without flushing.
+//! Under load this is one flush per "batch" of concurrent requests instead of one per request; a
+//! lone request pays exactly one flush, as before.
+//!
+//! A failed flush answers its caller with the error at once (the signing core maps it to
+//! UNAVAILABLE); the callers queued behind it try their own flush, which fails as fast if the disk
+//! is gone. A ticket is never marked durable by a flush that failed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::state::sled::SledState;
+use crate::state::StateError;
+
+/// The group-commit flusher of one database.
+pub struct GroupCommit {
+    state: SledState,
+    issued: AtomicU64,
+    durable: AtomicU64,
+    flushes: AtomicU64,
+    leader: tokio::sync::Mutex<()>,
+}
+
+impl GroupCommit {
+    /// A flusher for `state`'s database.
+    pub fn new(state: SledState) -> Self {
+        GroupCommit {
+            state,
+            issued: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            flushes: AtomicU64::new(0),
+            leader: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Makes everything committed before this call durable.
+    pub async fn flush(&self) -> Result<(), StateError> {
+        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let _leader = self.leader.lock().await;
+        if self.durable.load(Ordering::SeqCst) >= ticket {
+            return Ok(());
+        }
+        let target = self.issued.load(Ordering::SeqCst);
+        let state = self.state.clone();
+        let flushed = tokio::task::spawn_blocking(move || state.flush())
+            .await
+            .map_err(|e| StateError::Storage(format!("flush task failed: {e}")))?;
+        flushed?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.durable.fetch_max(target, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The same, for synchronous callers (unseal at start, the expiry sweep): flushes directly.
+    pub fn flush_blocking(&self) -> Result<(), StateError> {
+        let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        self.state.flush()?;
+        self.flushes.fetch_add(1, Ordering::Relaxed);
+        self.durable.fetch_max(ticket, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// How many flushes ran (tests check that concurrent requests share them).
+    pub fn flush_count(&self) -> u64 {
+        self.flushes.load(Ordering::Relaxed)
+    }
+}

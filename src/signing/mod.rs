@@ -1,0 +1,446 @@
+//! The transport-free signing core: one request from payload to outbox, the way `DESIGN.md`
+//! ("One signing request") orders it, behind [`crate::service::core::SignerCore`].
+//!
+//! # The pipeline ([`pipeline`])
+//!
+//! 1. **Sealed?** Nothing is decided or signed while sealed (`FAILED_PRECONDITION sealed`).
+//! 2. **Idempotency.** The payload's canonical form is hashed ([`decode::canonical`]). A request
+//!    id seen before returns its first result whatever happened in between (a restart included):
+//!    the same signed transaction, the same pending state, the same denial. Another payload (or
+//!    another requester) under that id is `ALREADY_EXISTS`. A request left `authorized` (a crash
+//!    between the commit and the signature) is signed now, without reserving again.
+//! 3. **Decode** ([`decode`]): the chain module parses the payload for the wallet and explains it
+//!    as an [`crate::intent::Intent`]; a parser error is `INVALID_ARGUMENT` with its message.
+//! 4. **Policy**: allow, deny or needs-approval, naming the rule.
+//! 5. **Commit** (one sled transaction over every tree, [`crate::state::sled::SledState::transact`]):
+//!    the Ethereum nonce guard, the limit reservation (a hold until the quorum's expiry for
+//!    needs-approval), the request record and its audit record. A cap taken meanwhile by a
+//!    concurrent request turns the decision into a denial inside the same transaction. Denials are
+//!    stored and audited too (`PERMISSION_DENIED` with the rule and stable code).
+//! 6. **Sign** through the key backend; 7. **Commit** the signed result: request `signed`, the
+//!    outbox entry (broadcastable transactions), the hold confirmed, the audit record with the tx
+//!    id — again one transaction, guarded so that a request never gets two outbox entries.
+//! 8. **Reply**, and wake the broadcaster streams.
+//!
+//! # Durability contract ("durable before visible")
+//!
+//! No answer, and above all no signature, leaves before the transaction that explains it is
+//! flushed: step 5 is flushed before signing, step 7 before the reply and before live outbox
+//! streams are woken. Flushing goes through a group commit ([`flush`]): concurrent requests share
+//! one `fsync`. If a transaction or a flush fails — the audit record cannot be written, the disk is
+//! full — the caller gets `UNAVAILABLE` at once and nothing was signed: the transaction aborted as a
+//! whole, so nothing was reserved either (fail closed). Debug builds can inject that failure
+//! ([`FaultPlan`]).
+//!
+//! # Who may do what
+//!
+//! [`SignerCore::authorize`] maps the policy's roles to privileges: role `admin` → the Admin
+//! service, role `approver` → Approve/Reject, role `broadcaster` → the Outbox service. Which
+//! requests a principal may have signed is the policy's business alone.
+//!
+//! The rest: approvals and expiry ([`approvals`]), the outbox ([`outbox`]), seal/unseal and the
+//! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]).
+
+pub mod admin;
+pub mod approvals;
+pub mod decode;
+pub mod flush;
+pub mod outbox;
+pub mod pipeline;
+pub mod records;
+pub mod seal;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+
+use crate::assets::TokenRegistry;
+use crate::backend::SoftwareBackend;
+use crate::keystore::{KeyStore, KeystoreError, Unsealed};
+use crate::policy::Policy;
+use crate::secret::{Secret32, SecretString};
+use crate::service::core::{CoreError, CoreResult, Privilege, SignerCore};
+use crate::service::model::{
+    AckInfo, AddressInfo, CreateWallet, ListPending, OutboxStream, PendingPage, PolicyReload,
+    RequestRecord, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret, WalletSummary,
+};
+use crate::service::principal::Principal;
+use crate::state::audit::{self, AuditEntry};
+use crate::state::sled::{SledState, StateTx, TxResult};
+use crate::state::StateError;
+use crate::wallet::Wallet;
+
+use flush::GroupCommit;
+
+/// Where the core finds its key store, state and policy.
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// The key store directory (held open, and locked, for the life of the core).
+    pub store_dir: PathBuf,
+    /// The state database directory (ledger, requests, audit, outbox).
+    pub state_dir: PathBuf,
+    /// The policy file (reloaded from here by `ReloadPolicy`).
+    pub policy_path: PathBuf,
+    /// Bitcoin signing options.
+    pub bitcoin: crate::chains::bitcoin::SignOptions,
+}
+
+/// Why the core could not open.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SigningOpenError {
+    /// The key store could not be opened (absent, in use, damaged).
+    #[error(transparent)]
+    Keystore(#[from] KeystoreError),
+    /// The state database could not be opened.
+    #[error("state database {}: {source}", dir.display())]
+    State {
+        /// The directory.
+        dir: PathBuf,
+        /// What failed.
+        source: StateError,
+    },
+    /// The policy file is invalid.
+    #[error("policy refused:\n{0}")]
+    Policy(crate::policy::PolicyErrors),
+}
+
+/// Test-only fault injection: make the audit log unwritable. Settable only in debug builds
+/// ([`SigningCore::faults`]), or with `CUSTOS_UNSAFE_TEST_FAIL_AUDIT=1` in a debug build; release
+/// builds never fail on purpose.
+#[derive(Debug, Default)]
+pub struct FaultPlan {
+    fail_audit: AtomicBool,
+}
+
+impl FaultPlan {
+    /// Every audit append fails (the step's transaction aborts) while `on`.
+    #[cfg(debug_assertions)]
+    pub fn fail_audit(&self, on: bool) {
+        self.fail_audit.store(on, Ordering::SeqCst);
+    }
+
+    fn audit_fails(&self) -> bool {
+        cfg!(debug_assertions) && self.fail_audit.load(Ordering::SeqCst)
+    }
+}
+
+/// The policy in force, with what is derived from it once.
+pub(crate) struct LoadedPolicy {
+    pub(crate) policy: Policy,
+    pub(crate) hash: String,
+    pub(crate) tokens: TokenRegistry,
+}
+
+impl LoadedPolicy {
+    fn new(policy: Policy) -> Self {
+        LoadedPolicy {
+            hash: policy.hash(),
+            tokens: policy.token_registry(),
+            policy,
+        }
+    }
+}
+
+/// What exists only while unsealed.
+pub(crate) struct Keys {
+    pub(crate) unsealed: Unsealed,
+    pub(crate) backend: SoftwareBackend,
+    pub(crate) wallets: RwLock<BTreeMap<String, Wallet>>,
+    pub(crate) audit_key: Secret32,
+}
+
+impl Keys {
+    pub(crate) fn wallet(&self, name: &str) -> CoreResult<Wallet> {
+        self.wallets
+            .read()
+            .expect("wallet lock poisoned")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CoreError::NotFound {
+                what: "wallet",
+                id: name.to_owned(),
+            })
+    }
+}
+
+/// The signing core (see the module docs).
+pub struct SigningCore {
+    config: CoreConfig,
+    keystore: KeyStore,
+    state: SledState,
+    flusher: GroupCommit,
+    policy: RwLock<Arc<LoadedPolicy>>,
+    keys: RwLock<Option<Arc<Keys>>>,
+    seal: watch::Sender<SealState>,
+    outbox_head: watch::Sender<u64>,
+    inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    faults: FaultPlan,
+}
+
+/// Unix seconds now.
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+pub(crate) fn system_time(secs: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+pub(crate) fn unavailable(e: StateError) -> CoreError {
+    CoreError::StateUnavailable {
+        reason: e.to_string(),
+    }
+}
+
+/// The principal recorded for host-side events (unseal at start, expiry sweep).
+pub const HOST_PRINCIPAL: &str = "host";
+
+impl SigningCore {
+    /// Opens the key store (sealed; its lock held), the state database, and loads and validates
+    /// the policy.
+    pub fn open(config: CoreConfig) -> Result<SigningCore, SigningOpenError> {
+        let policy = Policy::load(&config.policy_path).map_err(SigningOpenError::Policy)?;
+        let keystore = KeyStore::open(&config.store_dir)?;
+        let state =
+            SledState::open(&config.state_dir).map_err(|source| SigningOpenError::State {
+                dir: config.state_dir.clone(),
+                source,
+            })?;
+        let head =
+            crate::state::outbox::head(&state).map_err(|source| SigningOpenError::State {
+                dir: config.state_dir.clone(),
+                source,
+            })?;
+        let (seal, _) = watch::channel(SealState::Sealed);
+        let (outbox_head, _) = watch::channel(head);
+        let faults = FaultPlan::default();
+        if cfg!(debug_assertions)
+            && std::env::var_os("CUSTOS_UNSAFE_TEST_FAIL_AUDIT").is_some_and(|v| v == "1")
+        {
+            faults.fail_audit.store(true, Ordering::SeqCst);
+        }
+        Ok(SigningCore {
+            flusher: GroupCommit::new(state.clone()),
+            config,
+            keystore,
+            state,
+            policy: RwLock::new(Arc::new(LoadedPolicy::new(policy))),
+            keys: RwLock::new(None),
+            seal,
+            outbox_head,
+            inflight: Mutex::new(HashMap::new()),
+            faults,
+        })
+    }
+
+    /// Unseals with the store passphrase (`serve` at start, when a passphrase file is configured);
+    /// audited. Runs argon2id on the calling thread.
+    pub fn unseal_with_passphrase(&self, passphrase: &SecretString) -> CoreResult<SealState> {
+        let unsealed = self
+            .keystore
+            .unseal(passphrase)
+            .map_err(seal::unseal_error)?;
+        self.finish_unseal(unsealed, HOST_PRINCIPAL)
+    }
+
+    /// Expires every pending request whose time has come (releasing its hold); returns how many.
+    /// While sealed nothing can be audited, so nothing expires (holds keep counting — the safe
+    /// side) until the next sweep after unsealing.
+    pub fn expire_pending(&self, now: i64) -> CoreResult<usize> {
+        approvals::expire_due(self, now)
+    }
+
+    /// The policy file the core reloads from.
+    pub fn policy_path(&self) -> &Path {
+        &self.config.policy_path
+    }
+
+    /// The state database (tests and tools read it; the core owns the writes).
+    pub fn state(&self) -> &SledState {
+        &self.state
+    }
+
+    /// The fault plan (debug builds can make the audit unwritable).
+    pub fn faults(&self) -> &FaultPlan {
+        &self.faults
+    }
+
+    /// How many flushes the group commit ran.
+    pub fn flush_count(&self) -> u64 {
+        self.flusher.flush_count()
+    }
+
+    pub(crate) fn policy(&self) -> Arc<LoadedPolicy> {
+        self.policy.read().expect("policy lock poisoned").clone()
+    }
+
+    /// The unsealed keys, or `Sealed`.
+    pub(crate) fn keys(&self) -> CoreResult<Arc<Keys>> {
+        self.keys
+            .read()
+            .expect("key lock poisoned")
+            .clone()
+            .ok_or(CoreError::Sealed)
+    }
+
+    /// Appends an audit record inside a step's transaction (fails the step when the audit is
+    /// unwritable).
+    pub(crate) fn audit_in(
+        &self,
+        tx: &StateTx<'_>,
+        key: &Secret32,
+        entry: &AuditEntry,
+    ) -> TxResult<u64> {
+        if self.faults.audit_fails() {
+            return Err(crate::state::sled::abort(StateError::Storage(
+                "audit log unwritable (injected fault)".into(),
+            )));
+        }
+        audit::append_in(tx, key, entry)
+    }
+
+    /// Serialises work on one request id within this process (a retry arriving while the first
+    /// attempt signs waits for it, then finds its result).
+    pub(crate) async fn lock_request(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut map = self.inflight.lock().expect("inflight lock poisoned");
+            map.retain(|_, l| Arc::strong_count(l) > 1);
+            map.entry(id.to_owned()).or_default().clone()
+        };
+        lock.lock_owned().await
+    }
+
+    pub(crate) fn is_admin_or_approver(&self, principal: &str) -> bool {
+        self.holds(principal, Privilege::Admin) || self.holds(principal, Privilege::Approve)
+    }
+
+    fn holds(&self, principal: &str, privilege: Privilege) -> bool {
+        let policy = self.policy();
+        policy
+            .policy
+            .roles_of(principal)
+            .contains(role_of(privilege))
+    }
+}
+
+/// The policy role that grants a privilege.
+pub fn role_of(privilege: Privilege) -> &'static str {
+    match privilege {
+        Privilege::Admin => "admin",
+        Privilege::Approve => "approver",
+        Privilege::StreamOutbox => "broadcaster",
+    }
+}
+
+impl SignerCore for SigningCore {
+    fn authorize(&self, principal: &Principal, privilege: Privilege) -> CoreResult<()> {
+        if self.holds(principal.as_str(), privilege) {
+            Ok(())
+        } else {
+            Err(CoreError::Forbidden {
+                principal: principal.to_string(),
+                privilege,
+            })
+        }
+    }
+
+    fn seal_state(&self) -> watch::Receiver<SealState> {
+        self.seal.subscribe()
+    }
+
+    async fn status(&self, principal: &Principal) -> CoreResult<StatusInfo> {
+        admin::status(self, principal)
+    }
+
+    async fn unseal(&self, principal: &Principal, secret: UnsealSecret) -> CoreResult<SealState> {
+        seal::unseal(self, principal, secret).await
+    }
+
+    async fn seal(&self, principal: &Principal) -> CoreResult<SealState> {
+        seal::seal(self, principal.as_str()).await
+    }
+
+    async fn create_wallet(
+        &self,
+        principal: &Principal,
+        request: CreateWallet,
+    ) -> CoreResult<WalletSummary> {
+        admin::create_wallet(self, principal, request).await
+    }
+
+    async fn reload_policy(&self, principal: &Principal) -> CoreResult<PolicyReload> {
+        admin::reload_policy(self, principal).await
+    }
+
+    async fn sign(&self, principal: &Principal, request: SignRequest) -> CoreResult<SignReply> {
+        pipeline::sign(self, principal, request).await
+    }
+
+    async fn get_request(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+    ) -> CoreResult<RequestRecord> {
+        approvals::get_request(self, principal, request_id).await
+    }
+
+    async fn list_pending(
+        &self,
+        principal: &Principal,
+        request: ListPending,
+    ) -> CoreResult<PendingPage> {
+        approvals::list_pending(self, principal, request)
+    }
+
+    async fn approve(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        reason: &str,
+    ) -> CoreResult<RequestRecord> {
+        approvals::approve(self, principal, request_id, reason).await
+    }
+
+    async fn reject(
+        &self,
+        principal: &Principal,
+        request_id: &str,
+        reason: &str,
+    ) -> CoreResult<RequestRecord> {
+        approvals::reject(self, principal, request_id, reason).await
+    }
+
+    async fn list_wallets(&self, principal: &Principal) -> CoreResult<Vec<WalletSummary>> {
+        admin::list_wallets(self, principal)
+    }
+
+    async fn get_address(
+        &self,
+        _principal: &Principal,
+        wallet: &str,
+        change: bool,
+        index: u32,
+    ) -> CoreResult<AddressInfo> {
+        admin::get_address(self, wallet, change, index)
+    }
+
+    async fn stream_signed(
+        &self,
+        principal: &Principal,
+        after: Option<u64>,
+    ) -> CoreResult<OutboxStream> {
+        outbox::stream_signed(self, principal, after)
+    }
+
+    async fn ack(&self, principal: &Principal, sequence: u64) -> CoreResult<AckInfo> {
+        outbox::ack(self, principal, sequence).await
+    }
+}

@@ -1,0 +1,118 @@
+//! `Outbox.StreamSigned` and `Outbox.Ack`: at-least-once, in order, from a cursor.
+//!
+//! Only holders of the policy's `broadcaster` role may stream or ack. Each broadcaster principal
+//! has a cursor (the last sequence it acknowledged) persisted in the state store; a stream without
+//! an explicit `after` starts there, so a broadcaster that restarts receives everything it had not
+//! acknowledged (and perhaps a few it had seen: at-least-once; tx ids dedupe). Entries are read
+//! from the database, never from memory, and live streams are woken (a `watch` on the outbox head)
+//! only after the entry's transaction is flushed.
+
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::service::core::{CoreError, CoreResult, Privilege, SignerCore};
+use crate::service::model::{AckInfo, OutboxEntry, OutboxStream};
+use crate::service::principal::Principal;
+use crate::state::outbox::{self as outbox_state, StoredOutboxEntry};
+use crate::state::requests::StoredRequest;
+use crate::state::sled::SledState;
+
+use super::{system_time, unavailable, SigningCore};
+
+/// Entries read per database round trip while catching up.
+const BATCH: usize = 256;
+
+fn entry(e: StoredOutboxEntry) -> OutboxEntry {
+    OutboxEntry {
+        sequence: e.sequence,
+        request_id: e.request_id,
+        chain: e.chain,
+        network: e.network,
+        wallet: e.wallet,
+        raw_tx_hex: e.raw_tx_hex,
+        tx_id: e.tx_id,
+        signed_at: system_time(e.signed_at),
+    }
+}
+
+/// Wakes live streams after `done` (already flushed) got an outbox entry.
+pub(crate) fn notify(core: &SigningCore, done: &StoredRequest) {
+    if let Some(seq) = done.outbox_seq {
+        core.outbox_head.send_if_modified(|head| {
+            if seq > *head {
+                *head = seq;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// `Outbox.StreamSigned`.
+pub fn stream_signed(
+    core: &SigningCore,
+    principal: &Principal,
+    after: Option<u64>,
+) -> CoreResult<OutboxStream> {
+    core.authorize(principal, Privilege::StreamOutbox)?;
+    let start = match after {
+        Some(a) => a,
+        None => outbox_state::cursor(&core.state, principal.as_str()).map_err(unavailable)?,
+    };
+    let (tx, rx) = mpsc::channel(BATCH);
+    let head = core.outbox_head.subscribe();
+    tokio::spawn(pump(core.state.clone(), head, start, tx));
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// Sends every entry after `last`, then waits for the head to move; ends when the client goes.
+async fn pump(
+    state: SledState,
+    mut head: watch::Receiver<u64>,
+    mut last: u64,
+    tx: mpsc::Sender<Result<OutboxEntry, CoreError>>,
+) {
+    loop {
+        // Mark the head seen before reading, so an entry signed meanwhile wakes us again.
+        head.borrow_and_update();
+        loop {
+            let batch = match outbox_state::read_after(&state, last, BATCH) {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = tx.send(Err(unavailable(e))).await;
+                    return;
+                }
+            };
+            if batch.is_empty() {
+                break;
+            }
+            for e in batch {
+                last = e.sequence;
+                if tx.send(Ok(entry(e))).await.is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::select! {
+            changed = head.changed() => if changed.is_err() { return },
+            () = tx.closed() => return,
+        }
+    }
+}
+
+/// `Outbox.Ack`: moves the principal's cursor forward (never back; beyond the head is refused).
+pub async fn ack(core: &SigningCore, principal: &Principal, sequence: u64) -> CoreResult<AckInfo> {
+    core.authorize(principal, Privilege::StreamOutbox)?;
+    let head = outbox_state::head(&core.state).map_err(unavailable)?;
+    if sequence > head {
+        return Err(CoreError::invalid(
+            "sequence",
+            format!("{sequence} is beyond the newest outbox entry ({head})"),
+        ));
+    }
+    let acked =
+        outbox_state::ack(&core.state, principal.as_str(), sequence).map_err(unavailable)?;
+    core.flusher.flush().await.map_err(unavailable)?;
+    Ok(AckInfo { acked, head })
+}

@@ -1,0 +1,365 @@
+//! `Sign`: idempotency → decode → intent → policy → atomic commit → sign → outbox → reply (see the
+//! [module docs](super)).
+
+use crate::policy::{Decision as PolicyDecision, Outcome, PolicyRequest};
+use crate::service::core::{CoreError, CoreResult};
+use crate::service::model::{SignPayload, SignReply, SignRequest};
+use crate::service::principal::Principal;
+use crate::state::audit::AuditEntry;
+use crate::state::nonces::{self, ClaimOutcome, NonceClaim};
+use crate::state::outbox::{self as outbox_state, StoredOutboxEntry};
+use crate::state::requests::{self, StoredQuorum, StoredRequest, StoredState};
+use crate::state::sled::{confirm_in, release_in, reserve_in, StateTx, TxResult};
+use crate::state::ReserveOutcome;
+use crate::wallet::Wallet;
+
+use super::decode::{self, Decoded};
+use super::records::{self, denial};
+use super::{now_unix, unavailable, Keys, LoadedPolicy, SigningCore};
+
+/// The audit record of a request event.
+pub(crate) fn entry(
+    event: &str,
+    principal: &str,
+    r: &StoredRequest,
+    policy_hash: &str,
+    at: i64,
+) -> AuditEntry {
+    AuditEntry {
+        at,
+        event: event.to_owned(),
+        principal: principal.to_owned(),
+        request_id: Some(r.request_id.clone()),
+        wallet: Some(r.wallet.clone()),
+        intent: r.intent.as_ref().map(|i| i.summary()),
+        decision: r.decision.as_ref().map(|d| d.outcome.clone()),
+        rule: r.decision.as_ref().map(|d| d.rule.clone()),
+        code: r.decision.as_ref().map(|d| d.code.clone()),
+        policy_hash: policy_hash.to_owned(),
+        tx_id: r.result.as_ref().map(|o| o.audit_id()),
+        detail: r.error.clone(),
+    }
+}
+
+/// `Signer.Sign`.
+pub async fn sign(
+    core: &SigningCore,
+    principal: &Principal,
+    req: SignRequest,
+) -> CoreResult<SignReply> {
+    let keys = core.keys()?;
+    let (payload, sha) = decode::canonical(&req.payload);
+    let _guard = core.lock_request(&req.request_id).await;
+    loop {
+        if let Some(existing) = requests::get(&core.state, &req.request_id).map_err(unavailable)? {
+            return resume(core, &keys, principal, existing, &sha).await;
+        }
+        let wallet = keys.wallet(&req.wallet)?;
+        let policy = core.policy();
+        let decoded = decode::decode(&wallet, &payload, &policy.tokens, &core.config.bitcoin)?;
+        let intent = decoded.intent().clone();
+        let now = now_unix();
+        let decision = policy
+            .policy
+            .evaluate(
+                &PolicyRequest {
+                    principal: principal.to_string(),
+                    at: now,
+                    intent: intent.clone(),
+                },
+                &core.state,
+            )
+            .map_err(|e| CoreError::StateUnavailable {
+                reason: e.to_string(),
+            })?;
+        let replacement = matches!(
+            req.payload,
+            SignPayload::EthereumTransaction {
+                replacement: true,
+                ..
+            }
+        );
+        let record = StoredRequest {
+            request_id: req.request_id.clone(),
+            wallet: wallet.name.clone(),
+            requester: principal.to_string(),
+            payload: payload.clone(),
+            payload_sha256: sha.clone(),
+            intent: Some(intent),
+            decision: Some(records::stored_decision(&decision, &policy.hash)),
+            state: StoredState::Denied,
+            quorum: None,
+            approvals: Vec::new(),
+            result: None,
+            outbox_seq: None,
+            created_at: now,
+            updated_at: now,
+            error: None,
+            nonce_key: None,
+        };
+        let nonce = decoded.nonce(&wallet);
+        let Some(committed) =
+            commit_decision(core, &keys, &policy, record, &decision, nonce, replacement)?
+        else {
+            continue; // another replica stored this id meanwhile: answer as a retry
+        };
+        core.flusher.flush().await.map_err(unavailable)?;
+        return match committed.state {
+            StoredState::Authorized => finish(core, &keys, committed, decoded, &wallet).await,
+            StoredState::PendingApproval => records::reply(&committed),
+            _ => Err(records::state_error(&committed)),
+        };
+    }
+}
+
+/// A request id seen before: the first result, or signing a request a crash left authorized.
+async fn resume(
+    core: &SigningCore,
+    keys: &Keys,
+    principal: &Principal,
+    existing: StoredRequest,
+    sha: &str,
+) -> CoreResult<SignReply> {
+    if existing.payload_sha256 != sha || existing.requester != principal.as_str() {
+        return Err(CoreError::RequestIdConflict {
+            request_id: existing.request_id,
+        });
+    }
+    match existing.state {
+        StoredState::Signed => records::reply(&existing),
+        StoredState::PendingApproval => {
+            let now = now_unix();
+            if existing
+                .quorum
+                .as_ref()
+                .is_some_and(|q| q.expires_at <= now)
+            {
+                let expired = super::approvals::expire_one(core, keys, &existing.request_id, now)?;
+                core.flusher.flush().await.map_err(unavailable)?;
+                return Err(records::state_error(&expired.unwrap_or(existing)));
+            }
+            records::reply(&existing)
+        }
+        StoredState::Authorized => {
+            let wallet = keys.wallet(&existing.wallet)?;
+            let policy = core.policy();
+            let decoded = decode::decode(
+                &wallet,
+                &existing.payload,
+                &policy.tokens,
+                &core.config.bitcoin,
+            )?;
+            finish(core, keys, existing, decoded, &wallet).await
+        }
+        _ => Err(records::state_error(&existing)),
+    }
+}
+
+/// Step 5: the decision, its reservation, nonce claim, request record and audit record, in one
+/// transaction. `None` if the id was stored meanwhile.
+fn commit_decision(
+    core: &SigningCore,
+    keys: &Keys,
+    policy: &LoadedPolicy,
+    record: StoredRequest,
+    decision: &PolicyDecision,
+    nonce: Option<(u64, String, u64, String)>,
+    replacement: bool,
+) -> CoreResult<Option<StoredRequest>> {
+    let id = record.request_id.clone();
+    let principal = record.requester.clone();
+    let now = record.created_at;
+    core.state
+        .transact(|tx| {
+            if requests::get_in(tx, &id)?.is_some() {
+                return Ok(None);
+            }
+            let mut r = record.clone();
+            let deny = |tx: &StateTx<'_>, mut r: StoredRequest, d| -> TxResult<_> {
+                r.state = StoredState::Denied;
+                if let Some(d) = d {
+                    r.decision = Some(d);
+                }
+                r.error = r.decision.as_ref().map(|d| d.reason.clone());
+                core.audit_in(
+                    tx,
+                    &keys.audit_key,
+                    &entry("sign.deny", &principal, &r, &policy.hash, now),
+                )?;
+                requests::put_in(tx, &r)?;
+                Ok(Some(r))
+            };
+            let (hold, state, event) = match &decision.outcome {
+                Outcome::Deny => return deny(tx, r, None),
+                Outcome::Allow => (None, StoredState::Authorized, "sign.allow"),
+                Outcome::NeedsApproval { quorum } => {
+                    let expires_at =
+                        now.saturating_add(i64::try_from(quorum.expires_secs).unwrap_or(i64::MAX));
+                    r.quorum = Some(StoredQuorum {
+                        count: quorum.count,
+                        roles: quorum.roles.iter().cloned().collect(),
+                        expires_at,
+                    });
+                    (
+                        Some(expires_at),
+                        StoredState::PendingApproval,
+                        "sign.pending",
+                    )
+                }
+            };
+            let claim = match &nonce {
+                Some((chain_id, address, n, hash)) => {
+                    let key = nonces::nonce_key(*chain_id, address, *n);
+                    let claim = NonceClaim {
+                        request_id: id.clone(),
+                        signing_hash: hash.clone(),
+                    };
+                    let replace = replacement && decision.allow_replacement;
+                    if let ClaimOutcome::Conflict { holder } =
+                        nonces::check_in(tx, &key, &claim, replace)?
+                    {
+                        let why = format!(
+                            "nonce {n} of {address} was already used by request '{holder}' \
+                             (mark the request as a replacement, under a rule that allows it)"
+                        );
+                        return deny(
+                            tx,
+                            r,
+                            Some(denial("nonce guard", "nonce.reused", why, &policy.hash)),
+                        );
+                    }
+                    Some((key, claim))
+                }
+                None => None,
+            };
+            if let Some(plan) = &decision.reservation {
+                match reserve_in(&tx.ledger, &id, plan, hold)? {
+                    ReserveOutcome::Reserved | ReserveOutcome::AlreadyReserved => {}
+                    ReserveOutcome::AlreadyReleased => {
+                        let why = "this request id was reserved and released before".to_owned();
+                        return deny(
+                            tx,
+                            r,
+                            Some(denial("ledger", "limit.released", why, &policy.hash)),
+                        );
+                    }
+                    ReserveOutcome::LimitExceeded {
+                        rule,
+                        code,
+                        message,
+                    } => {
+                        let why = format!("rule '{rule}': {message}");
+                        return deny(tx, r, Some(denial(&rule, code, why, &policy.hash)));
+                    }
+                }
+            }
+            if let Some((key, claim)) = &claim {
+                nonces::claim_in(tx, key, claim)?;
+                r.nonce_key = Some(key.clone());
+            }
+            r.state = state;
+            core.audit_in(
+                tx,
+                &keys.audit_key,
+                &entry(event, &principal, &r, &policy.hash, now),
+            )?;
+            requests::put_in(tx, &r)?;
+            Ok(Some(r))
+        })
+        .map_err(unavailable)
+}
+
+/// Steps 6 and 7 without the flush: signs an `authorized` request and commits the result (request
+/// signed, outbox entry, hold confirmed, audit). If the request was signed meanwhile, that result
+/// stands and nothing is written. A signing failure marks the request failed and releases its
+/// reservation and nonce.
+pub(crate) fn sign_and_commit(
+    core: &SigningCore,
+    keys: &Keys,
+    record: StoredRequest,
+    decoded: Decoded,
+    wallet: &Wallet,
+) -> CoreResult<StoredRequest> {
+    let signed = decode::sign(decoded, wallet, &keys.backend);
+    let policy_hash = core.policy().hash.clone();
+    let id = record.request_id.clone();
+    let now = now_unix();
+    core.state
+        .transact(|tx| {
+            let Some(mut r) = requests::get_in(tx, &id)? else {
+                return Ok(record.clone());
+            };
+            if r.state != StoredState::Authorized {
+                return Ok(r);
+            }
+            r.updated_at = now;
+            match &signed {
+                Ok(output) => {
+                    confirm_in(&tx.ledger, &id)?;
+                    if let Some((raw, tx_id)) = output.broadcastable() {
+                        let seq = outbox_state::push_in(
+                            tx,
+                            &StoredOutboxEntry {
+                                sequence: 0,
+                                request_id: id.clone(),
+                                chain: wallet.chain(),
+                                network: wallet.network().name(),
+                                wallet: wallet.name.clone(),
+                                raw_tx_hex: raw.to_owned(),
+                                tx_id: tx_id.to_owned(),
+                                signed_at: now,
+                            },
+                        )?;
+                        r.outbox_seq = Some(seq);
+                    }
+                    r.result = Some(output.clone());
+                    r.state = StoredState::Signed;
+                    core.audit_in(
+                        tx,
+                        &keys.audit_key,
+                        &entry("sign.signed", &r.requester, &r, &policy_hash, now),
+                    )?;
+                }
+                Err(reason) => {
+                    release_in(&tx.ledger, &id)?;
+                    if let Some(key) = &r.nonce_key {
+                        nonces::release_in(tx, key, &id)?;
+                    }
+                    r.state = StoredState::Failed;
+                    r.error = Some(reason.clone());
+                    core.audit_in(
+                        tx,
+                        &keys.audit_key,
+                        &entry("sign.failed", &r.requester, &r, &policy_hash, now),
+                    )?;
+                }
+            }
+            requests::put_in(tx, &r)?;
+            Ok(r)
+        })
+        .map_err(unavailable)
+}
+
+/// Signs, commits, flushes, wakes the outbox streams, answers.
+pub(crate) async fn finish(
+    core: &SigningCore,
+    keys: &Keys,
+    record: StoredRequest,
+    decoded: Decoded,
+    wallet: &Wallet,
+) -> CoreResult<SignReply> {
+    let done = sign_and_commit(core, keys, record, decoded, wallet)?;
+    core.flusher.flush().await.map_err(unavailable)?;
+    super::outbox::notify(core, &done);
+    match done.state {
+        StoredState::Signed => records::reply(&done),
+        StoredState::Failed => Err(CoreError::Internal {
+            reason: format!(
+                "signing request '{}' failed: {}",
+                done.request_id,
+                done.error.clone().unwrap_or_default()
+            ),
+        }),
+        _ => Err(records::state_error(&done)),
+    }
+}
