@@ -16,7 +16,7 @@
 //! Unknown fields are errors; relative paths are resolved against the file's directory.
 //!
 //! Exit codes of every host command: **0** done; **1** the server refused or failed the call (the
-//! gRPC code and message go to stderr, e.g. `PERMISSION_DENIED: [policy-deny.default] ...`), or
+//! gRPC code and message go to stderr, e.g. `PERMISSION_DENIED: [deny.default] ...`), or
 //! the server could not be reached; **2** usage (bad arguments, an unreadable or invalid client
 //! configuration or input file).
 
