@@ -5,6 +5,7 @@
 //! host commands (`unseal`, `seal`, `status`, `sign`, `approve`, `reject`, `pending`) talk to a
 //! running server; a refusal prints `GRPC_CODE: message` and exits 1 ([`client`]).
 
+pub mod audit;
 pub mod bench;
 pub mod client;
 pub mod common;
@@ -90,6 +91,9 @@ pub enum Command {
     Reject(sign::VoteArgs),
     /// List the requests waiting for approval (Signer.ListPending), as JSON.
     Pending(sign::PendingArgs),
+    /// The audit chain: verify it, show the newest records.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 /// Runs one parsed command line.
@@ -115,5 +119,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Approve(args) => sign::approve(args),
         Command::Reject(args) => sign::reject(args),
         Command::Pending(args) => sign::pending(args),
+        Command::Audit(command) => audit::run(command),
     }
 }

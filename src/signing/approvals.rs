@@ -83,7 +83,10 @@ pub fn list_pending(
     _principal: &Principal,
     req: ListPending,
 ) -> CoreResult<PendingPage> {
-    let size = req.page_size.clamp(1, 1000) as usize;
+    let size = match req.page_size {
+        0 => 100,
+        n => n.min(1000) as usize,
+    };
     let after = match &req.page_token {
         Some(t) => {
             Some(hex::decode(t).map_err(|_| CoreError::invalid("page_token", "not a token"))?)

@@ -1,0 +1,114 @@
+//! `custos audit verify` and `custos audit tail`: the audit chain in the state directory.
+//!
+//! `verify` needs the key store passphrase (the chain is keyed with the store's audit key) and
+//! walks every record: "audit chain intact: N records", or the first break ("record 17: mac
+//! mismatch", "record 17 missing", "record 17: prev does not match record 16") and exit 1.
+//! `tail` prints the newest records and needs no key (they hold nothing secret; `verify` is what
+//! authenticates them). Both open the state database, so the server must not be running.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use super::common::{open_unsealed, StoreArgs};
+use super::{CliError, CliResult};
+use crate::policy::eval::format_time;
+use crate::state::audit::{self, VerifyOutcome};
+use crate::state::sled::SledState;
+
+/// `custos audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole chain with the store's audit key; report the first break.
+    Verify {
+        /// The state directory of the signer.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        store: StoreArgs,
+    },
+    /// Print the newest records (not authenticated: run `verify` for that).
+    Tail {
+        /// The state directory of the signer.
+        #[arg(long, value_name = "DIR")]
+        state: PathBuf,
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn open_state(dir: &std::path::Path) -> Result<SledState, CliError> {
+    if !dir.join("conf").is_file() {
+        return Err(CliError::operational(format!(
+            "no state database at {}",
+            dir.display()
+        )));
+    }
+    SledState::open(dir).map_err(|e| {
+        CliError::operational(format!(
+            "cannot open the state database {} (is the server running?): {e}",
+            dir.display()
+        ))
+    })
+}
+
+/// Runs `custos audit …`.
+pub fn run(command: AuditCommand) -> CliResult {
+    match command {
+        AuditCommand::Verify { state, store } => {
+            let db = open_state(&state)?;
+            let key = open_unsealed(&store.store, store.passphrase_file.as_deref())?.audit_key();
+            match audit::verify(&db, &key).map_err(CliError::operational)? {
+                VerifyOutcome::Intact { records } => {
+                    println!("audit chain intact: {records} records");
+                    Ok(())
+                }
+                VerifyOutcome::Broken { message, .. } => Err(CliError::operational(format!(
+                    "audit chain broken: {message}"
+                ))),
+            }
+        }
+        AuditCommand::Tail { state, lines, json } => {
+            let db = open_state(&state)?;
+            for r in audit::tail(&db, lines).map_err(CliError::operational)? {
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string(&r).map_err(CliError::operational)?
+                    );
+                    continue;
+                }
+                let mut line = format!(
+                    "{:>6} {} {} by {}",
+                    r.seq,
+                    format_time(r.at),
+                    r.event,
+                    r.principal
+                );
+                let fields = [
+                    ("request", &r.request_id),
+                    ("wallet", &r.wallet),
+                    ("decision", &r.decision),
+                    ("rule", &r.rule),
+                    ("code", &r.code),
+                    ("tx", &r.tx_id),
+                    ("intent", &r.intent),
+                    ("detail", &r.detail),
+                ];
+                for (name, value) in fields {
+                    if let Some(v) = value {
+                        line.push_str(&format!(" {name}={v:?}"));
+                    }
+                }
+                line.push_str(&format!(" policy={}", r.policy_hash));
+                println!("{line}");
+            }
+            Ok(())
+        }
+    }
+}

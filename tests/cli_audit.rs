@@ -1,0 +1,172 @@
+//! `custos audit verify` and `custos audit tail`, run as an operator would, on a state directory
+//! the signing core wrote.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use custos::keys::{Chain, MnemonicSecret, Network, Purpose};
+use custos::keystore::{KdfParams, KeyStore};
+use custos::secret::SecretString;
+use custos::service::model::{SignPayload, SignRequest};
+use custos::service::{Principal, PrincipalSource, SignerCore};
+use custos::signing::{CoreConfig, SigningCore};
+
+const PASS: &str = "audit test passphrase";
+const MNEMONIC: &str =
+    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
+
+const POLICY: &str = r#"
+[policy]
+name = "audit-cli"
+[roles]
+signer = ["spiffe://t/payouts"]
+admin = ["admin.t"]
+[assets.ethereum.sepolia]
+native = { symbol = "ETH", decimals = 18 }
+[[rules]]
+name = "messages"
+effect = "allow"
+roles = ["signer"]
+kinds = ["message"]
+"#;
+
+fn custos(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custos"))
+        .args(args)
+        .env_remove("CUSTOS_PASSPHRASE")
+        .output()
+        .expect("run custos")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A store, a policy, and a state directory holding unseal, allow, signed and seal records.
+async fn prepare(dir: &Path) {
+    let store = dir.join("store");
+    let pass = SecretString::new(PASS.into());
+    let ks = KeyStore::create(
+        &store,
+        &pass,
+        KdfParams::unsafe_weak(64, 1).unwrap(),
+        &MnemonicSecret::parse(&SecretString::new(MNEMONIC.into())).unwrap(),
+        &SecretString::new(String::new()),
+    )
+    .unwrap();
+    ks.unseal(&pass)
+        .unwrap()
+        .create_wallet(
+            "eth",
+            Network::parse(Chain::Ethereum, "sepolia").unwrap(),
+            Purpose::Bip44,
+            0,
+        )
+        .unwrap();
+    drop(ks);
+    std::fs::write(dir.join("policy.toml"), POLICY).unwrap();
+    std::fs::write(dir.join("pass"), PASS).unwrap();
+    let core = SigningCore::open(CoreConfig {
+        store_dir: store,
+        state_dir: dir.join("state"),
+        policy_path: dir.join("policy.toml"),
+        bitcoin: Default::default(),
+    })
+    .unwrap();
+    core.unseal_with_passphrase(&pass).unwrap();
+    let payer = Principal::new("spiffe://t/payouts", PrincipalSource::SanUri);
+    core.sign(
+        &payer,
+        SignRequest {
+            request_id: "m-1".into(),
+            wallet: "eth".into(),
+            payload: SignPayload::PersonalMessage {
+                message: b"hello auditors".to_vec(),
+                address_index: None,
+            },
+        },
+    )
+    .await
+    .unwrap();
+    core.seal(&Principal::new("admin.t", PrincipalSource::SanDns))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn operator_verifies_and_tails_the_audit_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    prepare(dir.path()).await;
+    let d = |p: &str| dir.path().join(p).display().to_string();
+    let verify = || {
+        custos(&[
+            "audit",
+            "verify",
+            "--state",
+            &d("state"),
+            "--store",
+            &d("store"),
+            "--passphrase-file",
+            &d("pass"),
+        ])
+    };
+
+    let out = verify();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), "audit chain intact: 4 records");
+
+    let out = custos(&["audit", "tail", "--state", &d("state"), "-n", "2"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2);
+    assert!(lines[0].contains("sign.signed") && lines[0].contains("request=\"m-1\""));
+    assert!(lines[1].contains("seal by admin.t"));
+
+    let out = custos(&["audit", "tail", "--state", &d("state"), "--json"]);
+    let events: Vec<String> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].to_string())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "\"unseal\"",
+            "\"sign.allow\"",
+            "\"sign.signed\"",
+            "\"seal\""
+        ]
+    );
+
+    // Tamper with record 2 behind the signer's back.
+    {
+        let state = custos::state::sled::SledState::open(&dir.path().join("state")).unwrap();
+        let k = 2u64.to_be_bytes();
+        let mut v = state.audit.get(k).unwrap().unwrap().to_vec();
+        let body = String::from_utf8_lossy(&v[32..]).replace("m-1", "m-2");
+        v.truncate(32);
+        v.extend_from_slice(body.as_bytes());
+        state.audit.insert(k, v).unwrap();
+        state.flush().unwrap();
+    }
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("record 2: mac mismatch"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A wrong passphrase is refused before anything is claimed.
+    std::fs::write(dir.path().join("wrong"), "nope").unwrap();
+    let out = custos(&[
+        "audit",
+        "verify",
+        "--state",
+        &d("state"),
+        "--store",
+        &d("store"),
+        "--passphrase-file",
+        &d("wrong"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+}
