@@ -22,6 +22,7 @@ pub mod keys;
 pub mod keystore;
 pub mod policy;
 pub mod secret;
+pub mod selftest;
 pub mod service;
 pub mod signing;
 pub mod state;

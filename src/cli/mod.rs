@@ -1,21 +1,27 @@
 //! The `custos` command line: the daemon and the admin commands as clap subcommands.
 //!
 //! One file per command group, each a thin layer: parse arguments, call into the library, print.
-//! Errors go to stderr as one sentence; exit codes are 0 ok, 1 operational error, 2 usage.
+//! Errors go to stderr as one sentence; exit codes are 0 ok, 1 operational error, 2 usage. The
+//! host commands (`unseal`, `seal`, `status`, `sign`, `approve`, `reject`, `pending`) talk to a
+//! running server; a refusal prints `GRPC_CODE: message` and exits 1 ([`client`]).
 
 pub mod audit;
 pub mod bench;
+pub mod client;
 pub mod common;
 pub mod demo;
 pub mod dev;
 pub mod error;
 pub mod eth;
+pub mod host;
 pub mod init;
 pub mod mnemonic;
 pub mod passphrase;
 pub mod policy;
 pub mod psbt;
+pub mod selftest;
 pub mod serve;
+pub mod sign;
 pub mod store;
 pub mod wallet;
 
@@ -69,6 +75,22 @@ pub enum Command {
     /// Development helpers (a ready environment with certificates).
     #[command(subcommand)]
     Dev(dev::DevCommand),
+    /// Run the known-answer self-tests (derivation, ECDSA, EIP-155, BIP340) and print each result.
+    Selftest(selftest::SelftestArgs),
+    /// Unseal a running server (Admin.Unseal) with the passphrase or one Shamir share.
+    Unseal(host::UnsealArgs),
+    /// Seal a running server (Admin.Seal): it forgets every key at once.
+    Seal(host::ClientArgs),
+    /// A running server's seal state, policy hash and version (Admin.Status).
+    Status(host::StatusArgs),
+    /// Ask a running server to sign a payload (Signer.Sign); prints the result as JSON.
+    Sign(sign::SignArgs),
+    /// Approve a pending request (Signer.Approve).
+    Approve(sign::VoteArgs),
+    /// Reject a pending request (Signer.Reject).
+    Reject(sign::VoteArgs),
+    /// List the requests waiting for approval (Signer.ListPending), as JSON.
+    Pending(sign::PendingArgs),
     /// The audit chain: verify it, show the newest records.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -89,6 +111,14 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Demo(args) => demo::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Dev(command) => dev::run(command),
+        Command::Selftest(args) => selftest::run(args),
+        Command::Unseal(args) => host::unseal(args),
+        Command::Seal(args) => host::seal(args),
+        Command::Status(args) => host::status(args),
+        Command::Sign(args) => sign::sign(args),
+        Command::Approve(args) => sign::approve(args),
+        Command::Reject(args) => sign::reject(args),
+        Command::Pending(args) => sign::pending(args),
         Command::Audit(command) => audit::run(command),
     }
 }

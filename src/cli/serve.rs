@@ -1,19 +1,49 @@
 //! `custos serve --config custos.toml`: the gRPC signer daemon.
 //!
-//! Loads and validates the configuration, sets up logging (human or JSON), starts the server with
-//! mutual TLS and the metrics listener, prints the listening address, and shuts down gracefully on
-//! SIGTERM or Ctrl-C. Until the signing pipeline is wired the server runs the
-//! [`StandbyCore`]: sealed, answering status and health, signing nothing.
+//! In order, and refusing to start (exit 1, one clear sentence) when a step fails:
+//!
+//! 1. load and validate the configuration; set up logging (human or JSON, on stderr);
+//! 2. run the known-answer self-tests ([`crate::selftest`]) — derivation and both chains' signing,
+//!    as HSM firmware does before it serves;
+//! 3. open the signing core ([`SigningCore::open`]): the key store (sealed), the state database
+//!    and the policy, validated;
+//! 4. unseal if a passphrase is configured (`passphrase_file`, else `CUSTOS_PASSPHRASE`);
+//!    otherwise start sealed and wait for `custos unseal`;
+//! 5. listen with mutual TLS (and metrics on their own port), and print
+//!    `custos listening on ADDR (mutual TLS)` on stdout — with the real port when the configuration
+//!    says port 0.
+//!
+//! While it runs: pending requests past their expiry are expired every 30 s; SIGHUP reloads the
+//! policy through the core as the host principal [`SIGHUP_PRINCIPAL`] (the core validates the new
+//! file, keeps the old policy if it is invalid, and audits both hashes; the outcome is logged).
+//! The core authorises a reload like any Admin call, so the policy decides whether a signal may
+//! reload it: list `local:sighup` under `[roles] admin` (no certificate can claim a `local:` name,
+//! so this grants nothing to network callers); otherwise use `Admin.ReloadPolicy`.
+//!
+//! SIGTERM or Ctrl-C stops it gracefully. No log line carries a secret: the passphrase is read
+//! into a zeroizing type and never formatted.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use tokio::net::TcpListener;
 
+use crate::cli::common::{read_secret_file, PASSPHRASE_ENV};
 use crate::cli::{CliError, CliResult};
 use crate::config::{Config, LogFormat};
-use crate::service::{AccessMap, StandbyCore, TlsMaterial};
+use crate::secret::SecretString;
+use crate::selftest::{self, KNOWN_ANSWERS};
+use crate::service::{Principal, PrincipalSource, SignerCore, TlsMaterial};
+use crate::signing::{now_unix, CoreConfig, SigningCore};
+
+/// The principal a SIGHUP reload is made (and audited) as. Certificates cannot claim it: the edge
+/// refuses client certificates naming a `local:` URI.
+pub const SIGHUP_PRINCIPAL: &str = "local:sighup";
+
+/// How often pending requests are checked for expiry.
+pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Arguments of `custos serve`.
 #[derive(Debug, Args)]
@@ -27,16 +57,87 @@ pub struct ServeArgs {
 pub fn run(args: ServeArgs) -> CliResult {
     let config = Config::load(&args.config).map_err(CliError::usage)?;
     init_logging(config.log_format);
+    run_self_tests()?;
     let tls = TlsMaterial::load(&config.tls.cert, &config.tls.key, &config.tls.client_ca)
         .map_err(CliError::operational)?;
+    let core = open_core(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::operational(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(serve(config, tls))
+    runtime.block_on(serve(config, tls, Arc::new(core)))
 }
 
-async fn serve(config: Config, tls: TlsMaterial) -> CliResult {
+/// The known-answer self-tests: every result logged, an error if any failed.
+fn run_self_tests() -> CliResult {
+    let report = selftest::run(&KNOWN_ANSWERS);
+    for check in &report.checks {
+        match &check.outcome {
+            Ok(()) => tracing::info!(check = check.name, "self-test passed"),
+            Err(e) => tracing::error!(check = check.name, error = %e, "self-test FAILED"),
+        }
+    }
+    if report.passed() {
+        Ok(())
+    } else {
+        let failed: Vec<String> = report.failures().map(ToString::to_string).collect();
+        Err(CliError::operational(format!(
+            "known-answer self-test failed, refusing to serve:\n  {}",
+            failed.join("\n  ")
+        )))
+    }
+}
+
+/// Opens the signing core and unseals it when a passphrase is configured.
+fn open_core(config: &Config) -> Result<SigningCore, CliError> {
+    let core = SigningCore::open(CoreConfig {
+        store_dir: config.store_dir.clone(),
+        state_dir: config.state_dir.clone(),
+        policy_path: config.policy_file.clone(),
+        bitcoin: crate::chains::bitcoin::SignOptions::default(),
+    })
+    .map_err(|e| CliError::operational(format!("cannot open the signing core: {e}")))?;
+    tracing::info!(
+        store = %config.store_dir.display(),
+        state = %config.state_dir.display(),
+        policy = %core.policy_path().display(),
+        "signing core open (sealed)"
+    );
+    match startup_passphrase(config)? {
+        Some((passphrase, source)) => {
+            tracing::info!(source, "unsealing the key store (argon2id)");
+            let state = core.unseal_with_passphrase(&passphrase).map_err(|e| {
+                CliError::operational(format!("cannot unseal with the passphrase from {source}: {e}"))
+            })?;
+            tracing::info!(seal_state = state.as_str(), "unsealed at start");
+        }
+        None => tracing::info!(
+            "no passphrase configured: starting sealed; unseal with `custos unseal --config CLIENT.toml`"
+        ),
+    }
+    Ok(core)
+}
+
+/// The unseal passphrase for an unattended start: `passphrase_file`, else `CUSTOS_PASSPHRASE`,
+/// with where it came from (for the log; never the value).
+fn startup_passphrase(config: &Config) -> Result<Option<(SecretString, String)>, CliError> {
+    if let Some(path) = &config.passphrase_file {
+        return Ok(Some((read_secret_file(path)?, path.display().to_string())));
+    }
+    match std::env::var_os(PASSPHRASE_ENV) {
+        Some(value) => {
+            let text = value.into_string().map_err(|_| {
+                CliError::usage(format!(
+                    "the {PASSPHRASE_ENV} environment variable is not UTF-8"
+                ))
+            })?;
+            Ok(Some((SecretString::new(text), PASSPHRASE_ENV.to_owned())))
+        }
+        None => Ok(None),
+    }
+}
+
+async fn serve(config: Config, tls: TlsMaterial, core: Arc<SigningCore>) -> CliResult {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| CliError::operational(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -48,24 +149,85 @@ async fn serve(config: Config, tls: TlsMaterial) -> CliResult {
                 config.metrics_listen
             ))
         })?;
-    // The policy engine will grant privileges from the policy's roles; until it is wired, no
-    // principal holds one, so only health, reflection and Signer calls (refused while sealed) work.
-    tracing::warn!(
-        policy = %config.policy_file.display(),
-        "signing pipeline not wired yet: serving in standby (sealed, no privileged principals)"
-    );
-    let core = Arc::new(StandbyCore::new(AccessMap::new()));
-    let server = crate::service::start(core, &tls, listener, Some(metrics))
+    let server = crate::service::start(core.clone(), &tls, listener, Some(metrics))
         .await
         .map_err(CliError::operational)?;
     println!("custos listening on {} (mutual TLS)", server.addr);
     if let Some(addr) = server.metrics_addr {
         println!("metrics on http://{addr}/metrics");
     }
+    let tasks = [
+        tokio::spawn(expire_periodically(core.clone())),
+        tokio::spawn(reload_on_sighup(core)),
+    ];
     shutdown_signal().await;
     tracing::info!("shutting down");
+    for task in &tasks {
+        task.abort();
+    }
     server.shutdown().await.map_err(CliError::operational)
 }
+
+/// Expires pending requests past their time, every [`EXPIRY_INTERVAL`].
+async fn expire_periodically(core: Arc<SigningCore>) {
+    let mut ticker = tokio::time::interval(EXPIRY_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let sweep = core.clone();
+        match tokio::task::spawn_blocking(move || sweep.expire_pending(now_unix())).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(expired = n, "expired pending requests"),
+            Ok(Err(crate::service::CoreError::Sealed)) => {
+                tracing::debug!("sealed: pending requests expire after the next unseal")
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed"),
+            Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),
+        }
+    }
+}
+
+/// Reloads the policy on every SIGHUP, logging the outcome.
+#[cfg(unix)]
+async fn reload_on_sighup(core: Arc<SigningCore>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP: policy reload only through Admin.ReloadPolicy");
+            return;
+        }
+    };
+    let principal = Principal::new(SIGHUP_PRINCIPAL, PrincipalSource::SanUri);
+    while hangups.recv().await.is_some() {
+        tracing::info!(policy = %core.policy_path().display(), "SIGHUP: reloading the policy");
+        match core.reload_policy(&principal).await {
+            Ok(reload) if reload.previous_hash == reload.hash => {
+                tracing::info!(hash = %reload.hash, "policy reloaded (unchanged)")
+            }
+            Ok(reload) => tracing::info!(
+                previous = %reload.previous_hash,
+                hash = %reload.hash,
+                "policy reloaded"
+            ),
+            Err(e @ crate::service::CoreError::Forbidden { .. }) => tracing::error!(
+                code = e.code(),
+                error = %e,
+                "policy reload by SIGHUP refused: the policy does not give {SIGHUP_PRINCIPAL} the \
+                 admin role (add it to [roles] admin to allow reloads by signal, or use \
+                 Admin.ReloadPolicy); the running policy stays"
+            ),
+            Err(e) => tracing::error!(
+                code = e.code(),
+                error = %e,
+                "policy reload refused; the running policy stays"
+            ),
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_core: Arc<SigningCore>) {}
 
 async fn shutdown_signal() {
     let ctrl_c = async {

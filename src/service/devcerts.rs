@@ -303,6 +303,17 @@ mod tests {
     }
 
     #[test]
+    fn certificates_cannot_claim_a_host_principal() {
+        let ca = DevCa::generate("test CA").unwrap();
+        let client = ca.client_cert("local:sighup").unwrap();
+        let error = Principal::from_certificate_der(&der(&client.cert_pem)).unwrap_err();
+        assert!(
+            error.to_string().contains("reserved host principal"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn keys_are_private_files() {
         let dir = tempfile::tempdir().unwrap();
         let clients = vec![("admin".to_owned(), dev_principal_uri("admin"))];

@@ -14,6 +14,10 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::core::CoreError;
 
+/// The URI scheme of host-side principals (`local:sighup`): actions the host itself takes. No
+/// client certificate may claim one.
+pub const LOCAL_SCHEME: &str = "local:";
+
 /// Where the principal's name came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PrincipalSource {
@@ -68,6 +72,11 @@ impl Principal {
             _ => None,
         });
         match (uri, dns) {
+            (Some(uri), _) if uri.to_ascii_lowercase().starts_with(LOCAL_SCHEME) => {
+                Err(unauthenticated(format!(
+                    "client certificate names the reserved host principal {uri:?}"
+                )))
+            }
             (Some(uri), _) if !uri.is_empty() => Ok(Principal::new(uri, PrincipalSource::SanUri)),
             (_, Some(dns)) if !dns.is_empty() => Ok(Principal::new(
                 dns.to_ascii_lowercase(),
