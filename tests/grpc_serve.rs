@@ -39,15 +39,18 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temporary path")
 }
 
-/// The example policy, with SIGHUP reloads allowed (`local:sighup` holds the admin role).
-fn policy_with_sighup() -> String {
-    let example = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/exchange.toml"),
-    )
-    .unwrap();
+/// The example policy, as shipped.
+fn example_policy() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/exchange.toml"))
+        .unwrap()
+}
+
+/// The example policy with one more admin principal: a change of meaning, so a new hash.
+fn example_policy_with_second_admin() -> String {
+    let example = example_policy();
     let replaced = example.replace(
         "admin = [\"ops-admin.exchange.example\"]",
-        "admin = [\"ops-admin.exchange.example\", \"local:sighup\"]",
+        "admin = [\"ops-admin.exchange.example\", \"spiffe://exchange.example/auditor\"]",
     );
     assert_ne!(replaced, example, "the example policy's admin role moved");
     replaced
@@ -185,7 +188,7 @@ fn assert_refused(out: &Output, code: &str, detail: &str) {
 #[tokio::test]
 async fn dev_env_serve_sign_seal_unseal_reload_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let policy = policy_with_sighup();
+    let policy = example_policy();
     let policy_hash = Policy::from_toml(&policy).unwrap().hash();
     let env_dir = dev_env(dir.path(), &policy);
     let (mut child, port, log) = serve(&env_dir);
@@ -285,6 +288,29 @@ async fn dev_env_serve_sign_seal_unseal_reload_sigterm() {
     let shown = status(&env_dir);
     assert!(shown.contains(&policy_hash), "{shown}");
     assert_signed(&sign(&env_dir, "withdrawals", "w-3", &psbt));
+
+    // SIGHUP with a valid new policy: the example policy as shipped reloads by signal (the host
+    // needs no role for it), and status shows the new hash.
+    let changed = example_policy_with_second_admin();
+    let changed_hash = Policy::from_toml(&changed).unwrap().hash();
+    assert_ne!(changed_hash, policy_hash);
+    std::fs::write(env_dir.join("policy.toml"), &changed).unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logged = std::fs::read_to_string(&log).unwrap();
+        if logged.contains(&changed_hash) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reload logged:\n{logged}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let shown = status(&env_dir);
+    assert!(shown.contains(&changed_hash), "{shown}");
 
     // No secret in the log.
     let passphrase = std::fs::read_to_string(env_dir.join("passphrase")).unwrap();

@@ -35,7 +35,7 @@ use crate::cli::{CliError, CliResult};
 use crate::config::{Config, LogFormat};
 use crate::secret::SecretString;
 use crate::selftest::{self, KNOWN_ANSWERS};
-use crate::service::{Principal, PrincipalSource, SignerCore, TlsMaterial};
+use crate::service::TlsMaterial;
 use crate::signing::{now_unix, CoreConfig, SigningCore};
 
 /// The principal a SIGHUP reload is made (and audited) as. Certificates cannot claim it: the edge
@@ -198,10 +198,9 @@ async fn reload_on_sighup(core: Arc<SigningCore>) {
             return;
         }
     };
-    let principal = Principal::new(SIGHUP_PRINCIPAL, PrincipalSource::SanUri);
     while hangups.recv().await.is_some() {
         tracing::info!(policy = %core.policy_path().display(), "SIGHUP: reloading the policy");
-        match core.reload_policy(&principal).await {
+        match core.reload_policy_from_host(SIGHUP_PRINCIPAL).await {
             Ok(reload) if reload.previous_hash == reload.hash => {
                 tracing::info!(hash = %reload.hash, "policy reloaded (unchanged)")
             }
@@ -209,13 +208,6 @@ async fn reload_on_sighup(core: Arc<SigningCore>) {
                 previous = %reload.previous_hash,
                 hash = %reload.hash,
                 "policy reloaded"
-            ),
-            Err(e @ crate::service::CoreError::Forbidden { .. }) => tracing::error!(
-                code = e.code(),
-                error = %e,
-                "policy reload by SIGHUP refused: the policy does not give {SIGHUP_PRINCIPAL} the \
-                 admin role (add it to [roles] admin to allow reloads by signal, or use \
-                 Admin.ReloadPolicy); the running policy stays"
             ),
             Err(e) => tracing::error!(
                 code = e.code(),

@@ -119,9 +119,16 @@ pub async fn create_wallet(
     Ok(summary(&wallet))
 }
 
-/// `Admin.ReloadPolicy` (see the module docs).
+/// `Admin.ReloadPolicy` (see the module docs): admin principals only.
 pub async fn reload_policy(core: &SigningCore, principal: &Principal) -> CoreResult<PolicyReload> {
     core.authorize(principal, Privilege::Admin)?;
+    reload_policy_as(core, &principal.to_string()).await
+}
+
+/// Reloads the policy file on behalf of `who` without a role check: for triggers that only the
+/// host can pull (SIGHUP). Validation and the audit record are exactly those of
+/// `Admin.ReloadPolicy`; an invalid file keeps the running policy.
+pub async fn reload_policy_as(core: &SigningCore, who: &str) -> CoreResult<PolicyReload> {
     let keys = core.keys()?;
     let old = core.policy();
     let loaded = Policy::load(core.policy_path());
@@ -136,7 +143,7 @@ pub async fn reload_policy(core: &SigningCore, principal: &Principal) -> CoreRes
     let record = AuditEntry {
         at: now_unix(),
         event: event.into(),
-        principal: principal.to_string(),
+        principal: who.to_owned(),
         policy_hash: new_hash.clone(),
         detail: Some(detail),
         ..AuditEntry::default()

@@ -258,6 +258,13 @@ impl SigningCore {
         approvals::expire_due(self, now)
     }
 
+    /// Reloads the policy for a host-side trigger (SIGHUP), recorded in the audit as `who`.
+    /// Only the host can send the process a signal, so no role is required; the file is
+    /// validated and the reload audited exactly as `Admin.ReloadPolicy` does.
+    pub async fn reload_policy_from_host(&self, who: &str) -> CoreResult<PolicyReload> {
+        admin::reload_policy_as(self, who).await
+    }
+
     /// The policy file the core reloads from.
     pub fn policy_path(&self) -> &Path {
         &self.config.policy_path
