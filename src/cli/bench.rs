@@ -2,8 +2,8 @@
 //!
 //! Builds a synthetic policy of `--rules` allow rules (each with a per-transaction limit and two
 //! rolling windows) and a sled ledger of `--entries` reservations spread over the last 7 days,
-//! then evaluates a request that only the last rule matches (so every rule is considered and its
-//! windows are read), and finally times check-and-reserve (with its flush) and release.
+//! then evaluates a request that only the last rule matches (its two windows are read; the
+//! reference path that examines every rule is timed too), and finally times check-and-reserve (with its flush) and release.
 
 use std::time::Instant;
 
@@ -13,7 +13,7 @@ use super::{CliError, CliResult};
 use crate::amount::Amount;
 use crate::intent::{ActionKind, Asset, Destination, Intent};
 use crate::keys::Chain;
-use crate::policy::limits::{LedgerKey, ReservationPlan};
+use crate::policy::limits::{EmptyLedger, LedgerKey, ReservationPlan};
 use crate::policy::model::Scope;
 use crate::policy::{Policy, PolicyRequest};
 use crate::state::sled::SledState;
@@ -97,13 +97,12 @@ pub fn run(command: BenchCommand) -> CliResult {
     let store = SledState::temporary().map_err(op)?;
     let now: i64 = 1_750_000_000;
     let t = Instant::now();
-    let mut chunk = Vec::with_capacity(100_000);
-    for i in 0..entries {
+    let plans = (0..entries).map(|i| {
         let wallet = format!("w{}", i % rules);
         let at = now - (i as i64 * 7919) % (7 * 86_400);
-        let mut keys = Vec::new();
+        let mut keys = Vec::with_capacity(6);
         for (scope, name) in [
-            (Scope::Wallet, wallet.clone()),
+            (Scope::Wallet, wallet),
             (Scope::Principal, format!("spiffe://bench/p{}", i % 10)),
             (Scope::Rule, format!("rule {}", i % rules)),
         ] {
@@ -115,7 +114,7 @@ pub fn run(command: BenchCommand) -> CliResult {
                 });
             }
         }
-        chunk.push((
+        (
             format!("req-{i}"),
             ReservationPlan {
                 at,
@@ -123,13 +122,9 @@ pub fn run(command: BenchCommand) -> CliResult {
                 keys,
                 checks: Vec::new(),
             },
-        ));
-        if chunk.len() == 100_000 {
-            store.load_unchecked(&chunk).map_err(op)?;
-            chunk.clear();
-        }
-    }
-    store.load_unchecked(&chunk).map_err(op)?;
+        )
+    });
+    store.load_unchecked(plans).map_err(op)?;
     store.flush().map_err(op)?;
     println!(
         "loaded {} ledger entries ({} buckets) in {:.1} s",
@@ -158,6 +153,46 @@ pub fn run(command: BenchCommand) -> CliResult {
         "evaluate (1 request, last of the rules matches, 2 windows read)",
         &mut times,
     );
+    let mut times = Vec::with_capacity(iterations);
+    for i in 0..iterations {
+        let req = request(&last, now + (i as i64 % 3600));
+        let t = Instant::now();
+        let d = policy.evaluate(&req, &EmptyLedger).map_err(op)?;
+        times.push(t.elapsed().as_nanos() as f64 / 1e3);
+        std::hint::black_box(d);
+    }
+    report(
+        "evaluate against an empty ledger (rule matching only)",
+        &mut times,
+    );
+    let mut times = Vec::with_capacity(iterations.min(2000));
+    for i in 0..iterations.min(2000) {
+        let req = request(&last, now + (i as i64 % 3600));
+        let t = Instant::now();
+        let d = policy.evaluate_every_rule(&req, &store).map_err(op)?;
+        times.push(t.elapsed().as_nanos() as f64 / 1e3);
+        std::hint::black_box(d);
+    }
+    report(
+        "evaluate_every_rule (reference path: every rule examined, as `explain`)",
+        &mut times,
+    );
+    let key = LedgerKey {
+        scope: Scope::Wallet,
+        name: last.clone(),
+        asset: "BTC".into(),
+    };
+    let mut times = Vec::with_capacity(iterations);
+    for i in 0..iterations {
+        let at = now + (i as i64 % 3600);
+        let t = Instant::now();
+        let u = store
+            .window_usage(&key, at - 86_400, at + 86_400)
+            .map_err(op)?;
+        times.push(t.elapsed().as_nanos() as f64 / 1e3);
+        std::hint::black_box(u);
+    }
+    report("window read (24h wallet window, range scans)", &mut times);
 
     let mut times = Vec::new();
     let mut rel = Vec::new();

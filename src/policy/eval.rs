@@ -13,7 +13,7 @@ use crate::intent::Intent;
 use crate::keys::{Chain, Network};
 
 use super::amount_units::{format_duration, format_fee_rate};
-use super::limits::{counted_amount, LedgerKey, ReservationPlan, UsageView, WindowCheck};
+use super::limits::{counted_amount, LedgerKey, ReservationPlan, Usage, UsageView, WindowCheck};
 use super::model::{Effect, Money, Policy, Quorum, Rule, Schedule, Scope};
 
 /// One request as the policy sees it.
@@ -176,7 +176,67 @@ impl Policy {
     }
 
     /// Decides one request.
+    ///
+    /// Only the rules the [index](super::index) leaves as candidates are examined, in file order,
+    /// and each distinct window is read once; the decision is the one [`Policy::explain`] gives
+    /// (which examines every rule).
     pub fn evaluate(
+        &self,
+        req: &PolicyRequest,
+        view: &dyn UsageView,
+    ) -> Result<Decision, EvalError> {
+        let ctx = match self.context(req) {
+            Ok(c) => c,
+            Err(d) => return Ok(*d),
+        };
+        let index = self.index();
+        let intent = &req.intent;
+        let facts = index.facts(
+            &req.principal,
+            intent.chain,
+            &ctx.network,
+            intent.kind,
+            ctx.asset.known.then_some(ctx.asset.symbol.as_str()),
+            &ctx.destinations,
+            intent.amount,
+        );
+        let matches = |i: usize| index.rules[i].matches(&facts);
+
+        // 1. A matching deny rule wins over any allow.
+        for i in index.candidates(&intent.wallet) {
+            let rule = &self.rules[i];
+            if rule.effect == Effect::Deny && matches(i) && schedule_contains_opt(rule, req.at) {
+                return Ok(denied_by(rule));
+            }
+        }
+
+        // 2. Otherwise the first allow / require_approval rule that matches and whose limits hold.
+        let view = MemoView::new(view);
+        let mut near_miss: Option<Decision> = None;
+        let mut also: Vec<String> = Vec::new();
+        for i in index.candidates(&intent.wallet) {
+            let rule = &self.rules[i];
+            if rule.effect == Effect::Deny || !matches(i) {
+                continue;
+            }
+            match schedule(rule, req.at).and_then(|_| self.limits(rule, &ctx, &view)) {
+                Ok(plan) => return Ok(allowed_by(rule, plan)),
+                Err((code, why)) => {
+                    let message = format!("rule '{}': {why}", rule.name);
+                    if near_miss.is_none() {
+                        near_miss = Some(deny(Some(&rule.name), code, message));
+                    } else {
+                        also.push(message);
+                    }
+                }
+            }
+        }
+        Ok(finish(req, None, near_miss, also))
+    }
+
+    /// The straightforward evaluation: every rule, in file order, with the same code `explain`
+    /// runs (the reference the indexed [`Policy::evaluate`] is tested against).
+    pub fn evaluate_every_rule(
         &self,
         req: &PolicyRequest,
         view: &dyn UsageView,
@@ -246,7 +306,7 @@ impl Policy {
             .collect();
         Ok(Ctx {
             req,
-            roles: self.roles_of(&req.principal),
+            roles: BTreeSet::new(),
             network,
             asset,
             destinations,
@@ -259,7 +319,7 @@ impl Policy {
         view: &dyn UsageView,
         mut trace: Option<&mut Vec<RuleTrace>>,
     ) -> Result<Decision, EvalError> {
-        let ctx = match self.context(req) {
+        let mut ctx = match self.context(req) {
             Ok(c) => c,
             Err(d) => {
                 if let Some(t) = trace.as_deref_mut() {
@@ -274,6 +334,7 @@ impl Policy {
                 return Ok(*d);
             }
         };
+        ctx.roles = self.roles_of(&req.principal);
         let explaining = trace.is_some();
         let mut slots: Vec<Option<RuleTrace>> =
             vec![None; if explaining { self.rules.len() } else { 0 }];
@@ -289,15 +350,7 @@ impl Policy {
                 .and_then(|_| schedule(rule, req.at));
             match m {
                 Ok(()) if denied.is_none() => {
-                    let msg = format!(
-                        "denied by rule '{}'{}",
-                        rule.name,
-                        rule.description
-                            .as_deref()
-                            .map(|d| format!(": {d}"))
-                            .unwrap_or_default()
-                    );
-                    denied = Some(deny(Some(&rule.name), "deny.rule", msg));
+                    denied = Some(denied_by(rule));
                     if explaining {
                         slots[i] = Some(rt(
                             rule,
@@ -359,36 +412,6 @@ impl Policy {
                 .and_then(|_| self.limits(rule, &ctx, view).map_err(|(c, w)| (c, w, true)));
             match outcome {
                 Ok(plan) => {
-                    let (outcome, code, message) = match rule.effect {
-                        Effect::RequireApproval => {
-                            let quorum = rule
-                                .approval
-                                .clone()
-                                .expect("validated: require_approval rules have a quorum");
-                            let message = format!(
-                                "rule '{}' requires {} approval(s) from {} within {}",
-                                rule.name,
-                                quorum.count,
-                                quorum
-                                    .roles
-                                    .iter()
-                                    .cloned()
-                                    .collect::<Vec<_>>()
-                                    .join(" or "),
-                                format_duration(quorum.expires_secs)
-                            );
-                            (
-                                Outcome::NeedsApproval { quorum },
-                                "approval.required",
-                                message,
-                            )
-                        }
-                        _ => (
-                            Outcome::Allow,
-                            "allow",
-                            format!("allowed by rule '{}'", rule.name),
-                        ),
-                    };
                     if explaining {
                         slots[i] = Some(rt(
                             rule,
@@ -396,14 +419,7 @@ impl Policy {
                             "every condition matches and every limit holds".into(),
                         ));
                     }
-                    decision = Some(Decision {
-                        outcome,
-                        rule: Some(rule.name.clone()),
-                        code,
-                        message,
-                        reservation: Some(plan),
-                        allow_replacement: rule.allow_replacement,
-                    });
+                    decision = Some(allowed_by(rule, plan));
                 }
                 Err((code, why, near)) => {
                     if near && near_miss.is_none() {
@@ -429,21 +445,7 @@ impl Policy {
         if let Some(t) = trace {
             t.extend(slots.into_iter().flatten());
         }
-        if let Some(n) = near_miss.as_mut() {
-            if !also.is_empty() {
-                n.message = format!("{} (also: {})", n.message, also.join("; "));
-            }
-        }
-        Ok(decision.or(near_miss).unwrap_or_else(|| {
-            deny(
-                None,
-                "deny.default",
-                format!(
-                    "no rule allows this request (default deny): {}",
-                    req.intent.summary()
-                ),
-            )
-        }))
+        Ok(finish(req, decision, near_miss, also))
     }
 
     /// The first condition of `rule` the request does not meet.
@@ -696,6 +698,124 @@ impl Policy {
             keys,
             checks,
         })
+    }
+}
+
+/// The deny decision of a matching deny rule.
+fn denied_by(rule: &Rule) -> Decision {
+    let msg = format!(
+        "denied by rule '{}'{}",
+        rule.name,
+        rule.description
+            .as_deref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default()
+    );
+    deny(Some(&rule.name), "deny.rule", msg)
+}
+
+/// The decision of an allow / require_approval rule that matches and whose limits hold.
+fn allowed_by(rule: &Rule, plan: ReservationPlan) -> Decision {
+    let (outcome, code, message) = match rule.effect {
+        Effect::RequireApproval => {
+            let quorum = rule
+                .approval
+                .clone()
+                .expect("validated: require_approval rules have a quorum");
+            let message = format!(
+                "rule '{}' requires {} approval(s) from {} within {}",
+                rule.name,
+                quorum.count,
+                quorum
+                    .roles
+                    .iter()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                format_duration(quorum.expires_secs)
+            );
+            (
+                Outcome::NeedsApproval { quorum },
+                "approval.required",
+                message,
+            )
+        }
+        _ => (
+            Outcome::Allow,
+            "allow",
+            format!("allowed by rule '{}'", rule.name),
+        ),
+    };
+    Decision {
+        outcome,
+        rule: Some(rule.name.clone()),
+        code,
+        message,
+        reservation: Some(plan),
+        allow_replacement: rule.allow_replacement,
+    }
+}
+
+/// The decision if one was made, else the first near miss (with the others), else default deny.
+fn finish(
+    req: &PolicyRequest,
+    decision: Option<Decision>,
+    mut near_miss: Option<Decision>,
+    also: Vec<String>,
+) -> Decision {
+    if let Some(n) = near_miss.as_mut() {
+        if !also.is_empty() {
+            n.message = format!("{} (also: {})", n.message, also.join("; "));
+        }
+    }
+    decision.or(near_miss).unwrap_or_else(|| {
+        deny(
+            None,
+            "deny.default",
+            format!(
+                "no rule allows this request (default deny): {}",
+                req.intent.summary()
+            ),
+        )
+    })
+}
+
+/// Whether the rule has no schedule or its schedule includes `at`.
+fn schedule_contains_opt(rule: &Rule, at: i64) -> bool {
+    rule.schedule
+        .as_ref()
+        .is_none_or(|s| schedule_contains(s, at))
+}
+
+/// A [`UsageView`] that reads each distinct window once per evaluation (rules sharing a window
+/// see the same usage, and the ledger is not read again).
+struct MemoView<'v> {
+    view: &'v dyn UsageView,
+    seen: std::cell::RefCell<Vec<(LedgerKey, i64, i64, Usage)>>,
+}
+
+impl<'v> MemoView<'v> {
+    fn new(view: &'v dyn UsageView) -> Self {
+        MemoView {
+            view,
+            seen: Default::default(),
+        }
+    }
+}
+
+impl UsageView for MemoView<'_> {
+    fn usage(&self, key: &LedgerKey, from: i64, to: i64) -> Result<Usage, String> {
+        if let Some((.., u)) = self
+            .seen
+            .borrow()
+            .iter()
+            .find(|(k, f, t, _)| *f == from && *t == to && k == key)
+        {
+            return Ok(*u);
+        }
+        let u = self.view.usage(key, from, to)?;
+        self.seen.borrow_mut().push((key.clone(), from, to, u));
+        Ok(u)
     }
 }
 

@@ -29,6 +29,7 @@ pub mod diff;
 pub mod eval;
 pub mod file;
 pub mod hash;
+mod index;
 pub mod limits;
 pub mod model;
 pub mod parse;

@@ -5,6 +5,7 @@
 //! canonical names. Sets are `BTreeSet`s, so their order in the file does not matter.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 
@@ -13,6 +14,7 @@ use crate::intent::ActionKind;
 use crate::keys::Chain;
 
 use super::amount_units::{format_duration, format_fee_rate};
+use super::index::Index;
 
 /// A validated policy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -32,6 +34,45 @@ pub struct Policy {
     /// The test-case file named in `[policy] tests`, if any (not part of the hash).
     #[serde(skip)]
     pub tests: Option<String>,
+    /// The evaluation index, built from the fields above on the first evaluation. After changing
+    /// a field of an evaluated policy, call [`Policy::reindex`].
+    #[serde(skip)]
+    pub(crate) index: CachedIndex,
+}
+
+/// The lazily built [`Index`]; ignored by equality, hashing and serialization.
+#[derive(Clone, Default)]
+pub(crate) struct CachedIndex(pub(crate) OnceLock<Arc<Index>>);
+
+impl PartialEq for CachedIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for CachedIndex {}
+
+impl std::fmt::Debug for CachedIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "CachedIndex(built)"
+        } else {
+            "CachedIndex(not built)"
+        })
+    }
+}
+
+impl Policy {
+    /// The evaluation index (built on first use).
+    pub(crate) fn index(&self) -> &Index {
+        self.index.0.get_or_init(|| Arc::new(Index::build(self)))
+    }
+
+    /// Drops the evaluation index so the next evaluation rebuilds it from the fields (needed only
+    /// if a field was changed after the policy was evaluated).
+    pub fn reindex(&mut self) {
+        self.index = CachedIndex::default();
+    }
 }
 
 /// The assets of one network.

@@ -167,6 +167,7 @@ impl Validator<'_> {
             address_books: books,
             rules,
             tests: raw.policy.tests,
+            index: Default::default(),
         }
     }
 

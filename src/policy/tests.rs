@@ -285,3 +285,280 @@ fn example_policy_is_valid_and_its_tests_pass() {
         assert!(r.passed, "{}: {}", r.name, r.detail);
     }
 }
+
+/// The indexed evaluation never decides differently from the straightforward one.
+mod index_equivalence {
+    use super::*;
+    use crate::policy::limits::{LedgerKey, Usage, UsageView};
+    use proptest::prelude::*;
+    use proptest::strategy::ValueTree;
+
+    const HEADER: &str = r#"
+[policy]
+name = "many"
+[roles]
+signer = ["spiffe://a/payouts", "spiffe://a/batch/*"]
+ops = ["spiffe://a/ops", "spiffe://a/batch/special"]
+approver = ["spiffe://a/alice", "spiffe://a/officers/*"]
+[assets.bitcoin.mainnet]
+native = { symbol = "BTC", decimals = 8 }
+[assets.bitcoin.signet]
+native = { symbol = "SBTC", decimals = 8 }
+[assets.ethereum.mainnet]
+native = { symbol = "ETH", decimals = 18 }
+tokens = [{ symbol = "USDC", contract = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48", decimals = 6 }]
+[address_books.cold]
+chain = "bitcoin"
+network = "mainnet"
+addresses = ["bc1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3qccfmv3", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"]
+[address_books.blocked]
+chain = "bitcoin"
+addresses = ["1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa", "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy"]
+[address_books.routers]
+chain = "ethereum"
+network = "mainnet"
+addresses = ["0x3fC91A3afd70395Cd496C647d5a6CC9D4B2b7FAD"]
+"#;
+
+    const ADDRS: [&str; 6] = [
+        "bc1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3qccfmv3",
+        "3J98t1WpEZ73CNmQviecrnyiWrnqRhWNLy",
+        "1A1zP1eP5QGefi2DMPTfTL5SLmv7DivfNa",
+        "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4",
+        "0x3fC91A3afd70395Cd496C647d5a6CC9D4B2b7FAD",
+        "0x1111111111111111111111111111111111111111",
+    ];
+    const PRINCIPALS: [&str; 6] = [
+        "spiffe://a/payouts",
+        "spiffe://a/batch/x",
+        "spiffe://a/batch/special",
+        "spiffe://a/ops",
+        "spiffe://a/alice",
+        "spiffe://a/nobody",
+    ];
+    const WALLETS: [&str; 4] = ["hot", "cold", "eth", "other"];
+
+    /// A deterministic pseudo-random rule (`seed` picks every condition).
+    fn rule(i: usize, mut seed: u64) -> String {
+        let mut pick = |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let effect = ["allow", "allow", "require_approval", "deny"][pick(4) as usize];
+        let mut r = format!("[[rules]]\nname = \"r{i}\"\neffect = \"{effect}\"\n");
+        if effect != "deny" || pick(2) == 0 {
+            let roles = [
+                r#"["signer"]"#,
+                r#"["ops"]"#,
+                r#"["signer", "ops"]"#,
+                r#"["approver"]"#,
+            ];
+            r += &format!("roles = {}\n", roles[pick(4) as usize]);
+        }
+        if pick(2) == 0 {
+            let w = [
+                r#"["hot"]"#,
+                r#"["cold"]"#,
+                r#"["eth"]"#,
+                r#"["hot", "eth"]"#,
+            ];
+            r += &format!("wallets = {}\n", w[pick(4) as usize]);
+        }
+        let chain = pick(3);
+        let asset = match chain {
+            0 => {
+                r += "chains = [\"bitcoin\"]\n";
+                if pick(2) == 0 {
+                    r += ["networks = [\"mainnet\"]\n", "networks = [\"signet\"]\n"]
+                        [pick(2) as usize];
+                }
+                Some("BTC")
+            }
+            1 => {
+                r += "chains = [\"ethereum\"]\n";
+                Some(["ETH", "USDC"][pick(2) as usize])
+            }
+            _ => None,
+        };
+        if pick(2) == 0 {
+            let k = [
+                r#"["transfer"]"#,
+                r#"["token_transfer", "token_approval"]"#,
+                r#"["contract_call", "message"]"#,
+                r#"["transfer", "token_transfer"]"#,
+            ];
+            r += &format!("kinds = {}\n", k[pick(4) as usize]);
+        }
+        let asset = asset.filter(|_| pick(3) != 0);
+        if let Some(a) = asset {
+            r += &format!("assets = [\"{a}\"]\n");
+        }
+        match pick(5) {
+            0 => r += "destinations = [\"cold\", \"blocked\"]\n",
+            1 => r += "any_destination_in = [\"blocked\"]\n",
+            2 => r += "any_destination_not_in = [\"routers\", \"cold\"]\n",
+            _ => {}
+        }
+        if let Some(a) = asset {
+            if pick(3) == 0 {
+                r += &format!("min_amount = \"1 {a}\"\n");
+            }
+            if pick(3) == 0 {
+                r += &format!("max_amount = \"3 {a}\"\n");
+            }
+        }
+        if pick(4) == 0 {
+            r += "schedule = { days = [\"mon\", \"tue\", \"wed\"], hours = \"08:00-18:00\" }\n";
+        }
+        if effect == "require_approval" {
+            r += "approval = { quorum = 2, roles = [\"approver\"], expires = \"4h\" }\n";
+        }
+        if effect != "deny" {
+            if let Some(a) = asset {
+                r += "[rules.limits]\n";
+                if pick(2) == 0 {
+                    r += &format!("per_tx = \"2 {a}\"\n");
+                }
+                let scope = ["wallet", "principal", "rule"][pick(3) as usize];
+                r += &format!(
+                    "windows = [{{ period = \"24h\", scope = \"{scope}\", sum = \"5 {a}\", count = 3 }}, {{ period = \"1h\", scope = \"wallet\", sum = \"4 {a}\" }}]\n"
+                );
+            }
+        }
+        r
+    }
+
+    /// A policy of many rules; candidates the validator refuses (e.g. shadowed by a deny) are
+    /// left out.
+    fn many_rules() -> Policy {
+        let mut text = HEADER.to_owned();
+        let mut kept = 0;
+        for i in 0..400 {
+            let candidate = format!("{text}{}", rule(i, i as u64 * 7 + 3));
+            if Policy::from_toml(&candidate).is_ok() {
+                text = candidate;
+                kept += 1;
+            }
+        }
+        assert!(kept > 100, "only {kept} rules are valid");
+        Policy::from_toml(&text).unwrap()
+    }
+
+    /// Usage that depends on the key and the window, so limits hold for some and not others.
+    struct Fake;
+    impl UsageView for Fake {
+        fn usage(&self, key: &LedgerKey, from: i64, to: i64) -> Result<Usage, String> {
+            let h = key
+                .name
+                .bytes()
+                .chain(key.asset.bytes())
+                .fold((to - from) as u64, |h, b| {
+                    h.wrapping_mul(31).wrapping_add(u64::from(b))
+                })
+                .wrapping_add(key.scope as u64);
+            Ok(Usage {
+                sum: Amount::from((h % 6) * 100_000_000),
+                count: h % 4,
+            })
+        }
+    }
+
+    fn intent() -> impl Strategy<Value = PolicyRequest> {
+        (
+            0..PRINCIPALS.len(),
+            0..WALLETS.len(),
+            0..7usize,
+            0..7u8,
+            proptest::collection::vec(0..ADDRS.len(), 0..3),
+            0..500_000_000u64,
+            0..(14 * 86_400i64),
+        )
+            .prop_map(|(p, w, asset, kind, dests, amount, at)| {
+                let (chain, network, asset) = match asset {
+                    0 => (Chain::Bitcoin, "mainnet", Asset::native("BTC", 8)),
+                    1 => (Chain::Bitcoin, "signet", Asset::native("SBTC", 8)),
+                    2 => (Chain::Ethereum, "mainnet", Asset::native("ETH", 18)),
+                    3 => (
+                        Chain::Ethereum,
+                        "mainnet",
+                        Asset {
+                            contract: Some("0xA0b86991c6218b36c1d19d4a2e9eb0ce3606eb48".into()),
+                            ..Asset::native("USDC", 6)
+                        },
+                    ),
+                    4 => (Chain::Bitcoin, "testnet", Asset::native("TBTC", 8)),
+                    5 => (Chain::Bitcoin, "mainnet", Asset::native("BTC", 6)),
+                    _ => (Chain::Ethereum, "1", Asset::native("ETH", 18)),
+                };
+                let kind = [
+                    ActionKind::Transfer,
+                    ActionKind::TokenTransfer,
+                    ActionKind::TokenApproval,
+                    ActionKind::ContractCall,
+                    ActionKind::ContractCreation,
+                    ActionKind::Message,
+                    ActionKind::TypedMessage,
+                ][usize::from(kind)];
+                let amount = Amount::from(amount);
+                PolicyRequest {
+                    principal: PRINCIPALS[p].into(),
+                    at: 1_750_000_000 + at,
+                    intent: Intent {
+                        destinations: dests
+                            .into_iter()
+                            .map(|d| Destination {
+                                address: ADDRS[d].into(),
+                                amount,
+                            })
+                            .collect(),
+                        amount,
+                        fee: Amount::from(1000u64),
+                        fee_rate_sat_per_kvb: Some(10_000),
+                        ..Intent::new(WALLETS[w], chain, network, kind, asset)
+                    },
+                }
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn indexed_evaluation_decides_like_every_rule(req in intent()) {
+            let p = POLICY.with(Clone::clone);
+            let fast = p.evaluate(&req, &Fake).unwrap();
+            let every = p.evaluate_every_rule(&req, &Fake).unwrap();
+            prop_assert_eq!(&fast, &every);
+            prop_assert_eq!(&fast, &p.explain(&req, &Fake).unwrap().decision);
+        }
+    }
+
+    thread_local! {
+        static POLICY: Policy = many_rules();
+    }
+
+    #[test]
+    fn the_generated_policy_exercises_every_outcome() {
+        let p = many_rules();
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let mut codes = std::collections::BTreeSet::new();
+        for _ in 0..3000 {
+            let req = intent().new_tree(&mut runner).unwrap().current();
+            let e = p.explain(&req, &Fake).unwrap();
+            codes.insert(e.decision.code);
+            codes.extend(e.rules.iter().map(|t| t.result));
+        }
+        for code in [
+            "allow",
+            "approval.required",
+            "deny.rule",
+            "deny.default",
+            "deny.asset_mismatch",
+            "limit",
+            "time_window",
+        ] {
+            assert!(codes.contains(code), "{code} never decided: {codes:?}");
+        }
+    }
+}

@@ -73,6 +73,20 @@ pub fn window_buckets(from: i64, to: i64) -> Vec<(usize, i64)> {
     cover(minute_of(from.saturating_add(1)), minute_of(to))
 }
 
+/// The buckets of [`window_buckets`] grouped into runs of one level: (level, first start minute,
+/// last start minute). The buckets of a run are adjacent, so their keys are one contiguous key
+/// range (a run is read with one range scan; keys absent from the tree are empty buckets).
+pub fn window_runs(from: i64, to: i64) -> Vec<(usize, i64, i64)> {
+    let mut runs: Vec<(usize, i64, i64)> = Vec::with_capacity(2 * LEVELS.len());
+    for (level, start) in window_buckets(from, to) {
+        match runs.last_mut() {
+            Some((l, _, last)) if *l == level && *last + LEVELS[level] == start => *last = start,
+            _ => runs.push((level, start, start)),
+        }
+    }
+    runs
+}
+
 /// Encodes a bucket's usage: 32-byte big-endian sum, 8-byte big-endian count.
 pub fn encode(u: Usage) -> [u8; 40] {
     let mut out = [0u8; 40];
@@ -110,6 +124,28 @@ mod tests {
         for offset in 0..1440 {
             assert!(window_buckets(offset * 60 + 7, offset * 60 + 7 + 86_400).len() <= 44);
             assert!(window_buckets(offset * 60 + 7, offset * 60 + 7 + 7 * 86_400).len() <= 52);
+        }
+    }
+
+    #[test]
+    fn runs_are_the_cover_grouped() {
+        for (from, to) in [
+            (0, 60),
+            (7, 7 + 86_400),
+            (-1000, 5_000_000),
+            (1_750_000_123, 1_750_000_123 + 7 * 86_400),
+            (5, 5),
+        ] {
+            let mut expanded = Vec::new();
+            for (level, first, last) in window_runs(from, to) {
+                let mut m = first;
+                while m <= last {
+                    expanded.push((level, m));
+                    m += LEVELS[level];
+                }
+            }
+            assert_eq!(expanded, window_buckets(from, to));
+            assert!(window_runs(from, to).len() < 2 * LEVELS.len());
         }
     }
 
