@@ -563,7 +563,7 @@ fn damaged_records_are_named_never_a_panic() {
     ws.init();
     create_wallet(&ws, "hot", "bitcoin", "mainnet", None);
     let ids = {
-        let db = sled::open(ws.store()).unwrap();
+        let db = open_raw(ws.store()).unwrap();
         db.iter()
             .keys()
             .map(|k| String::from_utf8(k.unwrap().to_vec()).unwrap())
@@ -574,7 +574,7 @@ fn damaged_records_are_named_never_a_panic() {
         ["header", "seed/73c5da0a", "slot/passphrase", "wallet/hot"]
     );
     for id in &ids {
-        let original = sled::open(ws.store())
+        let original = open_raw(ws.store())
             .unwrap()
             .get(id)
             .unwrap()
@@ -584,14 +584,14 @@ fn damaged_records_are_named_never_a_panic() {
         flipped[original.len() / 2] ^= 0x04;
         for damaged in [flipped, original[..original.len() - 5].to_vec(), vec![]] {
             {
-                let db = sled::open(ws.store()).unwrap();
+                let db = open_raw(ws.store()).unwrap();
                 db.insert(id, damaged).unwrap();
                 db.flush().unwrap();
             }
             let out = ws.run_store(&["store", "verify"]);
             fails(&out, 1, &format!("'{id}' is corrupt"));
         }
-        let db = sled::open(ws.store()).unwrap();
+        let db = open_raw(ws.store()).unwrap();
         db.insert(id, original).unwrap();
         db.flush().unwrap();
     }
@@ -601,7 +601,7 @@ fn damaged_records_are_named_never_a_panic() {
     // A wallet record swapped for another wallet's (an attacker's deposit addresses): refused.
     create_wallet(&ws, "other", "bitcoin", "mainnet", Some("44"));
     {
-        let db = sled::open(ws.store()).unwrap();
+        let db = open_raw(ws.store()).unwrap();
         let other = db.get("wallet/other").unwrap().unwrap();
         db.insert("wallet/hot", other).unwrap();
         db.flush().unwrap();
@@ -856,4 +856,13 @@ fn no_secret_in_clear_under_the_store() {
     let mut planted = files.values().next().unwrap().clone();
     planted.extend_from_slice(&seed);
     assert!(planted.windows(64).any(|w| w == seed.as_slice()));
+}
+
+/// Opens the store's sled database directly (to damage it), without sled's background flusher so
+/// the file lock is released as soon as the handle drops and the binary can open the store next.
+fn open_raw(dir: impl AsRef<std::path::Path>) -> sled::Result<sled::Db> {
+    sled::Config::new()
+        .path(dir.as_ref())
+        .flush_every_ms(None)
+        .open()
 }

@@ -346,7 +346,16 @@ pub fn confirm_in(tx: &LedgerTx<'_>, request_id: &str) -> TxResult<ReleaseOutcom
 impl SledState {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        Self::from_db(sled::open(path).map_err(storage)?)
+        // No background flusher: durability comes from the explicit flushes of the contract above
+        // (group commit), and without that thread the database's file lock is released as soon
+        // as the last handle drops, so a restart in the same process never finds it held.
+        Self::from_db(
+            sled::Config::new()
+                .path(path)
+                .flush_every_ms(None)
+                .open()
+                .map_err(storage)?,
+        )
     }
 
     /// A throw-away database (tests, `custos policy test`).
