@@ -326,10 +326,11 @@ async fn every_refusal_has_its_status_code() {
         bitcoin::Network::Bitcoin,
         Purpose::Bip84,
     );
-    let parser = custos::chains::bitcoin::decode(&hot, b"not a psbt", &Default::default())
-        .err()
-        .expect("garbage does not parse")
-        .to_string();
+    let Err(parser) = custos::chains::bitcoin::decode(&hot, b"not a psbt", &Default::default())
+    else {
+        panic!("garbage parsed as a PSBT");
+    };
+    let parser = parser.to_string();
     assert!(err.message().contains(&parser), "{err:?} / {parser}");
     assert_eq!(code_of(&err), "invalid-psbt");
 
