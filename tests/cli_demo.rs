@@ -1,6 +1,7 @@
 //! `custos demo`, run as a newcomer runs it (with the hidden cheap-KDF variable so the test is
-//! fast): it exits 0, prints the lines that show each step did its job, and cleans up after
-//! itself unless `--dir` asks to keep its files.
+//! fast): it exits 0, prints the lines that show each step did its job — offline, then through
+//! the gRPC signer with the example policy — and cleans up after itself unless `--dir` asks to
+//! keep its files.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -49,7 +50,7 @@ fn demo_runs_every_step() {
     // Demo keys and passphrase are announced as such.
     assert!(text.contains("DEMO KEYS"), "{text}");
     assert!(text.contains("Never do this in production"), "{text}");
-    assert!(text.contains("[9/9]"), "{text}");
+    assert!(text.contains("[17/17]"), "{text}");
     assert!(text.trim_end().ends_with("Every step passed."), "{text}");
 
     // Wallets, with their public data.
@@ -92,6 +93,56 @@ fn demo_runs_every_step() {
         ),
         "{text}"
     );
+
+    // Through the server, over loopback mutual TLS, with the example policy.
+    let listening = value(&text, "listening");
+    assert!(listening.starts_with("127.0.0.1:"), "{listening}");
+    assert!(listening.ends_with("(mutual TLS)"), "{listening}");
+    assert!(text.contains("Admin.Status   as ops-admin.exchange.example: Unsealed"));
+    assert!(text.contains("MAINNET"), "{text}");
+    assert!(
+        text.contains(
+            "btc-hot       bitcoin mainnet m/84'/0'/0'  bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("decision       Allow by rule 'btc hot withdrawals'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("decision       Allow by rule 'eth hot withdrawals'"),
+        "{text}"
+    );
+    assert!(text.contains("same transaction, signed and counted once"));
+    // Refused by a limit, with the stable code.
+    assert!(
+        text.contains("refused        PERMISSION_DENIED [limit.per_tx]"),
+        "{text}"
+    );
+    assert_eq!(value(&text, "custos-code"), "limit.per_tx");
+    // Two officers approve the treasury move; the requester cannot.
+    assert!(
+        text.contains("decision       NeedsApproval by rule 'treasury moves'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("treasury       approves its own request: PERMISSION_DENIED"),
+        "{text}"
+    );
+    assert!(text.contains("officer alice  approves: PendingApproval, 1 of 2"));
+    assert!(text.contains("officer bob    approves: Signed"));
+    // The broadcaster receives the three signed transactions, in order.
+    assert!(value(&text, "entry 1").starts_with("withdrawal-1  btc-hot"));
+    assert!(value(&text, "entry 2").starts_with("withdrawal-2  eth-hot"));
+    assert!(value(&text, "entry 3").starts_with("treasury-1    eth-treasury"));
+    assert!(text.contains("acked 3 of 3"), "{text}");
+    // The audit chain verifies.
+    assert!(
+        value(&text, "audit chain").starts_with("intact: "),
+        "{text}"
+    );
+    assert!(text.contains("quorum.met"), "{text}");
 
     // The temporary directory is gone.
     let dir = value(&text, "directory")

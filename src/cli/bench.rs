@@ -34,6 +34,8 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20_000)]
         iterations: usize,
     },
+    /// End-to-end signatures per second through the gRPC signer (see `bench_signer`).
+    Signer(super::bench_signer::SignerArgs),
 }
 
 const ADDR: &str = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu";
@@ -79,11 +81,14 @@ fn request(wallet: &str, at: i64) -> PolicyRequest {
 
 /// Runs `custos bench …`.
 pub fn run(command: BenchCommand) -> CliResult {
-    let BenchCommand::Policy {
-        rules,
-        entries,
-        iterations,
-    } = command;
+    let (rules, entries, iterations) = match command {
+        BenchCommand::Policy {
+            rules,
+            entries,
+            iterations,
+        } => (rules, entries, iterations),
+        BenchCommand::Signer(args) => return super::bench_signer::run(args),
+    };
     let rules = rules.max(1);
     fn op(e: impl std::fmt::Display) -> CliError {
         CliError::operational(e)

@@ -1,16 +1,17 @@
-//! `custos demo`: an offline walkthrough of the key store and the chain modules, the README's
-//! first command.
+//! `custos demo`: the README's first command. An offline walkthrough of the key store and the
+//! chain modules, then the main story: the gRPC signer with the example policy, driven over
+//! loopback mutual TLS as real clients drive it ([`server`]).
 //!
 //! It works in a throwaway directory (or `--dir DIR`, kept), with demo keys from the BIP39 test
 //! mnemonic "abandon ×11 about" and a demo passphrase printed in clear — both public, for a
 //! demonstration only. Each step is a small named function that prints one section; the runner
-//! numbers them and turns the first failure into a non-zero exit naming the step. The gRPC signer
-//! will be inserted between the set-up steps and the signing steps (see [`run`]); the payload
+//! numbers them and turns the first failure into a non-zero exit naming the step. The payload
 //! files are written to the directory so they can be replayed through `custos psbt inspect` and
 //! `custos eth inspect`.
 
 mod btc;
 mod eth;
+mod server;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -97,7 +98,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     // Declared first so it is dropped last, after the store (and its lock) is closed.
     let workdir = WorkDir::new(args.dir)?;
     intro(&workdir);
-    let mut steps = Runner::new(SETUP_STEPS + STEPS.len());
+    let mut steps = Runner::new(SETUP_STEPS + STEPS.len() + server::STEPS);
 
     let unsealed = steps.run("key store: import the test mnemonic, seal, unseal", || {
         create_store(&workdir, kdf)
@@ -116,12 +117,12 @@ pub fn run(args: DemoArgs) -> CliResult {
     };
     write_tokens_file(&demo)?;
 
-    // The gRPC signer goes here: serve `demo.backend` over loopback mTLS, and send the requests of
-    // the steps below through a client instead of calling the chain modules directly.
-
     for (title, step) in STEPS {
         steps.run(title, || step(&demo))?;
     }
+    drop(demo);
+    // The main story: the same kinds of requests through the gRPC signer, with a policy.
+    server::run(&mut steps, &workdir, kdf)?;
     outro(&workdir);
     Ok(())
 }
@@ -193,8 +194,9 @@ impl Drop for WorkDir {
 }
 
 fn intro(workdir: &WorkDir) {
-    println!("Custos demo: an offline walkthrough of the key store and the chain modules.");
-    println!("Nothing here touches a network; every transaction spends made-up coins.");
+    println!("Custos demo: the key store and the chain modules offline, then the gRPC signer with");
+    println!("the example policy, driven over loopback mutual TLS as real clients would drive it.");
+    println!("Nothing leaves this machine; every transaction spends made-up coins.");
     field(
         "directory",
         &format!(

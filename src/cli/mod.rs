@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_signer;
 pub mod client;
 pub mod common;
 pub mod demo;
@@ -19,6 +20,7 @@ pub mod mnemonic;
 pub mod passphrase;
 pub mod policy;
 pub mod psbt;
+pub mod sample;
 pub mod selftest;
 pub mod serve;
 pub mod sign;

@@ -187,6 +187,13 @@ pub trait SignerCore: Send + Sync + 'static {
     /// metric.
     fn seal_state(&self) -> watch::Receiver<SealState>;
 
+    /// Hands the server's metrics to the core, which updates what only it sees (decisions by
+    /// rule, signing latency, outbox lag). Called once by [`super::start`]; the default ignores
+    /// them (a core without a pipeline has nothing to count).
+    fn attach_metrics(&self, metrics: std::sync::Arc<super::metrics::Metrics>) {
+        let _ = metrics;
+    }
+
     /// `Admin.Status`.
     fn status(&self, principal: &Principal) -> impl Future<Output = CoreResult<StatusInfo>> + Send;
 

@@ -8,6 +8,11 @@
 //! - `custos_sealed`: 1 while sealed or unsealing, 0 when unsealed;
 //! - `custos_outbox_lag`: entries signed but not yet acknowledged by the broadcaster.
 //!
+//! The edge counts requests; the signing core, which the server hands these metrics at start
+//! ([`super::core::SignerCore::attach_metrics`]), counts decisions (once per decision made: a
+//! retry answered from the stored result is not a new one), observes signing latency and keeps
+//! the outbox lag (head minus the slowest broadcaster's cursor) current on signing and on acks.
+//!
 //! Counters are plain atomics and small maps: a few dozen series, no metrics framework needed.
 //! No label ever carries a request payload, an address or a secret: methods and rule names only.
 

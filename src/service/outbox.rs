@@ -62,15 +62,16 @@ impl<C: SignerCore> Outbox for OutboxService<C> {
             .edge
             .authenticate("Ack", &request, Some(Privilege::StreamOutbox))?;
         let sequence = request.get_ref().sequence;
-        let result = self.edge.core.ack(&principal, sequence).await.map(|ack| {
-            self.edge
-                .metrics
-                .set_outbox_lag(ack.head.saturating_sub(ack.acked));
-            proto::AckResponse {
+        // The outbox lag gauge is the core's (it moves on signing as well as on acks).
+        let result = self
+            .edge
+            .core
+            .ack(&principal, sequence)
+            .await
+            .map(|ack| proto::AckResponse {
                 acked_sequence: ack.acked,
                 head_sequence: ack.head,
-            }
-        });
+            });
         self.edge.finish("Ack", &principal, result)
     }
 }

@@ -127,6 +127,7 @@ pub async fn start<C: SignerCore>(
 ) -> Result<RunningServer, ServeError> {
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::new());
+    core.attach_metrics(metrics.clone());
     let edge = Edge {
         core: core.clone(),
         metrics: metrics.clone(),

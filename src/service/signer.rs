@@ -1,13 +1,10 @@
 //! `custos.v1.Signer`: translate, delegate to the core, translate back.
 
-use std::time::Instant;
-
 use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::core::{Privilege, SignerCore};
 use super::edge::Edge;
-use super::model::{DecisionOutcome, SignOutcome};
 use super::proto;
 use super::proto::signer_server::Signer;
 
@@ -31,29 +28,12 @@ impl<C: SignerCore> Signer for SignerService<C> {
         request: Request<proto::SignRequest>,
     ) -> Result<Response<proto::SignResponse>, Status> {
         let principal = self.edge.authenticate("Sign", &request, None)?;
-        let started = Instant::now();
         let result = match convert::sign_request(request.into_inner()) {
             Ok(sign) => self.edge.core.sign(&principal, sign).await,
             Err(error) => Err(error),
         };
-        let metrics = &self.edge.metrics;
-        match &result {
-            Ok(reply) => {
-                let outcome = match reply.decision.outcome {
-                    DecisionOutcome::Allow => "allow",
-                    DecisionOutcome::Deny => "deny",
-                    DecisionOutcome::NeedsApproval => "needs_approval",
-                };
-                metrics.record_decision(&reply.decision.rule, outcome);
-                if matches!(reply.outcome, SignOutcome::Signed(_)) {
-                    metrics.observe_sign_latency(started.elapsed());
-                }
-            }
-            Err(super::core::CoreError::PolicyDenied { rule, .. }) => {
-                metrics.record_decision(rule, "deny")
-            }
-            Err(_) => {}
-        }
+        // Decisions by rule and signing latency are counted by the core, which knows when a
+        // decision is made (a retry answered from the stored result is not a new one).
         let result = result.map(|reply| convert::sign_reply(&reply));
         self.edge.finish("Sign", &principal, result)
     }

@@ -53,7 +53,7 @@ pub mod seal;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -64,6 +64,7 @@ use crate::keystore::{KeyStore, KeystoreError, Unsealed};
 use crate::policy::Policy;
 use crate::secret::{Secret32, SecretString};
 use crate::service::core::{CoreError, CoreResult, Privilege, SignerCore};
+use crate::service::metrics::Metrics;
 use crate::service::model::{
     AckInfo, AddressInfo, CreateWallet, ListPending, OutboxStream, PendingPage, PolicyReload,
     RequestRecord, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret, WalletSummary,
@@ -180,6 +181,7 @@ pub struct SigningCore {
     outbox_head: watch::Sender<u64>,
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     faults: FaultPlan,
+    metrics: OnceLock<Arc<Metrics>>,
 }
 
 /// Unix seconds now.
@@ -238,7 +240,45 @@ impl SigningCore {
             outbox_head,
             inflight: Mutex::new(HashMap::new()),
             faults,
+            metrics: OnceLock::new(),
         })
+    }
+
+    /// Makes the core update `metrics` (decisions by rule, signing latency, outbox lag); the
+    /// server calls it through [`SignerCore::attach_metrics`]. The first set wins: one core
+    /// reports to one server's metrics.
+    pub fn set_metrics(&self, metrics: Arc<Metrics>) {
+        if self.metrics.set(metrics).is_ok() {
+            self.update_outbox_lag();
+        }
+    }
+
+    /// The metrics, if a server attached them.
+    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+        self.metrics.get().map(|m| &**m)
+    }
+
+    /// Sets the outbox lag gauge: the head minus the slowest cursor of the policy's broadcasters
+    /// (the head itself when the policy names none). Best effort: a read error leaves the gauge.
+    pub(crate) fn update_outbox_lag(&self) {
+        let Some(metrics) = self.metrics() else {
+            return;
+        };
+        let Ok(head) = crate::state::outbox::head(&self.state) else {
+            return;
+        };
+        let policy = self.policy();
+        let slowest = policy
+            .policy
+            .roles
+            .get(role_of(Privilege::StreamOutbox))
+            .into_iter()
+            .flatten()
+            .filter(|p| !p.ends_with('*'))
+            .filter_map(|p| crate::state::outbox::cursor(&self.state, p).ok())
+            .min()
+            .unwrap_or(0);
+        metrics.set_outbox_lag(head.saturating_sub(slowest));
     }
 
     /// Unseals with the store passphrase (`serve` at start, when a passphrase file is configured);
@@ -361,6 +401,10 @@ impl SignerCore for SigningCore {
 
     fn seal_state(&self) -> watch::Receiver<SealState> {
         self.seal.subscribe()
+    }
+
+    fn attach_metrics(&self, metrics: Arc<Metrics>) {
+        self.set_metrics(metrics);
     }
 
     async fn status(&self, principal: &Principal) -> CoreResult<StatusInfo> {

@@ -38,6 +38,7 @@ fn entry(e: StoredOutboxEntry) -> OutboxEntry {
 /// Wakes live streams after `done` (already flushed) got an outbox entry.
 pub(crate) fn notify(core: &SigningCore, done: &StoredRequest) {
     if let Some(seq) = done.outbox_seq {
+        core.update_outbox_lag();
         core.outbox_head.send_if_modified(|head| {
             if seq > *head {
                 *head = seq;
@@ -114,5 +115,6 @@ pub async fn ack(core: &SigningCore, principal: &Principal, sequence: u64) -> Co
     let acked =
         outbox_state::ack(&core.state, principal.as_str(), sequence).map_err(unavailable)?;
     core.flusher.flush().await.map_err(unavailable)?;
+    core.update_outbox_lag();
     Ok(AckInfo { acked, head })
 }

@@ -47,6 +47,7 @@ pub async fn sign(
     principal: &Principal,
     req: SignRequest,
 ) -> CoreResult<SignReply> {
+    let started = std::time::Instant::now();
     let keys = core.keys()?;
     let (payload, sha) = decode::canonical(&req.payload);
     let _guard = core.lock_request(&req.request_id).await;
@@ -104,12 +105,33 @@ pub async fn sign(
             continue; // another replica stored this id meanwhile: answer as a retry
         };
         core.flusher.flush().await.map_err(unavailable)?;
+        record_decision(core, &committed);
         return match committed.state {
-            StoredState::Authorized => finish(core, &keys, committed, decoded, &wallet).await,
+            StoredState::Authorized => {
+                let reply = finish(core, &keys, committed, decoded, &wallet).await?;
+                if let Some(metrics) = core.metrics() {
+                    metrics.observe_sign_latency(started.elapsed());
+                }
+                Ok(reply)
+            }
             StoredState::PendingApproval => records::reply(&committed),
             _ => Err(records::state_error(&committed)),
         };
     }
+}
+
+/// Counts a committed decision under its rule (`custos_decisions_total`): the outcome as it
+/// was stored, so a cap taken by a concurrent request counts as the denial it became.
+fn record_decision(core: &SigningCore, committed: &StoredRequest) {
+    let (Some(metrics), Some(decision)) = (core.metrics(), &committed.decision) else {
+        return;
+    };
+    let outcome = match committed.state {
+        StoredState::Authorized => "allow",
+        StoredState::PendingApproval => "needs_approval",
+        _ => "deny",
+    };
+    metrics.record_decision(&decision.rule, outcome);
 }
 
 /// A request id seen before: the first result, or signing a request a crash left authorized.
