@@ -232,6 +232,35 @@ async fn dev_env_serve_sign_seal_unseal_reload_sigterm() {
     let again = assert_signed(&sign(&env_dir, "withdrawals", "w-1", &psbt));
     assert_eq!(first["signed"]["txid"], again["signed"]["txid"]);
 
+    // The approvers' commands reach the server: an officer voting on a request that does not
+    // exist gets NOT_FOUND; a service without the approver role may not vote at all.
+    assert_refused(
+        &custos(&[
+            "approve",
+            "--config",
+            &client(&env_dir, "officers-alice"),
+            "--request-id",
+            "no-such-request",
+            "--reason",
+            "checked the invoice",
+        ]),
+        "NOT_FOUND",
+        "no-such-request",
+    );
+    assert_refused(
+        &custos(&[
+            "reject",
+            "--config",
+            &client(&env_dir, "withdrawals"),
+            "--request-id",
+            "w-1",
+            "--reason",
+            "not mine to judge",
+        ]),
+        "PERMISSION_DENIED",
+        "approver",
+    );
+
     // The market maker may not: no rule gives it btc-hot.
     assert_refused(
         &sign(&env_dir, "market-maker", "mm-1", &psbt),

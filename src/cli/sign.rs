@@ -169,35 +169,38 @@ pub fn sign(args: SignArgs) -> CliResult {
 
 /// `Signer.Approve`.
 pub fn approve(args: VoteArgs) -> CliResult {
-    let reply = block_on(async {
-        let mut signer = SignerClient::new(args.client.connect().await?);
-        signer
-            .approve(ApproveRequest {
-                request_id: args.request_id.clone(),
-                reason: args.reason.clone(),
-            })
-            .await
-            .map_err(status_error)
-    })?
-    .into_inner();
-    print_json(&reply.request.as_ref().map_or(Value::Null, record_json));
-    Ok(())
+    vote(args, Vote::Approve)
 }
 
 /// `Signer.Reject`.
 pub fn reject(args: VoteArgs) -> CliResult {
-    let reply = block_on(async {
+    vote(args, Vote::Reject)
+}
+
+/// Which way an approver votes.
+enum Vote {
+    Approve,
+    Reject,
+}
+
+/// Sends one vote and prints the request record the server answers with.
+fn vote(args: VoteArgs, vote: Vote) -> CliResult {
+    let record = block_on(async {
         let mut signer = SignerClient::new(args.client.connect().await?);
-        signer
-            .reject(RejectRequest {
-                request_id: args.request_id.clone(),
-                reason: args.reason.clone(),
-            })
-            .await
-            .map_err(status_error)
-    })?
-    .into_inner();
-    print_json(&reply.request.as_ref().map_or(Value::Null, record_json));
+        let (request_id, reason) = (args.request_id.clone(), args.reason.clone());
+        match vote {
+            Vote::Approve => signer
+                .approve(ApproveRequest { request_id, reason })
+                .await
+                .map(|reply| reply.into_inner().request),
+            Vote::Reject => signer
+                .reject(RejectRequest { request_id, reason })
+                .await
+                .map(|reply| reply.into_inner().request),
+        }
+        .map_err(status_error)
+    })?;
+    print_json(&record.as_ref().map_or(Value::Null, record_json));
     Ok(())
 }
 
