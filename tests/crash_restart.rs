@@ -8,10 +8,11 @@
 //! server is killed. It is restarted on the same directories and every id without an answer is
 //! sent again, until all are answered. Then the state database is read directly.
 
+mod served;
+
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use custos::policy::limits::{LedgerKey, UsageView};
@@ -24,12 +25,10 @@ use custos::service::tls::client_tls;
 use custos::service::TlsMaterial;
 use custos::signing::now_unix;
 use custos::state::sled::SledState;
+use served::BIN;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
-const BIN: &str = env!("CARGO_BIN_EXE_custos");
-const ABANDON: &str =
-    "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about";
 const ETH_PAYEE: &str = "0x3535353535353535353535353535353535353535";
 const ETH: u128 = 1_000_000_000_000_000_000;
 /// The example policy's 24 h cap on eth-hot.
@@ -44,47 +43,12 @@ fn p(path: &Path) -> &str {
 }
 
 fn dev_env(dir: &Path) -> PathBuf {
-    let env = dir.join("env");
-    let mnemonic = dir.join("mnemonic.txt");
-    std::fs::write(&mnemonic, ABANDON).unwrap();
-    let out = Command::new(BIN)
-        .args(["dev", "env", p(&env), "--port", "0"])
-        .args(["--import-mnemonic-file", p(&mnemonic)])
-        .env("CUSTOS_UNSAFE_KDF_MEMORY_KIB", "1024")
-        .env_remove("CUSTOS_PASSPHRASE")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    env
+    served::dev_env(dir, None).0
 }
 
-/// Spawns `custos serve` on `env`; returns it and its port (port 0 in the configuration: a fresh
-/// port each start).
+/// Spawns `custos serve` on `env` (a fresh port each start), logging to `serve-ROUND.log`.
 fn serve(env: &Path, round: usize) -> (Child, u16) {
-    let log = env.join(format!("serve-{round}.log"));
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", p(&env.join("custos.toml"))])
-        .env_remove("CUSTOS_PASSPHRASE")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let port = line
-        .strip_prefix("custos listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|addr| addr.rsplit(':').next())
-        .and_then(|port| port.parse().ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "unexpected first line {line:?}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        });
-    std::thread::spawn(move || for _ in stdout.lines() {});
-    (child, port)
+    served::spawn_serve(env, &env.join(format!("serve-{round}.log")))
 }
 
 /// SIGKILL, and reap.

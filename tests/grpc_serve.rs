@@ -5,10 +5,10 @@
 //! broken file, and stops cleanly on SIGTERM.
 
 mod bitcoin_support;
+mod served;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use bitcoin_support::{script, wallet, Builder, ABANDON, ZOO};
@@ -21,7 +21,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
 
-const BIN: &str = env!("CARGO_BIN_EXE_custos");
+use served::BIN;
 
 fn custos(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -56,23 +56,10 @@ fn example_policy_with_second_admin() -> String {
     replaced
 }
 
-/// `dev env` into `dir/env` with the test mnemonic, a fast (unsafe) KDF and port 0.
+/// `dev env` into `dir/env` with the test mnemonic, a fast (unsafe) KDF, port 0 and `policy`;
+/// checks it says how to go on.
 fn dev_env(dir: &Path, policy: &str) -> PathBuf {
-    let env_dir = dir.join("env");
-    let mnemonic = dir.join("mnemonic.txt");
-    std::fs::write(&mnemonic, ABANDON).unwrap();
-    let policy_path = dir.join("policy-in.toml");
-    std::fs::write(&policy_path, policy).unwrap();
-    let out = Command::new(BIN)
-        .args(["dev", "env", path(&env_dir), "--port", "0"])
-        .args(["--import-mnemonic-file", path(&mnemonic)])
-        .args(["--policy", path(&policy_path)])
-        .env("CUSTOS_UNSAFE_KDF_MEMORY_KIB", "1024")
-        .env_remove("CUSTOS_PASSPHRASE")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let (env_dir, stdout) = served::dev_env(dir, Some(policy));
     assert!(stdout.contains("custos serve --config"), "{stdout}");
     assert!(stdout.contains("client-withdrawals.toml"), "{stdout}");
     assert!(
@@ -85,29 +72,7 @@ fn dev_env(dir: &Path, policy: &str) -> PathBuf {
 /// Spawns `serve`; returns the child, the port it printed, and its log file.
 fn serve(env_dir: &Path) -> (Child, u16, PathBuf) {
     let log = env_dir.join("serve.log");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config", path(&env_dir.join("custos.toml"))])
-        .env_remove("CUSTOS_PASSPHRASE")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    stdout.read_line(&mut line).unwrap();
-    let addr = line
-        .strip_prefix("custos listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| {
-            panic!(
-                "unexpected first line: {line:?}; log:\n{}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            )
-        })
-        .to_owned();
-    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-    // Keep reading stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in stdout.lines() {});
+    let (child, port) = served::spawn_serve(env_dir, &log);
     // Point every client configuration at the port the server got.
     for entry in std::fs::read_dir(env_dir).unwrap() {
         let p = entry.unwrap().path();
