@@ -14,7 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::amount::{format_decimal, serde_decimal, Amount};
-use crate::keys::Chain;
+use crate::network::Chain;
 
 /// What kind of action a request is. Policies match on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -20,6 +20,7 @@ pub mod config;
 pub mod intent;
 pub mod keys;
 pub mod keystore;
+pub mod network;
 pub mod policy;
 pub mod secret;
 pub mod selftest;

@@ -19,10 +19,10 @@ use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Address, CompressedPublicKey, NetworkKind, ScriptBuf};
 
 use super::extended::{check_extended_key, ExtendedKind};
-use super::network::Network;
 use super::path::{AccountPath, Purpose};
 use super::secp;
 use super::xpriv::MasterKey;
+use crate::network::Network;
 
 /// Why an account's public data could not be produced or read back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,7 +3,6 @@
 //!
 //! - [`mnemonic`]: BIP39 (English, 12–24 words) into entropy and seed; errors name the bad word's
 //!   position or the bad checksum, never the words themselves.
-//! - [`network`]: which chain and network a wallet lives on (Bitcoin networks, EVM chain ids).
 //! - [`path`]: BIP44/49/84/86 account paths (coin type 0 on Bitcoin mainnet, 1 on test networks,
 //!   60 on Ethereum) and strict parsing of derivation paths from untrusted text.
 //! - [`xpriv`]: the secret side: the BIP32 master key and derived private keys in types that erase
@@ -18,13 +17,13 @@
 pub mod account;
 pub mod extended;
 pub mod mnemonic;
-pub mod network;
 pub mod path;
 pub mod xpriv;
 
 pub use account::{AccountKey, AccountKeyError};
 pub use mnemonic::{MnemonicError, MnemonicSecret};
-pub use network::{Chain, Network, NetworkError};
+// Chain and network names are chain-neutral vocabulary (`crate::network`); keys use them too.
+pub use crate::network::{Chain, Network, NetworkError};
 pub use path::{AccountPath, PathError, Purpose};
 pub use xpriv::{MasterKey, SecretPrivateKey};
 

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use bitcoin::bip32::{ChildNumber, DerivationPath};
 use serde::{Deserialize, Serialize};
 
-use super::network::Network;
+use crate::network::Network;
 
 /// The deepest path Custos accepts. BIP32 allows 255 levels; no wallet standard uses more than
 /// six, and a limit keeps hostile input from costing thousands of derivations.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::amount::{format_decimal, Amount};
 use crate::intent::Intent;
-use crate::keys::{Chain, Network};
+use crate::network::{Chain, Network};
 
 use super::amount_units::{format_duration, format_fee_rate};
 use super::limits::{counted_amount, LedgerKey, ReservationPlan, Usage, UsageView, WindowCheck};

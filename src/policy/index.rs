@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use crate::amount::Amount;
 use crate::intent::ActionKind;
-use crate::keys::Chain;
+use crate::network::Chain;
 
 use super::model::Policy;
 

@@ -43,7 +43,7 @@ pub use model::{Policy, Quorum};
 pub use parse::{PolicyError, PolicyErrors};
 
 use crate::assets::{TokenInfo, TokenRegistry};
-use crate::keys::{Chain, Network};
+use crate::network::{Chain, Network};
 
 impl Policy {
     /// Parses and validates policy text.

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::amount::{format_decimal, serde_decimal, Amount};
 use crate::intent::ActionKind;
-use crate::keys::Chain;
+use crate::network::Chain;
 
 use super::amount_units::{format_duration, format_fee_rate};
 use super::index::Index;

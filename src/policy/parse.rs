@@ -16,7 +16,7 @@ use super::amount_units::{parse_duration, parse_fee_rate, parse_units, split_amo
 use super::file::{self, PolicyFile, RuleFile};
 use super::model::*;
 use crate::intent::ActionKind;
-use crate::keys::{Chain, Network};
+use crate::network::{Chain, Network};
 
 /// One problem in a policy file.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use super::limits::EmptyLedger;
 use super::*;
 use crate::amount::Amount;
 use crate::intent::{ActionKind, Asset, Destination, Intent};
-use crate::keys::Chain;
+use crate::network::Chain;
 
 const BASE: &str = r#"
 [policy]

@@ -37,7 +37,7 @@ use super::limits::{LedgerKey, ReservationPlan};
 use super::model::{Policy, Scope};
 use crate::amount::Amount;
 use crate::intent::{ActionKind, Asset, Destination, Intent};
-use crate::keys::{Chain, Network};
+use crate::network::{Chain, Network};
 use crate::state::sled::SledState;
 use crate::state::{ReserveOutcome, StateStore};
 

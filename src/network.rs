@@ -1,4 +1,6 @@
-//! Which chain and network a wallet lives on.
+//! Chain-neutral vocabulary: which chain family and network a wallet, an intent or a policy rule
+//! names. Keys, chains, the policy engine and the state store all speak it; it depends on none of
+//! them.
 //!
 //! Bitcoin wallets name one of rust-bitcoin's networks; EVM wallets carry the EIP-155 chain id
 //! (written either as a number or as a well-known name). The canonical text form of a network —
