@@ -7,8 +7,8 @@ use std::process::{Command, Output};
 use custos::keys::{Chain, MnemonicSecret, Network, Purpose};
 use custos::keystore::{KdfParams, KeyStore};
 use custos::secret::SecretString;
-use custos::service::model::{SignPayload, SignRequest};
-use custos::service::{Principal, PrincipalSource, SignerCore};
+use custos::signing::contract::{Principal, PrincipalSource, SignerCore};
+use custos::signing::contract::{SignPayload, SignRequest};
 use custos::signing::{CoreConfig, SigningCore};
 
 const PASS: &str = "audit test passphrase";

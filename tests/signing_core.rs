@@ -17,11 +17,11 @@ use custos::keystore::{KdfParams, KeyStore};
 use custos::policy::limits::{LedgerKey, UsageView};
 use custos::policy::model::Scope;
 use custos::secret::SecretString;
-use custos::service::model::{
+use custos::signing::contract::{CoreError, Principal, PrincipalSource, SignerCore};
+use custos::signing::contract::{
     ListPending, RequestState, SignOutcome, SignPayload, SignReply, SignRequest, SignedOutput,
     UnsealSecret,
 };
-use custos::service::{CoreError, Principal, PrincipalSource, SignerCore};
 use custos::signing::{now_unix, CoreConfig, SigningCore};
 use custos::state::audit::{self, VerifyOutcome};
 use custos::state::sled::SledState;

@@ -178,7 +178,7 @@ async fn expire_periodically(core: Arc<SigningCore>) {
         match tokio::task::spawn_blocking(move || sweep.expire_pending(now_unix())).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(expired = n, "expired pending requests"),
-            Ok(Err(crate::service::CoreError::Sealed)) => {
+            Ok(Err(crate::signing::contract::CoreError::Sealed)) => {
                 tracing::debug!("sealed: pending requests expire after the next unseal")
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed"),

@@ -7,9 +7,9 @@ use prost_types::Timestamp;
 use crate::intent::{ActionKind, Intent};
 use crate::keys::Chain;
 
-use super::core::CoreError;
-use super::model;
 use super::proto;
+use crate::signing::contract as model;
+use crate::signing::contract::CoreError;
 
 /// The longest request id accepted.
 pub const MAX_REQUEST_ID_LEN: usize = 128;

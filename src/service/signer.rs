@@ -3,10 +3,10 @@
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::core::{Privilege, SignerCore};
 use super::edge::Edge;
 use super::proto;
 use super::proto::signer_server::Signer;
+use crate::signing::contract::{CoreError, Privilege, SignerCore};
 
 /// The Signer service over a core.
 #[derive(Debug)]
@@ -103,10 +103,9 @@ impl<C: SignerCore> Signer for SignerService<C> {
             .authenticate("Reject", &request, Some(Privilege::Approve))?;
         let request = request.into_inner();
         let result = match convert::request_id(&request.request_id) {
-            Ok(_) if request.reason.trim().is_empty() => Err(super::core::CoreError::invalid(
-                "reason",
-                "a rejection needs a reason",
-            )),
+            Ok(_) if request.reason.trim().is_empty() => {
+                Err(CoreError::invalid("reason", "a rejection needs a reason"))
+            }
             Ok(id) => {
                 self.edge
                     .core
@@ -144,12 +143,9 @@ impl<C: SignerCore> Signer for SignerService<C> {
         let principal = self.edge.authenticate("GetAddress", &request, None)?;
         let request = request.into_inner();
         let result = if request.wallet.is_empty() {
-            Err(super::core::CoreError::invalid(
-                "wallet",
-                "must not be empty",
-            ))
+            Err(CoreError::invalid("wallet", "must not be empty"))
         } else if request.index >= 1 << 31 {
-            Err(super::core::CoreError::invalid(
+            Err(CoreError::invalid(
                 "index",
                 format!("{} is a hardened index; expected below 2^31", request.index),
             ))

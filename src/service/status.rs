@@ -8,7 +8,7 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
-use super::core::CoreError;
+use crate::signing::contract::CoreError;
 
 /// Metadata key of the stable code.
 pub const CODE_METADATA: &str = "custos-code";

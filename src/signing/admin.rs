@@ -11,9 +11,11 @@ use crate::keys::{Chain, Network, Purpose};
 use crate::keystore::KeystoreError;
 use crate::policy::model::Effect;
 use crate::policy::Policy;
-use crate::service::core::{CoreError, CoreResult, Privilege, SignerCore};
-use crate::service::model::{AddressInfo, CreateWallet, PolicyReload, StatusInfo, WalletSummary};
-use crate::service::principal::Principal;
+use crate::signing::contract::Principal;
+use crate::signing::contract::{
+    AddressInfo, CreateWallet, PolicyReload, StatusInfo, WalletSummary,
+};
+use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
 use crate::state::audit::AuditEntry;
 use crate::state::outbox as outbox_state;
 use crate::wallet::Wallet;

@@ -19,9 +19,9 @@
 
 use crate::policy::limits::{LedgerKey, Usage, UsageView};
 use crate::policy::{Outcome, PolicyRequest, Quorum};
-use crate::service::core::{CoreError, CoreResult};
-use crate::service::model::{ListPending, PendingPage, RequestRecord};
-use crate::service::principal::Principal;
+use crate::signing::contract::Principal;
+use crate::signing::contract::{CoreError, CoreResult};
+use crate::signing::contract::{ListPending, PendingPage, RequestRecord};
 use crate::state::buckets::minute_of;
 use crate::state::nonces;
 use crate::state::requests::{self, StoredRequest, StoredState, StoredVote};

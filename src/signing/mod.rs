@@ -1,5 +1,5 @@
 //! The transport-free signing core: one request from payload to outbox, the way `DESIGN.md`
-//! ("One signing request") orders it, behind [`crate::service::core::SignerCore`].
+//! ("One signing request") orders it, behind [`crate::signing::contract::SignerCore`].
 //!
 //! # The pipeline ([`pipeline`])
 //!
@@ -43,8 +43,10 @@
 
 pub mod admin;
 pub mod approvals;
+pub mod contract;
 pub mod decode;
 pub mod flush;
+pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod records;
@@ -63,13 +65,13 @@ use crate::backend::SoftwareBackend;
 use crate::keystore::{KeyStore, KeystoreError, Unsealed};
 use crate::policy::Policy;
 use crate::secret::{Secret32, SecretString};
-use crate::service::core::{CoreError, CoreResult, Privilege, SignerCore};
-use crate::service::metrics::Metrics;
-use crate::service::model::{
+use crate::signing::contract::Principal;
+use crate::signing::contract::{
     AckInfo, AddressInfo, CreateWallet, ListPending, OutboxStream, PendingPage, PolicyReload,
     RequestRecord, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret, WalletSummary,
 };
-use crate::service::principal::Principal;
+use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
+use crate::signing::metrics::Metrics;
 use crate::state::audit::{self, AuditEntry};
 use crate::state::sled::{SledState, StateTx, TxResult};
 use crate::state::StateError;

@@ -10,9 +10,9 @@
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::service::core::{CoreError, CoreResult, Privilege, SignerCore};
-use crate::service::model::{AckInfo, OutboxEntry, OutboxStream};
-use crate::service::principal::Principal;
+use crate::signing::contract::Principal;
+use crate::signing::contract::{AckInfo, OutboxEntry, OutboxStream};
+use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
 use crate::state::outbox::{self as outbox_state, StoredOutboxEntry};
 use crate::state::requests::StoredRequest;
 use crate::state::sled::SledState;

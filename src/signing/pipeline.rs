@@ -2,9 +2,9 @@
 //! [module docs](super)).
 
 use crate::policy::{Decision as PolicyDecision, Outcome, PolicyRequest};
-use crate::service::core::{CoreError, CoreResult};
-use crate::service::model::{SignPayload, SignReply, SignRequest};
-use crate::service::principal::Principal;
+use crate::signing::contract::Principal;
+use crate::signing::contract::{CoreError, CoreResult};
+use crate::signing::contract::{SignPayload, SignReply, SignRequest};
 use crate::state::audit::AuditEntry;
 use crate::state::nonces::{self, ClaimOutcome, NonceClaim};
 use crate::state::outbox::{self as outbox_state, StoredOutboxEntry};

@@ -17,9 +17,9 @@ use std::sync::{Arc, RwLock};
 
 use crate::backend::SoftwareBackend;
 use crate::keystore::{KeystoreError, Unsealed};
-use crate::service::core::{CoreError, CoreResult};
-use crate::service::model::{SealState, UnsealSecret};
-use crate::service::principal::Principal;
+use crate::signing::contract::Principal;
+use crate::signing::contract::{CoreError, CoreResult};
+use crate::signing::contract::{SealState, UnsealSecret};
 use crate::state::audit::AuditEntry;
 use crate::state::requests::{self, StoredState};
 

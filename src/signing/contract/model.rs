@@ -8,10 +8,10 @@ use std::time::SystemTime;
 use tokio_stream::Stream;
 
 use crate::intent::Intent;
-use crate::keys::Chain;
+use crate::network::Chain;
 use crate::secret::SecretString;
 
-use super::core::CoreError;
+use super::error::CoreError;
 
 /// Whether keys can be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
