@@ -469,13 +469,9 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 fn open_db(dir: &Path) -> Result<sled::Db, KeystoreError> {
-    // No background flusher: every write here is flushed explicitly before it returns, and
-    // without that thread the store's file lock is released as soon as the last handle drops
-    // (with it, a close followed by an open in the same process can find the lock still held).
-    sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .open()
+    // No background flusher: every write here is flushed explicitly before it returns. A reopen
+    // in the same process waits for the previous instance's lock (`crate::embedded_db`).
+    crate::embedded_db::open(dir, sled::Config::new().path(dir).flush_every_ms(None))
         .map_err(|e| storage(dir, e))
 }
 

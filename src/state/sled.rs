@@ -347,13 +347,10 @@ impl SledState {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StateError> {
         // No background flusher: durability comes from the explicit flushes of the contract above
-        // (group commit), and without that thread the database's file lock is released as soon
-        // as the last handle drops, so a restart in the same process never finds it held.
+        // (group commit). A reopen in the same process (a restart) waits for the previous
+        // instance's lock (`crate::embedded_db`).
         Self::from_db(
-            sled::Config::new()
-                .path(path)
-                .flush_every_ms(None)
-                .open()
+            crate::embedded_db::open(path, sled::Config::new().path(path).flush_every_ms(None))
                 .map_err(storage)?,
         )
     }
