@@ -17,6 +17,7 @@ use custos::keystore::{KdfParams, KeyStore};
 use custos::policy::limits::{LedgerKey, UsageView};
 use custos::policy::model::Scope;
 use custos::secret::SecretString;
+use custos::signing::contract::RequestRef;
 use custos::signing::contract::{CoreError, Principal, PrincipalSource, SignerCore};
 use custos::signing::contract::{
     ListPending, RequestState, SignOutcome, SignPayload, SignReply, SignRequest, SignedOutput,
@@ -24,7 +25,8 @@ use custos::signing::contract::{
 };
 use custos::signing::{now_unix, CoreConfig, SigningCore};
 use custos::state::audit::{self, VerifyOutcome};
-use custos::state::sled::SledState;
+use custos::state::auth::StateAuth;
+use custos::state::{State, Tree};
 use custos::wallet::Wallet;
 use tokio_stream::StreamExt;
 
@@ -180,7 +182,7 @@ impl Env {
             store_dir: self.store.clone(),
             state_dir: self.state.clone(),
             policy_path: self.policy.clone(),
-            bitcoin: Default::default(),
+            ..CoreConfig::new(Default::default(), Default::default(), Default::default())
         })
         .unwrap()
     }
@@ -190,6 +192,18 @@ impl Env {
         core.unseal_with_passphrase(&SecretString::new(PASS.into()))
             .unwrap();
         core
+    }
+
+    /// The state database opened directly (the core must be closed), its records unsealed with
+    /// the store's key; with the audit key.
+    fn unsealed_state(&self) -> (custos::secret::Secret32, State) {
+        let unsealed = KeyStore::open(&self.store)
+            .unwrap()
+            .unseal(&SecretString::new(PASS.into()))
+            .unwrap();
+        let state = State::open_sled(&self.state).unwrap();
+        state.set_auth(Some(StateAuth::new(unsealed.state_key())));
+        (unsealed.audit_key(), state)
     }
 
     /// A PSBT spending one 1 BTC input of the wallet, paying `sats` to payee `n`, change back.
@@ -247,7 +261,7 @@ fn signed(reply: &SignReply) -> (&SignedOutput, Option<u64>) {
     }
 }
 
-fn wallet_usage(state: &SledState) -> (u64, String) {
+fn wallet_usage(state: &State) -> (u64, String) {
     let key = LedgerKey {
         scope: Scope::Wallet,
         name: "btc".into(),
@@ -258,8 +272,23 @@ fn wallet_usage(state: &SledState) -> (u64, String) {
     (u.count, u.sum.to_string())
 }
 
+/// Writes a raw value, as someone with write access to the state directory would.
+fn raw_put(state: &State, tree: Tree, key: &[u8], value: Vec<u8>) {
+    state
+        .engine()
+        .transact_raw(&mut |tx| tx.insert(tree, key, value.clone()).map(|_| ()))
+        .unwrap();
+}
+
+fn raw_remove(state: &State, tree: Tree, key: &[u8]) {
+    state
+        .engine()
+        .transact_raw(&mut |tx| tx.remove(tree, key).map(|_| ()))
+        .unwrap();
+}
+
 fn outbox_len(core: &SigningCore) -> usize {
-    core.state().outbox.len()
+    core.state().count(Tree::Outbox).unwrap() as usize
 }
 
 fn audit_events(core: &SigningCore) -> Vec<String> {
@@ -477,13 +506,13 @@ async fn needs_approval_quorum_of_distinct_approvers_then_signed() {
         .unwrap();
     assert!(matches!(own.outcome, SignOutcome::Pending(_)));
     let e = core
-        .approve(&principal(ALICE), "a-2", "mine")
+        .approve(&principal(ALICE), &RequestRef::id("a-2"), "mine")
         .await
         .unwrap_err();
     assert_eq!(e.code(), "self-approval");
     // Outsiders are no approvers.
     let e = core
-        .approve(&principal(OUTSIDER), "a-1", "x")
+        .approve(&principal(OUTSIDER), &RequestRef::id("a-1"), "x")
         .await
         .unwrap_err();
     assert_eq!(e.code(), "not-an-approver");
@@ -494,12 +523,21 @@ async fn needs_approval_quorum_of_distinct_approvers_then_signed() {
         .unwrap();
     assert_eq!(page.requests.len(), 2);
 
-    let r = core.approve(&principal(BOB), "a-1", "ok").await.unwrap();
+    let r = core
+        .approve(&principal(BOB), &RequestRef::id("a-1"), "ok")
+        .await
+        .unwrap();
     assert_eq!(r.state, RequestState::PendingApproval);
-    let r = core.approve(&principal(BOB), "a-1", "again").await.unwrap();
+    let r = core
+        .approve(&principal(BOB), &RequestRef::id("a-1"), "again")
+        .await
+        .unwrap();
     assert_eq!(r.state, RequestState::PendingApproval);
     assert_eq!(r.pending.unwrap().approvals.len(), 1);
-    let r = core.approve(&principal(CAROL), "a-1", "ok").await.unwrap();
+    let r = core
+        .approve(&principal(CAROL), &RequestRef::id("a-1"), "ok")
+        .await
+        .unwrap();
     assert_eq!(r.state, RequestState::Signed, "{r:?}");
     let result = r.result.unwrap();
     assert_eq!(result.outbox_sequence, Some(1));
@@ -525,11 +563,14 @@ async fn needs_approval_quorum_of_distinct_approvers_then_signed() {
     ]));
 
     // Reject releases the hold.
-    let r = core.reject(&principal(BOB), "a-2", "no").await.unwrap();
+    let r = core
+        .reject(&principal(BOB), &RequestRef::id("a-2"), "no")
+        .await
+        .unwrap();
     assert_eq!(r.state, RequestState::Rejected);
     assert_eq!(wallet_usage(core.state()), (1, "80000000".into()));
     let e = core
-        .approve(&principal(CAROL), "a-2", "late")
+        .approve(&principal(CAROL), &RequestRef::id("a-2"), "late")
         .await
         .unwrap_err();
     assert_eq!(e.code(), "not-pending");
@@ -549,7 +590,10 @@ async fn expiry_releases_the_hold() {
     assert_eq!(core.expire_pending(now_unix()).unwrap(), 0);
     assert_eq!(core.expire_pending(now_unix() + 3_601).unwrap(), 1);
     assert_eq!(wallet_usage(core.state()).0, 0);
-    let r = core.get_request(&principal(PAYER), "x-1").await.unwrap();
+    let r = core
+        .get_request(&principal(PAYER), &RequestRef::id("x-1"))
+        .await
+        .unwrap();
     assert_eq!(r.state, RequestState::Expired);
     let e = core
         .sign(
@@ -642,8 +686,8 @@ async fn an_unwritable_audit_fails_closed() {
     assert!(matches!(e, CoreError::StateUnavailable { .. }), "{e:?}");
     assert_eq!(outbox_len(&core), 0);
     assert_eq!(wallet_usage(core.state()).0, 0);
-    assert_eq!(core.state().ledger_reservations.len(), 0);
-    assert!(core.state().requests.is_empty());
+    assert_eq!(core.state().count(Tree::LedgerReservations).unwrap(), 0);
+    assert_eq!(core.state().count(Tree::Requests).unwrap(), 0);
     core.faults().fail_audit(false);
     let reply = core
         .sign(
@@ -726,24 +770,18 @@ async fn audit_verify_finds_tampered_and_missing_records() {
             .unwrap();
         }
     }
-    let key = {
-        let ks = KeyStore::open(&env.store).unwrap();
-        ks.unseal(&SecretString::new(PASS.into()))
-            .unwrap()
-            .audit_key()
-    };
-    let state = SledState::open(&env.state).unwrap();
+    let (key, state) = env.unsealed_state();
     assert_eq!(
         audit::verify(&state, &key).unwrap(),
         VerifyOutcome::Intact { records: 7 }
     );
     // Tamper with record 4's bytes.
     let k4 = 4u64.to_be_bytes();
-    let original = state.audit.get(k4).unwrap().unwrap();
+    let original = state.engine().get_raw(Tree::Audit, &k4).unwrap().unwrap();
     let tampered = String::from_utf8_lossy(&original[32..]).replace("v-1", "v-9");
     let mut bytes = original[..32].to_vec();
     bytes.extend_from_slice(tampered.as_bytes());
-    state.audit.insert(k4, bytes).unwrap();
+    raw_put(&state, Tree::Audit, &k4, bytes);
     match audit::verify(&state, &key).unwrap() {
         VerifyOutcome::Broken { seq, message } => {
             assert_eq!(seq, 4);
@@ -751,7 +789,7 @@ async fn audit_verify_finds_tampered_and_missing_records() {
         }
         other => panic!("{other:?}"),
     }
-    state.audit.insert(k4, original).unwrap();
+    raw_put(&state, Tree::Audit, &k4, original);
     // A wrong key breaks at record 1.
     let wrong = custos::secret::Secret32::new([9; 32]);
     assert!(matches!(
@@ -760,7 +798,8 @@ async fn audit_verify_finds_tampered_and_missing_records() {
     ));
     // Delete record 5; then the last one.
     let k5 = 5u64.to_be_bytes();
-    let five = state.audit.remove(k5).unwrap().unwrap();
+    let five = state.engine().get_raw(Tree::Audit, &k5).unwrap().unwrap();
+    raw_remove(&state, Tree::Audit, &k5);
     assert_eq!(
         audit::verify(&state, &key).unwrap(),
         VerifyOutcome::Broken {
@@ -768,8 +807,8 @@ async fn audit_verify_finds_tampered_and_missing_records() {
             message: "record 5 missing".into()
         }
     );
-    state.audit.insert(k5, five).unwrap();
-    state.audit.remove(7u64.to_be_bytes()).unwrap();
+    raw_put(&state, Tree::Audit, &k5, five);
+    raw_remove(&state, Tree::Audit, &7u64.to_be_bytes());
     assert_eq!(
         audit::verify(&state, &key).unwrap(),
         VerifyOutcome::Broken {
@@ -839,19 +878,20 @@ async fn a_request_left_authorized_by_a_crash_is_signed_once_on_retry() {
     // Rewind the request to "authorized" without its result, as a crash after the first commit
     // would leave it (and drop its outbox entry).
     {
-        let state = SledState::open(&env.state).unwrap();
-        let mut r = custos::state::requests::get(&state, "k-1")
-            .unwrap()
-            .unwrap();
+        let (_, state) = env.unsealed_state();
+        let key = custos::state::requests::request_key(PAYER, "k-1");
+        let mut r = custos::state::requests::get(&state, &key).unwrap().unwrap();
         r.state = custos::state::requests::StoredState::Authorized;
         r.result = None;
-        r.outbox_seq = None;
+        let seq = r.outbox_seq.take().unwrap();
         state
-            .requests
-            .insert("k-1", serde_json::to_vec(&r).unwrap())
+            .transact(|tx| {
+                custos::state::requests::put_in(tx, &r)?;
+                tx.remove(Tree::Outbox, &seq.to_be_bytes())?;
+                tx.remove(Tree::Meta, b"outbox_head")?;
+                Ok(())
+            })
             .unwrap();
-        state.outbox.clear().unwrap();
-        state.meta.remove(b"outbox_head").unwrap();
         state.flush().unwrap();
     }
     let core = env.open_sealed();

@@ -210,7 +210,7 @@ fn setup(workdir: &WorkDir, kdf: KdfParams) -> Result<Signer, CliError> {
         store_dir: dir.join("store"),
         state_dir: dir.join("state"),
         policy_path,
-        bitcoin: Default::default(),
+        ..CoreConfig::new(Default::default(), Default::default(), Default::default())
     })
     .map_err(op)?;
     Ok(Signer {
@@ -490,6 +490,7 @@ async fn approved(signer: &Signer) -> Result<(), CliError> {
             .approve(ApproveRequest {
                 request_id: "treasury-1".into(),
                 reason: "matches the treasury ticket".into(),
+                requester: String::new(),
             })
             .await
             .map(|r| r.into_inner().request.unwrap_or_default())
