@@ -4,7 +4,9 @@
 //! [`StateStore`] trait), and beside it the **requests** (idempotency records and approvals,
 //! [`requests`]), the **audit chain** ([`audit`]), the **outbox** and broadcaster cursors
 //! ([`outbox`]) and the **Ethereum nonce guard** ([`nonces`]). [`sled::SledState`] is the embedded
-//! implementation (one sled database, named trees); each signing step is ONE multi-tree
+//! implementation (one sled database, named trees: `sled.rs` opens it and runs the transactions,
+//! `sled/ledger.rs` holds the ledger steps, `sled/bulk_load.rs` loads large ledgers for
+//! benchmarks; [`buckets`] is the bucket layout of the ledger); each signing step is ONE multi-tree
 //! transaction over all of them ([`sled::SledState::transact`] and the `*_in` functions), so
 //! "reserve limits + store the request + append the audit record (+ push the outbox entry)"
 //! commits atomically or not at all. A PostgreSQL implementation (serializable transactions) is the
