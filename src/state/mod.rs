@@ -1,9 +1,10 @@
 //! Shared state: what several Custos replicas must agree on.
 //!
 //! Everything replicas share lives in one database: the **limit ledger** ([`ledger`], behind the
-//! [`StateStore`] trait), and beside it the **requests** (idempotency records, decisions, votes
-//! and results, [`requests`]), the **audit chain** ([`audit`]), the **outbox** and broadcaster
-//! cursors ([`outbox`]) and the **Ethereum nonce guard** ([`nonces`]).
+//! [`StateStore`] trait; [`buckets`] is its bucket layout), and beside it the **requests**
+//! (idempotency records, decisions, votes and results, [`requests`]), the **audit chain**
+//! ([`audit`]), the **outbox** and broadcaster cursors ([`outbox`]) and the **Ethereum nonce
+//! guard** ([`nonces`]).
 //!
 //! - [`engine`]: the seam to a storage engine (ordered byte trees, atomic multi-tree
 //!   transactions, flush); [`sled::SledEngine`] is the embedded one. Each signing step is ONE
