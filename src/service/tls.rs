@@ -1,9 +1,10 @@
 //! Mutual TLS material: the server's identity and the CA that client certificates must chain to.
 //!
-//! Client certificates are mandatory: [`server_tls`] sets a client CA root and
-//! `client_auth_optional(false)`, so tonic builds rustls' `WebPkiClientVerifier` without
-//! `allow_unauthenticated()`: a client without a certificate, or with one from another CA, fails
-//! the handshake before any request is read. (`tests/grpc_tls.rs` holds the server to this.)
+//! Client certificates are mandatory: the server's rustls configuration
+//! ([`super::acceptor::server_config`]) verifies them with [`super::trust::ClientTrust`], so a
+//! client without a certificate, with one from another CA, a revoked one, or one without the
+//! clientAuth usage fails the handshake before any request is read. (`tests/grpc_tls.rs` holds
+//! the server to this.)
 //!
 //! PEM files are parsed here first so that a wrong file gives a clear error naming the file,
 //! instead of a handshake that fails later.
@@ -11,7 +12,7 @@
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// Why TLS material could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,12 @@ pub enum TlsError {
         path: PathBuf,
         /// "a certificate", "a private key".
         expected: &'static str,
+    },
+    /// rustls refused the server's configuration.
+    #[error("server tls configuration: {reason}")]
+    Config {
+        /// What was wrong.
+        reason: String,
     },
     /// The PEM does not parse.
     #[error("{path}: invalid PEM: {source}")]
@@ -78,14 +85,6 @@ impl TlsMaterial {
             ca_pem,
         })
     }
-}
-
-/// The server side: our identity, and client certificates required from `ca_pem`'s CA.
-pub fn server_tls(material: &TlsMaterial) -> ServerTlsConfig {
-    ServerTlsConfig::new()
-        .identity(Identity::from_pem(&material.cert_pem, &material.key_pem))
-        .client_ca_root(Certificate::from_pem(&material.ca_pem))
-        .client_auth_optional(false)
 }
 
 /// The client side: our identity, and the server's certificate must chain to `ca_pem` and name
