@@ -80,7 +80,11 @@ impl TlsConfig {
         crate::service::Revocation {
             crl_file: self.crl_file.clone(),
             serials: self.revoked_serials.iter().map(|s| s.0.clone()).collect(),
-            principals: self.revoked_principals.iter().map(|p| p.0.clone()).collect(),
+            principals: self
+                .revoked_principals
+                .iter()
+                .map(|p| p.0.clone())
+                .collect(),
         }
     }
 }
@@ -373,7 +377,10 @@ client_ca = "tls/ca.pem"
         assert_eq!(revocation.principals, ["spiffe://t/Old", "svc.t"]);
 
         for (line, needle) in [
-            ("revoked_serials = [\"01\", \"xyz\"]", "serial number in hex"),
+            (
+                "revoked_serials = [\"01\", \"xyz\"]",
+                "serial number in hex",
+            ),
             ("revoked_principals = [\"svc*\"]", "patterns"),
             ("revoked_principals = [\" svc\"]", "expected a principal"),
             ("crl = \"x\"", "unknown field"),
@@ -415,7 +422,10 @@ client_ca = "tls/ca.pem"
     #[test]
     fn bitcoin_values_out_of_range_or_unknown_name_their_line() {
         for (line, needle) in [
-            ("max_fee_sat = 0", "expected 1 ..= 2100000000000000 sat, got 0"),
+            (
+                "max_fee_sat = 0",
+                "expected 1 ..= 2100000000000000 sat, got 0",
+            ),
             ("max_fee_sat = 2100000000000001", "got 2100000000000001"),
             ("max_fee_rate_sat_per_vb = 0", "sat/vB, got 0"),
             ("max_fee_rate_sat_per_vb = 100000001", "got 100000001"),

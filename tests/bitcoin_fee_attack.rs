@@ -70,7 +70,11 @@ fn raw_tx(hex_text: &str) -> Transaction {
 fn combine(first: &str, second: &str) -> Transaction {
     let first = raw_tx(first);
     let second = raw_tx(second);
-    assert_eq!(first.compute_txid(), second.compute_txid(), "same transaction");
+    assert_eq!(
+        first.compute_txid(),
+        second.compute_txid(),
+        "same transaction"
+    );
     let mut combined = first.clone();
     combined.input[0].witness = second.input[0].witness.clone();
     combined
@@ -110,8 +114,13 @@ fn split_requests_are_refused_by_default_naming_the_input() {
     for (purpose, script) in [(Purpose::Bip84, "p2wpkh"), (Purpose::Bip49, "p2sh-p2wpkh")] {
         let (w, backend) = wallet("hot", ABANDON, BtcNetwork::Regtest, purpose);
         for understated in [0, 1] {
-            let e = chain_request(&w, &backend, &lying(&w, understated), &SignOptions::default())
-                .unwrap_err();
+            let e = chain_request(
+                &w,
+                &backend,
+                &lying(&w, understated),
+                &SignOptions::default(),
+            )
+            .unwrap_err();
             // The first of our inputs without its previous transaction is named (both lack it).
             assert_eq!(
                 e,
@@ -137,7 +146,11 @@ fn split_requests_are_refused_by_default_naming_the_input() {
         assert_eq!(decoded.intent().fee, custos::amount::Amount::from(ONE_BTC));
         // And with them, the fee cap refuses it.
         assert!(matches!(
-            decode(&w, honest(&w).to_string().as_bytes(), &SignOptions::default()),
+            decode(
+                &w,
+                honest(&w).to_string().as_bytes(),
+                &SignOptions::default()
+            ),
             Err(PsbtError::AbsurdFee { fee: ONE_BTC, .. })
         ));
     }
@@ -208,7 +221,10 @@ fn taproot_inputs_need_only_witness_utxo() {
     };
     let bytes = hex::decode(raw_tx_hex).unwrap();
     for i in 0..2 {
-        assert!(consensus_verify_input(&bytes, &spent, i).is_err(), "input {i}");
+        assert!(
+            consensus_verify_input(&bytes, &spent, i).is_err(),
+            "input {i}"
+        );
     }
 }
 
@@ -330,10 +346,16 @@ async fn the_signing_core_refuses_both_requests_before_signing() {
         assert!(reason.contains("input 0"), "{reason}");
         assert!(reason.contains("non_witness_utxo"), "{reason}");
     }
-    assert_eq!(core.state().outbox.len(), 0, "nothing signed, nothing delivered");
+    assert_eq!(
+        core.state().outbox.len(),
+        0,
+        "nothing signed, nothing delivered"
+    );
     let events = events(&core);
     assert!(
-        !events.iter().any(|e| e.starts_with("sign.allow") || e == "sign.signed"),
+        !events
+            .iter()
+            .any(|e| e.starts_with("sign.allow") || e == "sign.signed"),
         "{events:?}"
     );
 }

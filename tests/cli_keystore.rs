@@ -259,7 +259,14 @@ fn operator_creates_wallets_and_reads_known_addresses() {
     // mainnet wallet's key. Both are refused, naming the wallet that holds the path.
     fails(
         &ws.run_store(&[
-            "wallet", "create", "--name", "default", "--chain", "bitcoin", "--network", "mainnet",
+            "wallet",
+            "create",
+            "--name",
+            "default",
+            "--chain",
+            "bitcoin",
+            "--network",
+            "mainnet",
         ]),
         1,
         "wallet 'btc84' already uses seed '73c5da0a' at m/84'/0'/0'",
@@ -280,7 +287,11 @@ fn operator_creates_wallets_and_reads_known_addresses() {
         1,
         "wallet 'eth' already uses seed '73c5da0a' at m/44'/60'/0'",
     );
-    assert!(stderr(&refused).contains("account 1 is free"), "{}", stderr(&refused));
+    assert!(
+        stderr(&refused).contains("account 1 is free"),
+        "{}",
+        stderr(&refused)
+    );
     for (name, chain, network) in [
         ("default", "bitcoin", "mainnet"),
         ("sepolia", "ethereum", "sepolia"),

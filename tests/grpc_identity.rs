@@ -10,8 +10,8 @@ use std::sync::Arc;
 use custos::service::devcerts::{write_issued, DevCa, IssuedCert};
 use custos::service::proto::admin_client::AdminClient;
 use custos::service::proto::StatusRequest;
-use custos::service::{start_with_trust, ClientTrust, Revocation, RunningServer, TlsMaterial};
 use custos::service::StandbyCore;
+use custos::service::{start_with_trust, ClientTrust, Revocation, RunningServer, TlsMaterial};
 use custos::signing::contract::{AccessMap, Privilege};
 use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, SanType};
 use tonic::transport::{Channel, Endpoint};
@@ -133,11 +133,15 @@ async fn only_certificates_with_client_auth_become_principals() {
     ];
     let both = pki.ca.issue(params).unwrap();
     assert_eq!(
-        principal(&server, &pki.material("both", &both)).await.unwrap(),
+        principal(&server, &pki.material("both", &both))
+            .await
+            .unwrap(),
         uri("both")
     );
     assert_eq!(
-        principal(&server, &pki.material("a", &pki.client("a"))).await.unwrap(),
+        principal(&server, &pki.material("a", &pki.client("a")))
+            .await
+            .unwrap(),
         uri("a")
     );
     server.shutdown().await.unwrap();
@@ -147,12 +151,19 @@ async fn only_certificates_with_client_auth_become_principals() {
 async fn dns_names_claiming_a_host_principal_are_refused() {
     let pki = Pki::new();
     let (server, _) = pki.serve(&Revocation::default()).await;
-    for (stem, name) in [("l1", "local:sighup"), ("l2", "LOCAL:sighup"), ("l3", "Local:x")] {
+    for (stem, name) in [
+        ("l1", "local:sighup"),
+        ("l2", "LOCAL:sighup"),
+        ("l3", "Local:x"),
+    ] {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.subject_alt_names = vec![SanType::DnsName(name.try_into().unwrap())];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let cert = pki.ca.issue(params).unwrap();
-        assert_refused(principal(&server, &pki.material(stem, &cert)).await, "alert");
+        assert_refused(
+            principal(&server, &pki.material(stem, &cert)).await,
+            "alert",
+        );
     }
     server.shutdown().await.unwrap();
 }
@@ -264,10 +275,7 @@ fn a_crl_that_is_not_of_the_client_ca_cannot_be_loaded_at_start() {
     assert!(error.to_string().contains("not the client CA"), "{error}");
     // DER is accepted as well as PEM.
     let pem = pki.ca.crl(&[], 1).unwrap();
-    let der = rustls_pemfile::crls(&mut pem.as_bytes())
-        .next()
-        .unwrap()
-        .unwrap();
+    let der = <rustls::pki_types::CertificateRevocationListDer as rustls::pki_types::pem::PemObject>::from_pem_slice(pem.as_bytes()).unwrap();
     let path = pki.dir.path().join("good.der");
     std::fs::write(&path, der.as_ref()).unwrap();
     let trust = ClientTrust::new(

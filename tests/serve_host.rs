@@ -119,7 +119,10 @@ fn the_passphrase_from_the_environment_is_removed_once_read() {
         !shown.contains("CUSTOS_PASSPHRASE"),
         "CUSTOS_PASSPHRASE is still in /proc/<pid>/environ"
     );
-    assert!(!shown.contains(passphrase), "the passphrase is still readable");
+    assert!(
+        !shown.contains(passphrase),
+        "the passphrase is still readable"
+    );
     // The rest of the environment is intact.
     assert!(shown.contains("PATH="), "PATH is gone from the environment");
     let logged = std::fs::read_to_string(&log).unwrap();
@@ -232,7 +235,11 @@ async fn sighup_reloads_the_crl_without_a_restart() {
     assert!(authenticated(port, &admin).await);
 
     // A broken CRL: logged, the set in force stays.
-    std::fs::write(&crl, "-----BEGIN X509 CRL-----\nbroken\n-----END X509 CRL-----\n").unwrap();
+    std::fs::write(
+        &crl,
+        "-----BEGIN X509 CRL-----\nbroken\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
     let before = std::fs::read_to_string(&log).unwrap().len();
     signal(&child, "HUP");
     wait_for_log(&log, "revocation reload refused", before);
@@ -252,7 +259,10 @@ fn a_weakened_bitcoin_option_is_logged_and_audited() {
     wait_for_log(&log, "weakened options recorded in the audit", 0);
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("WEAKENED"), "{logged}");
-    assert!(logged.contains("bitcoin.allow_witness_utxo_only"), "{logged}");
+    assert!(
+        logged.contains("bitcoin.allow_witness_utxo_only"),
+        "{logged}"
+    );
     stop(child);
 
     let out = Command::new(BIN)
@@ -260,7 +270,11 @@ fn a_weakened_bitcoin_option_is_logged_and_audited() {
         .env_remove("CUSTOS_PASSPHRASE")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let records: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -627,8 +627,9 @@ networks = ["regtest"]
         let paths: Vec<(String, String)> = wallets
             .iter()
             .map(|w| {
-                let path = AccountPath::new(w.network, default_purpose(w.network.chain()), w.account)
-                    .unwrap();
+                let path =
+                    AccountPath::new(w.network, default_purpose(w.network.chain()), w.account)
+                        .unwrap();
                 (w.name.clone(), path.to_string())
             })
             .collect();

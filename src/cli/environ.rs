@@ -29,7 +29,12 @@ pub fn wipe_initial(name: &str) -> std::io::Result<usize> {
         fields
             .get(n - 3)
             .and_then(|f| f.parse().ok())
-            .ok_or_else(|| Error::new(ErrorKind::InvalidData, "no env_start/env_end in /proc/self/stat"))
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::InvalidData,
+                    "no env_start/env_end in /proc/self/stat",
+                )
+            })
     };
     let (start, end) = (field(50)?, field(51)?);
     let block = std::fs::read("/proc/self/environ")?;

@@ -113,7 +113,9 @@ fn reload_revocation(reload: &Reload) {
     };
     match reload.trust.reload(&revocation) {
         Ok(summary) => log_revocation(&summary, "reloaded"),
-        Err(e) => tracing::error!(error = %e, "revocation reload refused; the revocation set in force stays"),
+        Err(e) => {
+            tracing::error!(error = %e, "revocation reload refused; the revocation set in force stays")
+        }
     }
 }
 

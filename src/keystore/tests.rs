@@ -289,7 +289,12 @@ fn one_key_serves_one_wallet() {
         .unwrap();
     // Another chain id at account 1 is refused too; the next free account is 2.
     let error = unsealed
-        .create_wallet("holesky", Network::Ethereum { chain_id: 17_000 }, Purpose::Bip44, 1)
+        .create_wallet(
+            "holesky",
+            Network::Ethereum { chain_id: 17_000 },
+            Purpose::Bip44,
+            1,
+        )
         .unwrap_err();
     assert!(
         matches!(&error, KeystoreError::KeyInUse { existing, free: 2, .. } if existing == "sepolia"),

@@ -309,13 +309,9 @@ impl Unsealed {
             return Ok(());
         };
         let taken = |account: u32| {
-            on_seed.iter().any(|w| {
-                w.account.path
-                    == AccountPath {
-                        account,
-                        ..path
-                    }
-            })
+            on_seed
+                .iter()
+                .any(|w| w.account.path == AccountPath { account, ..path })
         };
         let free = (0..1u32 << 31).find(|a| !taken(*a)).unwrap_or(0);
         Err(KeystoreError::KeyInUse {

@@ -7,8 +7,10 @@
 //! mid-handshake holds its own task, never the accept loop. A refused handshake is logged (the
 //! verifier says why) and dropped; the stream of connections never ends with an error.
 
-use std::io::BufReader;
 use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -34,12 +36,11 @@ pub fn server_config(
     trust: &Arc<ClientTrust>,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let invalid = |reason: String| TlsError::Config { reason };
-    let certs = rustls_pemfile::certs(&mut BufReader::new(material.cert_pem.as_slice()))
+    let certs = CertificateDer::pem_slice_iter(&material.cert_pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid(format!("server certificate: {e}")))?;
-    let key = rustls_pemfile::private_key(&mut BufReader::new(material.key_pem.as_slice()))
-        .map_err(|e| invalid(format!("server key: {e}")))?
-        .ok_or_else(|| invalid("server key: no private key".into()))?;
+    let key = PrivateKeyDer::from_pem_slice(&material.key_pem)
+        .map_err(|e| invalid(format!("server key: {e}")))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

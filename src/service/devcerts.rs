@@ -63,10 +63,8 @@ impl IssuedCert {
     /// The certificate's serial number (big-endian, no leading zero bytes), as a CRL or
     /// `[tls] revoked_serials` names it.
     pub fn serial(&self) -> Vec<u8> {
-        let mut reader = std::io::BufReader::new(self.cert_pem.as_bytes());
-        let der = rustls_pemfile::certs(&mut reader)
-            .next()
-            .and_then(Result::ok)
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
             .expect("an issued certificate is one PEM certificate");
         let (_, cert) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<_>>::from_der(&der)
             .expect("an issued certificate parses");
@@ -322,12 +320,10 @@ mod tests {
     use crate::signing::contract::PrincipalSource;
 
     fn der(pem: &str) -> Vec<u8> {
-        let mut reader = std::io::BufReader::new(pem.as_bytes());
-        let cert = rustls_pemfile::certs(&mut reader)
-            .next()
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
             .expect("one certificate")
-            .expect("valid pem");
-        cert.to_vec()
+            .to_vec()
     }
 
     #[test]

@@ -103,9 +103,7 @@ pub fn principal_from_certificate_der(der: &[u8]) -> Result<Principal, CoreError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rcgen::{
-        CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType,
-    };
+    use rcgen::{CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType};
 
     fn issue(sans: Vec<SanType>, eku: Vec<ExtendedKeyUsagePurpose>) -> Vec<u8> {
         let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -140,9 +138,17 @@ mod tests {
             vec![uri("spiffe://t/a")],
             vec![ExtendedKeyUsagePurpose::ServerAuth],
         );
-        assert!(refused(&server).contains("lacks the clientAuth"), "{}", refused(&server));
+        assert!(
+            refused(&server).contains("lacks the clientAuth"),
+            "{}",
+            refused(&server)
+        );
         let none = issue(vec![uri("spiffe://t/a")], vec![]);
-        assert!(refused(&none).contains("no extended key usage"), "{}", refused(&none));
+        assert!(
+            refused(&none).contains("no extended key usage"),
+            "{}",
+            refused(&none)
+        );
         let both = issue(
             vec![dns("svc.t")],
             vec![
@@ -150,7 +156,10 @@ mod tests {
                 ExtendedKeyUsagePurpose::ClientAuth,
             ],
         );
-        assert_eq!(principal_from_certificate_der(&both).unwrap().as_str(), "svc.t");
+        assert_eq!(
+            principal_from_certificate_der(&both).unwrap().as_str(),
+            "svc.t"
+        );
     }
 
     #[test]
@@ -165,10 +174,16 @@ mod tests {
             vec![dns("svc.t"), uri("lOcAl:x")],
         ] {
             let message = refused(&issue(sans.clone(), client()));
-            assert!(message.contains("reserved host principal"), "{sans:?}: {message}");
+            assert!(
+                message.contains("reserved host principal"),
+                "{sans:?}: {message}"
+            );
         }
         // "local" elsewhere is an ordinary name.
         let ok = issue(vec![dns("local.svc.t")], client());
-        assert_eq!(principal_from_certificate_der(&ok).unwrap().as_str(), "local.svc.t");
+        assert_eq!(
+            principal_from_certificate_der(&ok).unwrap().as_str(),
+            "local.svc.t"
+        );
     }
 }

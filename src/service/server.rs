@@ -14,6 +14,7 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use super::acceptor::{accept_tls, server_config};
 use super::admin::AdminService;
 use super::edge::Edge;
 use super::metrics_http;
@@ -21,7 +22,6 @@ use super::outbox::OutboxService;
 use super::proto::admin_server::{self, AdminServer};
 use super::proto::outbox_server::{self, OutboxServer};
 use super::proto::signer_server::{self, SignerServer};
-use super::acceptor::{accept_tls, server_config};
 use super::signer::SignerService;
 use super::tls::{TlsError, TlsMaterial};
 use super::trust::{ClientTrust, Revocation, TrustError};

@@ -9,8 +9,10 @@
 //! PEM files are parsed here first so that a wrong file gives a clear error naming the file,
 //! instead of a handshake that fails later.
 
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
+
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
@@ -41,12 +43,12 @@ pub enum TlsError {
         reason: String,
     },
     /// The PEM does not parse.
-    #[error("{path}: invalid PEM: {source}")]
+    #[error("{path}: invalid PEM: {reason}")]
     Pem {
         /// The file.
         path: PathBuf,
         /// The parse error.
-        source: std::io::Error,
+        reason: String,
     },
 }
 
@@ -105,10 +107,10 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 fn check_certificates(path: &Path, pem: &[u8]) -> Result<(), TlsError> {
     let mut count = 0;
-    for item in rustls_pemfile::certs(&mut BufReader::new(pem)) {
-        item.map_err(|source| TlsError::Pem {
+    for item in CertificateDer::pem_slice_iter(pem) {
+        item.map_err(|e| TlsError::Pem {
             path: path.to_owned(),
-            source,
+            reason: e.to_string(),
         })?;
         count += 1;
     }
@@ -122,15 +124,15 @@ fn check_certificates(path: &Path, pem: &[u8]) -> Result<(), TlsError> {
 }
 
 fn check_key(path: &Path, pem: &[u8]) -> Result<(), TlsError> {
-    match rustls_pemfile::private_key(&mut BufReader::new(pem)) {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(TlsError::Missing {
+    match PrivateKeyDer::from_pem_slice(pem) {
+        Ok(_) => Ok(()),
+        Err(pem::Error::NoItemsFound) => Err(TlsError::Missing {
             path: path.to_owned(),
             expected: "a private key",
         }),
-        Err(source) => Err(TlsError::Pem {
+        Err(e) => Err(TlsError::Pem {
             path: path.to_owned(),
-            source,
+            reason: e.to_string(),
         }),
     }
 }

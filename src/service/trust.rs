@@ -20,12 +20,12 @@
 //! stays, and the caller logs why.
 
 use std::collections::BTreeSet;
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
@@ -139,9 +139,7 @@ fn chain_reason(error: &rustls::Error) -> String {
             CertificateError::UnknownRevocationStatus => {
                 "its revocation status is unknown: the crl file holds no list of its issuer".into()
             }
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                "expired".into()
-            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired".into(),
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 "not valid yet".into()
             }
@@ -230,10 +228,9 @@ impl ClientTrust {
             path: "client_ca".into(),
             reason,
         };
-        let ca_certs: Vec<CertificateDer<'static>> =
-            rustls_pemfile::certs(&mut BufReader::new(ca_pem))
-                .collect::<Result<_, _>>()
-                .map_err(|e| ca_error(format!("invalid PEM: {e}")))?;
+        let ca_certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(ca_pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| ca_error(format!("invalid PEM: {e}")))?;
         let mut roots = RootCertStore::empty();
         for cert in &ca_certs {
             roots
@@ -293,9 +290,8 @@ impl ClientTrust {
             .webpki
             .verify_client_cert(leaf, intermediates, now)
             .map_err(TrustError::Chain)?;
-        let (_, cert) = X509Certificate::from_der(leaf.as_ref()).map_err(|e| {
-            TrustError::Identity(format!("client certificate does not parse: {e}"))
-        })?;
+        let (_, cert) = X509Certificate::from_der(leaf.as_ref())
+            .map_err(|e| TrustError::Identity(format!("client certificate does not parse: {e}")))?;
         let serial = normalize_serial(cert.raw_serial());
         if state.serials.contains(&serial) {
             return Err(TrustError::RevokedSerial {
@@ -366,7 +362,7 @@ impl ClientTrust {
         };
         let crls: Vec<CertificateRevocationListDer<'static>> =
             if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
-                rustls_pemfile::crls(&mut BufReader::new(bytes.as_slice()))
+                CertificateRevocationListDer::pem_slice_iter(&bytes)
                     .collect::<Result<_, _>>()
                     .map_err(|e| refuse(format!("invalid PEM: {e}")))?
             } else {
