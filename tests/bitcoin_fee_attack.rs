@@ -302,6 +302,7 @@ impl Env {
             state_dir: self.state.clone(),
             policy_path: self.policy.clone(),
             bitcoin,
+            ..CoreConfig::new(Default::default(), Default::default(), Default::default())
         })
         .unwrap();
         core.unseal_with_passphrase(&SecretString::new(PASS.into()))
@@ -347,7 +348,7 @@ async fn the_signing_core_refuses_both_requests_before_signing() {
         assert!(reason.contains("non_witness_utxo"), "{reason}");
     }
     assert_eq!(
-        core.state().outbox.len(),
+        custos::state::outbox::head(core.state()).unwrap(),
         0,
         "nothing signed, nothing delivered"
     );

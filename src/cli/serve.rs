@@ -146,6 +146,11 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         state_dir: config.state_dir.clone(),
         policy_path: config.policy_file.clone(),
         bitcoin: config.bitcoin.sign_options(),
+        ..CoreConfig::new(
+            config.store_dir.clone(),
+            config.state_dir.clone(),
+            config.policy_file.clone(),
+        )
     })
     .map_err(|e| CliError::operational(format!("cannot open the signing core: {e}")))?;
     for weakening in core.bitcoin_options().weakenings() {
@@ -218,7 +223,7 @@ async fn serve(
     let hangups = reload_on_sighup(core.clone(), reload);
     let tasks = [
         tokio::spawn(expire_periodically(core.clone())),
-        tokio::spawn(audit_weakenings_when_unsealed(core)),
+        tokio::spawn(audit_weakenings_when_unsealed(core.clone())),
         tokio::spawn(hangups),
     ];
     println!("custos listening on {} (mutual TLS)", server.addr);
@@ -230,7 +235,11 @@ async fn serve(
     for task in &tasks {
         task.abort();
     }
-    server.shutdown().await.map_err(CliError::operational)
+    let stopped = server.shutdown().await.map_err(CliError::operational);
+    // A clean shutdown anchors the final audit head in the key store (see state::anchor).
+    let anchoring = core.clone();
+    let _ = tokio::task::spawn_blocking(move || anchoring.anchor_now()).await;
+    stopped
 }
 
 /// Writes the configuration's weakened options into the audit chain each time the core becomes
@@ -255,14 +264,21 @@ async fn audit_weakenings_when_unsealed(core: Arc<SigningCore>) {
     }
 }
 
-/// Expires pending requests past their time, every [`EXPIRY_INTERVAL`].
+/// Expires pending requests past their time, and anchors the audit head in the key store, every
+/// [`EXPIRY_INTERVAL`].
 async fn expire_periodically(core: Arc<SigningCore>) {
     let mut ticker = tokio::time::interval(EXPIRY_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
         let sweep = core.clone();
-        match tokio::task::spawn_blocking(move || sweep.expire_pending(now_unix())).await {
+        match tokio::task::spawn_blocking(move || {
+            let expired = sweep.expire_pending(now_unix());
+            sweep.anchor_now();
+            expired
+        })
+        .await
+        {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(expired = n, "expired pending requests"),
             Ok(Err(crate::signing::contract::CoreError::Sealed)) => {
