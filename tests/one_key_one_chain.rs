@@ -121,7 +121,8 @@ fn mail(id: &str, with_chain_id: bool) -> SignRequest {
         .iter()
         .find(|v| v["name"] == "mail")
         .unwrap();
-    let mut typed: Value = serde_json::from_str(vector["typed_data_json"].as_str().unwrap()).unwrap();
+    let mut typed: Value =
+        serde_json::from_str(vector["typed_data_json"].as_str().unwrap()).unwrap();
     if !with_chain_id {
         typed["domain"].as_object_mut().unwrap().remove("chainId");
         let fields = typed["types"]["EIP712Domain"].as_array_mut().unwrap();
@@ -172,7 +173,10 @@ async fn a_second_wallet_on_the_same_path_is_refused_by_the_core() {
         .unwrap_err();
     assert_eq!(error.code(), "key-in-use", "{error}");
     let text = error.to_string();
-    assert!(text.contains("wallet 'eth'") && text.contains("account 1 is free"), "{text}");
+    assert!(
+        text.contains("wallet 'eth'") && text.contains("account 1 is free"),
+        "{text}"
+    );
     core.create_wallet(&principal(ADMIN), create("sepolia", 1))
         .await
         .unwrap();

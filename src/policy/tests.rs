@@ -581,7 +581,14 @@ addresses = ["0x3fC91A3afd70395Cd496C647d5a6CC9D4B2b7FAD"]
 /// principal, or an error naming it.
 #[test]
 fn principals_ending_in_multibyte_characters_do_not_panic() {
-    for principal in ["é", "svc*é", "spiffe://a/caf\u{e9}", "x\u{1f600}", "*é", "é*"] {
+    for principal in [
+        "é",
+        "svc*é",
+        "spiffe://a/caf\u{e9}",
+        "x\u{1f600}",
+        "*é",
+        "é*",
+    ] {
         let text = BASE.replace(
             "signer = [\"spiffe://a/payouts\"]",
             &format!("signer = [\"spiffe://a/payouts\", {principal:?}]"),
@@ -599,9 +606,6 @@ fn principals_ending_in_multibyte_characters_do_not_panic() {
         }
     }
     // '*' inside is refused; at the end it is a prefix.
-    let text = BASE.replace(
-        "signer = [\"spiffe://a/payouts\"]",
-        "signer = [\"svc*é\"]",
-    );
+    let text = BASE.replace("signer = [\"spiffe://a/payouts\"]", "signer = [\"svc*é\"]");
     assert!(Policy::from_toml(&format!("{text}{ALLOW}")).is_err());
 }

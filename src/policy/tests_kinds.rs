@@ -85,7 +85,10 @@ roles = ["signer"]
     );
     // An ordinary message is still allowed by the first rule.
     let (d, _) = decide(&p, &request(ActionKind::Message, false));
-    assert_eq!((d.outcome, d.rule.as_deref()), (Outcome::Allow, Some("messages")));
+    assert_eq!(
+        (d.outcome, d.rule.as_deref()),
+        (Outcome::Allow, Some("messages"))
+    );
 
     // Named, it is allowed.
     let p = policy(
@@ -98,7 +101,10 @@ kinds = ["blind_message"]
 "#,
     );
     let (d, _) = decide(&p, &blind);
-    assert_eq!((d.outcome, d.rule.as_deref()), (Outcome::Allow, Some("blind")));
+    assert_eq!(
+        (d.outcome, d.rule.as_deref()),
+        (Outcome::Allow, Some("blind"))
+    );
 
     // A deny rule without kinds still covers it.
     let p = policy(
@@ -143,19 +149,25 @@ kinds = ["typed_message", "token_approval"]
     );
     let p2 = policy(&allowing);
     let (d, _) = decide(&p2, &request(ActionKind::TypedMessage, true));
-    assert_eq!((d.outcome, d.rule.as_deref()), (Outcome::Allow, Some("orders")));
+    assert_eq!(
+        (d.outcome, d.rule.as_deref()),
+        (Outcome::Allow, Some("orders"))
+    );
 
     // The flag is part of the meaning: a new hash, and the diff says it weakens.
     assert_ne!(p.hash(), p2.hash());
     let changes = diff::diff(&p, &p2);
     assert!(
-        changes
-            .iter()
-            .any(|c| c.contains("rule 'orders'") && c.contains("without domain.chainId") && c.contains("ALLOWED")),
+        changes.iter().any(|c| c.contains("rule 'orders'")
+            && c.contains("without domain.chainId")
+            && c.contains("ALLOWED")),
         "{changes:?}"
     );
     let back = diff::diff(&p2, &p);
-    assert!(back.iter().any(|c| c.contains("no longer allowed")), "{back:?}");
+    assert!(
+        back.iter().any(|c| c.contains("no longer allowed")),
+        "{back:?}"
+    );
 
     // A deny rule cannot carry it.
     let error = Policy::from_toml(&format!(

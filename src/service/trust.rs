@@ -204,12 +204,17 @@ struct TrustState {
     summary: RevocationSummary,
 }
 
-/// The client trust of one server: the client CA and a reloadable revocation set.
-pub struct ClientTrust {
+/// What does not change while the server runs: the client CA and the crypto provider.
+struct Anchors {
     roots: Arc<RootCertStore>,
     ca_certs: Vec<CertificateDer<'static>>,
-    hints: Vec<DistinguishedName>,
     provider: Arc<CryptoProvider>,
+}
+
+/// The client trust of one server: the client CA and a reloadable revocation set.
+pub struct ClientTrust {
+    anchors: Anchors,
+    hints: Vec<DistinguishedName>,
     state: RwLock<Arc<TrustState>>,
 }
 
@@ -241,28 +246,23 @@ impl ClientTrust {
             return Err(ca_error("no certificate".into()));
         }
         let hints = roots.subjects();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut trust = ClientTrust {
+        let anchors = Anchors {
             roots: Arc::new(roots),
             ca_certs,
-            hints,
-            provider,
-            state: RwLock::new(Arc::new(TrustState {
-                webpki: WebPkiClientVerifier::no_client_auth(),
-                serials: BTreeSet::new(),
-                principals: BTreeSet::new(),
-                summary: RevocationSummary::default(),
-            })),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
         };
-        let state = trust.build_state(revocation)?;
-        trust.state = RwLock::new(Arc::new(state));
-        Ok(Arc::new(trust))
+        let state = anchors.build_state(revocation)?;
+        Ok(Arc::new(ClientTrust {
+            anchors,
+            hints,
+            state: RwLock::new(Arc::new(state)),
+        }))
     }
 
     /// Reads `revocation` again (the CRL file included) and puts it in force; on error the set
     /// in force stays.
     pub fn reload(&self, revocation: &Revocation) -> Result<RevocationSummary, TrustError> {
-        let state = self.build_state(revocation)?;
+        let state = self.anchors.build_state(revocation)?;
         let summary = state.summary;
         *self.state.write().expect("trust lock poisoned") = Arc::new(state);
         Ok(summary)
@@ -311,7 +311,9 @@ impl ClientTrust {
     fn current(&self) -> Arc<TrustState> {
         self.state.read().expect("trust lock poisoned").clone()
     }
+}
 
+impl Anchors {
     fn build_state(&self, revocation: &Revocation) -> Result<TrustState, TrustError> {
         let mut builder =
             WebPkiClientVerifier::builder_with_provider(self.roots.clone(), self.provider.clone());
@@ -458,7 +460,7 @@ impl ClientCertVerifier for Verifier {
             message,
             cert,
             dss,
-            &self.0.provider.signature_verification_algorithms,
+            &self.0.anchors.provider.signature_verification_algorithms,
         )
     }
 
@@ -472,12 +474,13 @@ impl ClientCertVerifier for Verifier {
             message,
             cert,
             dss,
-            &self.0.provider.signature_verification_algorithms,
+            &self.0.anchors.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0
+            .anchors
             .provider
             .signature_verification_algorithms
             .supported_schemes()

@@ -71,8 +71,7 @@ impl Policy {
                     intent.kind
                 ));
             }
-            if intent.is_typed_data_without_chain_id() && !rule.allow_typed_data_without_chain_id
-            {
+            if intent.is_typed_data_without_chain_id() && !rule.allow_typed_data_without_chain_id {
                 return no("the typed data has no domain.chainId (valid on every chain), and the rule does not allow_typed_data_without_chain_id".into());
             }
         }
