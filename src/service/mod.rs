@@ -3,8 +3,10 @@
 //!
 //! - [`proto`]: the generated API (`proto/custos/v1/*.proto`) and its descriptor set;
 //! - [`tls`]: server and client TLS from PEM files; client certificates are mandatory;
+//! - [`trust`]: which client certificates are trusted (CA, CRL, revoked serials and principals),
+//!   reloadable, checked at the handshake ([`acceptor`]) and at every call;
 //! - [`identity`]: the caller's [`Principal`](crate::signing::contract::Principal) from its
-//!   certificate (SAN URI, else DNS name);
+//!   certificate (clientAuth required; SAN URI, else DNS name);
 //! - [`convert`]: protobuf to and from the contract's plain types;
 //! - [`signer`], [`outbox`], [`admin`]: the handlers; [`edge`]: what each handler does around
 //!   its core call;
@@ -14,6 +16,7 @@
 //! - [`standby`]: a core with nothing behind it, for tests of the transport alone;
 //! - [`devcerts`]: a development CA and certificates for `custos dev env` and tests.
 
+pub mod acceptor;
 pub mod admin;
 pub mod convert;
 pub mod devcerts;
@@ -27,7 +30,9 @@ pub mod signer;
 pub mod standby;
 pub mod status;
 pub mod tls;
+pub mod trust;
 
-pub use server::{start, RunningServer, ServeError};
+pub use server::{start, start_with_trust, RunningServer, ServeError};
 pub use standby::StandbyCore;
 pub use tls::{TlsError, TlsMaterial};
+pub use trust::{ClientTrust, Revocation};

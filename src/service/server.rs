@@ -10,11 +10,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use super::acceptor::{accept_tls, server_config};
 use super::admin::AdminService;
 use super::edge::Edge;
 use super::metrics_http;
@@ -23,7 +23,8 @@ use super::proto::admin_server::{self, AdminServer};
 use super::proto::outbox_server::{self, OutboxServer};
 use super::proto::signer_server::{self, SignerServer};
 use super::signer::SignerService;
-use super::tls::{server_tls, TlsMaterial};
+use super::tls::{TlsError, TlsMaterial};
+use super::trust::{ClientTrust, Revocation, TrustError};
 use crate::signing::contract::SealState;
 use crate::signing::contract::SignerCore;
 use crate::signing::metrics::Metrics;
@@ -41,6 +42,12 @@ pub enum ServeError {
     /// A listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS configuration was refused.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    /// The client CA or the revocation list was refused.
+    #[error("client trust: {0}")]
+    Trust(#[from] TrustError),
     /// The server task panicked or was cancelled.
     #[error("server task: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -119,19 +126,34 @@ async fn apply_seal_state(reporter: &HealthReporter, metrics: &Metrics, state: S
 }
 
 /// Starts the server on `listener` (and metrics on `metrics_listener`) with mutual TLS from
-/// `tls`, delegating to `core`. Returns once the server accepts connections.
+/// `tls` and nothing revoked, delegating to `core`. Returns once the server accepts connections.
 pub async fn start<C: SignerCore>(
     core: Arc<C>,
     tls: &TlsMaterial,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
 ) -> Result<RunningServer, ServeError> {
+    let trust = ClientTrust::new(&tls.ca_pem, &Revocation::default())?;
+    start_with_trust(core, tls, trust, listener, metrics_listener).await
+}
+
+/// [`start`] with the client trust given: its CA and revocation set decide at every handshake and
+/// every call, and [`ClientTrust::reload`] changes them while the server runs.
+pub async fn start_with_trust<C: SignerCore>(
+    core: Arc<C>,
+    tls: &TlsMaterial,
+    trust: Arc<ClientTrust>,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+) -> Result<RunningServer, ServeError> {
     let addr = listener.local_addr()?;
+    let tls_config = server_config(tls, &trust)?;
     let metrics = Arc::new(Metrics::new());
     core.attach_metrics(metrics.clone());
     let edge = Edge {
         core: core.clone(),
         metrics: metrics.clone(),
+        trust,
     };
 
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -174,7 +196,6 @@ pub async fn start<C: SignerCore>(
     };
 
     let router = Server::builder()
-        .tls_config(server_tls(tls))?
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -182,7 +203,8 @@ pub async fn start<C: SignerCore>(
         .add_service(OutboxServer::new(OutboxService::new(edge.clone())))
         .add_service(AdminServer::new(AdminService::new(edge)));
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (incoming, accept_task) = accept_tls(listener, tls_config);
+    side_tasks.push(accept_task);
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = shutdown_rx.await;
     }));

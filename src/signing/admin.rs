@@ -62,6 +62,10 @@ fn keystore_error(e: KeystoreError) -> CoreError {
             code: "wallet-exists".into(),
             reason: e.to_string(),
         },
+        KeystoreError::KeyInUse { .. } => CoreError::Precondition {
+            code: "key-in-use".into(),
+            reason: e.to_string(),
+        },
         KeystoreError::UnknownSeed(id) => CoreError::NotFound { what: "seed", id },
         KeystoreError::AmbiguousSeed(_) => CoreError::invalid("seed", e.to_string()),
         other => CoreError::Internal {

@@ -46,6 +46,7 @@ pub mod approvals;
 pub mod contract;
 pub mod decode;
 pub mod flush;
+pub mod host;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
