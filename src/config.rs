@@ -18,12 +18,31 @@
 //! cert = "tls/server.pem"
 //! key = "tls/server.key"
 //! client_ca = "tls/ca.pem"
+//!
+//! [limits]                            # optional; every key optional, defaults shown
+//! psbt_bytes = 1048576                # 1 MiB
+//! psbt_inputs = 1000
+//! psbt_outputs = 1000
+//! eth_transaction_bytes = 262144      # 256 KiB (RLP, hex or JSON as sent)
+//! eth_calldata_bytes = 131072         # 128 KiB
+//! message_bytes = 16384               # 16 KiB (EIP-191 personal message)
+//! typed_data_bytes = 65536            # 64 KiB (EIP-712 JSON)
+//! typed_data_depth = 16
+//! typed_data_items = 1024             # members of one object / elements of one array
+//! # grpc_message_bytes = 1114112      # default: the largest payload limit + 64 KiB
+//! state_min_free_bytes = 67108864     # 64 MiB kept free on the state disk (0: no guard)
+//! state_flush_timeout_secs = 30
 //! ```
+//!
+//! What each limit guards and why its default: [`crate::signing::input_limits`] and
+//! [`crate::signing::storage`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::signing::input_limits::InputLimits;
 
 /// The default metrics address: loopback only.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
@@ -74,6 +93,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// TLS material.
     pub tls: TlsConfig,
+    /// Bounds on request payloads, gRPC messages and the state disk.
+    #[serde(default)]
+    pub limits: InputLimits,
 }
 
 fn default_metrics_listen() -> SocketAddr {
@@ -93,6 +115,14 @@ pub enum ConfigError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// A value is valid alone but not with the others (`[limits]`).
+    #[error("{path}: {message}")]
+    Inconsistent {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong, naming the keys.
+        message: String,
     },
     /// The file is not valid TOML or does not match the model.
     #[error("{path}:{line}:{column}: {message}")]
@@ -123,7 +153,7 @@ impl Config {
 
     /// Parses configuration text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|error| {
+        let config: Config = toml::from_str(text).map_err(|error| {
             let (line, column) = error
                 .span()
                 .map(|span| line_column(text, span.start))
@@ -134,7 +164,15 @@ impl Config {
                 column,
                 message: error.message().trim().to_owned(),
             }
-        })
+        })?;
+        config
+            .limits
+            .validate()
+            .map_err(|message| ConfigError::Inconsistent {
+                path: path.to_owned(),
+                message,
+            })?;
+        Ok(config)
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -192,6 +230,37 @@ client_ca = "tls/ca.pem"
         assert_eq!(config.store_dir, Path::new("/etc/custos/store"));
         assert_eq!(config.state_dir, Path::new("/var/lib/custos/state"));
         assert_eq!(config.tls.key, Path::new("/etc/custos/tls/server.key"));
+    }
+
+    #[test]
+    fn limits_default_when_absent_and_are_read_when_given() {
+        let config = Config::parse(GOOD, Path::new("custos.toml")).unwrap();
+        assert_eq!(config.limits, InputLimits::default());
+        let text = format!("{GOOD}\n[limits]\nmessage_bytes = 4096\nstate_min_free_bytes = 0\n");
+        let config = Config::parse(&text, Path::new("custos.toml")).unwrap();
+        assert_eq!(config.limits.message_bytes, 4096);
+        assert_eq!(config.limits.state_min_free_bytes, 0);
+        assert_eq!(config.limits.psbt_bytes, InputLimits::default().psbt_bytes);
+    }
+
+    #[test]
+    fn limits_refuse_unknown_keys_and_inconsistent_values() {
+        let text = format!("{GOOD}\n[limits]\nmessage_size = 4096\n");
+        let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(error.to_string().contains("message_size"), "{error}");
+        assert!(error.to_string().starts_with("c.toml:14:1: "), "{error}");
+        let text = format!("{GOOD}\n[limits]\ngrpc_message_bytes = 1000\n");
+        let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(
+            error.to_string().contains("grpc_message_bytes is 1000"),
+            "{error}"
+        );
+        let text = format!("{GOOD}\n[limits]\npsbt_inputs = 0\n");
+        let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(
+            error.to_string().contains("psbt_inputs must be above 0"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -71,6 +71,7 @@ async fn prepare(dir: &Path) {
         state_dir: dir.join("state"),
         policy_path: dir.join("policy.toml"),
         bitcoin: Default::default(),
+        limits: Default::default(),
     })
     .unwrap();
     core.unseal_with_passphrase(&pass).unwrap();

@@ -73,6 +73,7 @@ impl Env {
             state_dir: env.join("state"),
             policy_path: env.join("policy.toml"),
             bitcoin: Default::default(),
+            limits: Default::default(),
         })
         .unwrap();
         let passphrase = std::fs::read_to_string(env.join("passphrase")).unwrap();

@@ -181,6 +181,7 @@ impl Env {
             state_dir: self.state.clone(),
             policy_path: self.policy.clone(),
             bitcoin: Default::default(),
+            limits: Default::default(),
         })
         .unwrap()
     }

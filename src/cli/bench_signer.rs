@@ -141,6 +141,7 @@ pub fn run(args: SignerArgs) -> CliResult {
         state_dir: dir.join("state"),
         policy_path: dir.join("policy.toml"),
         bitcoin: Default::default(),
+        limits: Default::default(),
     })
     .map_err(op)?;
     with_spinner("unsealing the signer (argon2id)…", || {

@@ -95,6 +95,7 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         state_dir: config.state_dir.clone(),
         policy_path: config.policy_file.clone(),
         bitcoin: crate::chains::bitcoin::SignOptions::default(),
+        limits: config.limits.clone(),
     })
     .map_err(|e| CliError::operational(format!("cannot open the signing core: {e}")))?;
     tracing::info!(
@@ -149,7 +150,15 @@ async fn serve(config: Config, tls: TlsMaterial, core: Arc<SigningCore>) -> CliR
                 config.metrics_listen
             ))
         })?;
-    let server = crate::service::start(core.clone(), &tls, listener, Some(metrics))
+    let options = crate::service::ServerOptions {
+        max_message_bytes: config.limits.grpc_message_bytes(),
+    };
+    tracing::info!(
+        grpc_message_bytes = options.max_message_bytes,
+        state_min_free_bytes = config.limits.state_min_free_bytes,
+        "input limits"
+    );
+    let server = crate::service::start_with(core.clone(), &tls, listener, Some(metrics), options)
         .await
         .map_err(CliError::operational)?;
     println!("custos listening on {} (mutual TLS)", server.addr);

@@ -9,6 +9,7 @@
 //! - [`signer`], [`outbox`], [`admin`]: the handlers; [`edge`]: what each handler does around
 //!   its core call;
 //! - [`status`]: the one mapping from errors to gRPC statuses (with the stable code);
+//! - [`message_limit`]: the gRPC message size limit, refused with a stable code like the rest;
 //! - [`metrics_http`]: the metrics registry served on its own listener;
 //! - [`server`]: assembles the services, health and reflection, and runs them;
 //! - [`standby`]: a core with nothing behind it, for tests of the transport alone;
@@ -19,6 +20,7 @@ pub mod convert;
 pub mod devcerts;
 pub mod edge;
 pub mod identity;
+pub mod message_limit;
 pub mod metrics_http;
 pub mod outbox;
 pub mod proto;
@@ -28,6 +30,6 @@ pub mod standby;
 pub mod status;
 pub mod tls;
 
-pub use server::{start, RunningServer, ServeError};
+pub use server::{start, start_with, RunningServer, ServeError, ServerOptions};
 pub use standby::StandbyCore;
 pub use tls::{TlsError, TlsMaterial};

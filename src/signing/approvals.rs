@@ -28,6 +28,7 @@ use crate::state::requests::{self, StoredRequest, StoredState, StoredVote};
 use crate::state::sled::{release_in, reserve_again_in, ReservationInfo, SledState};
 use crate::state::ReserveOutcome;
 
+use super::access::Access;
 use super::pipeline::{self, entry};
 use super::records::{self, denial};
 use super::{decode, now_unix, unavailable, Keys, SigningCore, HOST_PRINCIPAL};
@@ -49,17 +50,20 @@ fn not_pending(r: &StoredRequest) -> CoreError {
     }
 }
 
-/// `Signer.GetRequest`: the requester sees its own requests; approvers and admins see all. Others
-/// get NOT_FOUND (ids are not confirmed to exist).
+/// `Signer.GetRequest`: the requester, the holders of one of its quorum's roles and admins see a
+/// request; others get NOT_FOUND, as for an id that does not exist (see [`super::access`]).
 pub async fn get_request(
     core: &SigningCore,
     principal: &Principal,
     id: &str,
 ) -> CoreResult<RequestRecord> {
+    let policy = core.policy();
+    let access = Access::new(&policy.policy, principal.as_str());
+    access.require_a_role()?;
     let r = requests::get(&core.state, id)
         .map_err(unavailable)?
         .ok_or_else(|| not_found(id))?;
-    if r.requester != principal.as_str() && !core.is_admin_or_approver(principal.as_str()) {
+    if !access.may_see_request(&r) {
         return Err(not_found(id));
     }
     if r.state == StoredState::PendingApproval
@@ -78,11 +82,15 @@ pub async fn get_request(
 }
 
 /// `Signer.ListPending`: oldest expiry first; expired ones are left to the sweep and not shown.
+/// Only the requests the caller may see ([`super::access`]) are listed.
 pub fn list_pending(
     core: &SigningCore,
-    _principal: &Principal,
+    principal: &Principal,
     req: ListPending,
 ) -> CoreResult<PendingPage> {
+    let policy = core.policy();
+    let access = Access::new(&policy.policy, principal.as_str());
+    access.require_a_role()?;
     let size = match req.page_size {
         0 => 100,
         n => n.min(1000) as usize,
@@ -107,7 +115,7 @@ pub fn list_pending(
             cursor = Some(key.clone());
             let live = r.quorum.as_ref().is_some_and(|q| q.expires_at > now);
             let wanted = req.wallet.as_ref().is_none_or(|w| *w == r.wallet);
-            if live && wanted {
+            if live && wanted && access.may_see_request(&r) {
                 out.push(records::record(&r)?);
                 if out.len() >= size {
                     next = Some(hex::encode(key));

@@ -11,15 +11,22 @@
 //! A failed flush answers its caller with the error at once (the signing core maps it to
 //! UNAVAILABLE); the callers queued behind it try their own flush, which fails as fast if the disk
 //! is gone. A ticket is never marked durable by a flush that failed.
+//!
+//! Every flush is bounded by the disk guard's timeout ([`super::storage::Storage::flush`]): a
+//! flush that does not return (a wedged database) fails its caller instead of hanging it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::state::sled::SledState;
 use crate::state::StateError;
 
+use super::storage::Storage;
+
 /// The group-commit flusher of one database.
 pub struct GroupCommit {
     state: SledState,
+    storage: Arc<Storage>,
     issued: AtomicU64,
     durable: AtomicU64,
     flushes: AtomicU64,
@@ -27,10 +34,11 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// A flusher for `state`'s database.
-    pub fn new(state: SledState) -> Self {
+    /// A flusher for `state`'s database, its flushes bounded by `storage`.
+    pub fn new(state: SledState, storage: Arc<Storage>) -> Self {
         GroupCommit {
             state,
+            storage,
             issued: AtomicU64::new(0),
             durable: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
@@ -46,11 +54,7 @@ impl GroupCommit {
             return Ok(());
         }
         let target = self.issued.load(Ordering::SeqCst);
-        let state = self.state.clone();
-        let flushed = tokio::task::spawn_blocking(move || state.flush())
-            .await
-            .map_err(|e| StateError::Storage(format!("flush task failed: {e}")))?;
-        flushed?;
+        self.storage.flush(&self.state).await?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.durable.fetch_max(target, Ordering::SeqCst);
         Ok(())
@@ -59,7 +63,7 @@ impl GroupCommit {
     /// The same, for synchronous callers (unseal at start, the expiry sweep): flushes directly.
     pub fn flush_blocking(&self) -> Result<(), StateError> {
         let ticket = self.issued.fetch_add(1, Ordering::SeqCst) + 1;
-        self.state.flush()?;
+        self.storage.flush_blocking(&self.state)?;
         self.flushes.fetch_add(1, Ordering::Relaxed);
         self.durable.fetch_max(ticket, Ordering::SeqCst);
         Ok(())

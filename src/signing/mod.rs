@@ -36,21 +36,31 @@
 //!
 //! [`SignerCore::authorize`] maps the policy's roles to privileges: role `admin` → the Admin
 //! service, role `approver` → Approve/Reject, role `broadcaster` → the Outbox service. Which
-//! requests a principal may have signed is the policy's business alone.
+//! requests a principal may have signed is the policy's business alone; who may read which
+//! request or wallet, and who may send a payload at all, is [`access`]'s (least privilege).
+//!
+//! # Bounded input, bounded disk
+//!
+//! Before step 2, `Sign` refuses a principal no rule could allow on the wallet ([`access`],
+//! audited, nothing stored), a payload above its kind's limits ([`input_limits`]) and a full
+//! state disk ([`storage`]): none of them costs a decode or a write.
 //!
 //! The rest: approvals and expiry ([`approvals`]), the outbox ([`outbox`]), seal/unseal and the
 //! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]).
 
+pub mod access;
 pub mod admin;
 pub mod approvals;
 pub mod contract;
 pub mod decode;
 pub mod flush;
+pub mod input_limits;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod records;
 pub mod seal;
+pub mod storage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -90,6 +100,8 @@ pub struct CoreConfig {
     pub policy_path: PathBuf,
     /// Bitcoin signing options.
     pub bitcoin: crate::chains::bitcoin::SignOptions,
+    /// Bounds on payloads and on the state disk (`[limits]` of `custos.toml`).
+    pub limits: input_limits::InputLimits,
 }
 
 /// Why the core could not open.
@@ -176,6 +188,7 @@ pub struct SigningCore {
     config: CoreConfig,
     keystore: KeyStore,
     state: SledState,
+    storage: Arc<storage::Storage>,
     flusher: GroupCommit,
     policy: RwLock<Arc<LoadedPolicy>>,
     keys: RwLock<Option<Arc<Keys>>>,
@@ -231,8 +244,14 @@ impl SigningCore {
         {
             faults.fail_audit.store(true, Ordering::SeqCst);
         }
+        let storage = Arc::new(storage::Storage::new(
+            config.state_dir.clone(),
+            config.limits.state_min_free_bytes,
+            Duration::from_secs(config.limits.state_flush_timeout_secs),
+        ));
         Ok(SigningCore {
-            flusher: GroupCommit::new(state.clone()),
+            flusher: GroupCommit::new(state.clone(), storage.clone()),
+            storage,
             config,
             keystore,
             state,
@@ -341,13 +360,17 @@ impl SigningCore {
     }
 
     /// Appends an audit record inside a step's transaction (fails the step when the audit is
-    /// unwritable).
+    /// unwritable, or when the state disk is below its reserve: every write step audits, so
+    /// this is where each one meets the disk guard of [`storage`]).
     pub(crate) fn audit_in(
         &self,
         tx: &StateTx<'_>,
         key: &Secret32,
         entry: &AuditEntry,
     ) -> TxResult<u64> {
+        self.storage
+            .check_space()
+            .map_err(crate::state::sled::abort)?;
         if self.faults.audit_fails() {
             return Err(crate::state::sled::abort(StateError::Storage(
                 "audit log unwritable (injected fault)".into(),
@@ -365,10 +388,6 @@ impl SigningCore {
             map.entry(id.to_owned()).or_default().clone()
         };
         lock.lock_owned().await
-    }
-
-    pub(crate) fn is_admin_or_approver(&self, principal: &str) -> bool {
-        self.holds(principal, Privilege::Admin) || self.holds(principal, Privilege::Approve)
     }
 
     fn holds(&self, principal: &str, privilege: Privilege) -> bool {
@@ -477,12 +496,12 @@ impl SignerCore for SigningCore {
 
     async fn get_address(
         &self,
-        _principal: &Principal,
+        principal: &Principal,
         wallet: &str,
         change: bool,
         index: u32,
     ) -> CoreResult<AddressInfo> {
-        admin::get_address(self, wallet, change, index)
+        admin::get_address(self, principal, wallet, change, index)
     }
 
     async fn stream_signed(

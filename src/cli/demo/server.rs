@@ -211,6 +211,7 @@ fn setup(workdir: &WorkDir, kdf: KdfParams) -> Result<Signer, CliError> {
         state_dir: dir.join("state"),
         policy_path,
         bitcoin: Default::default(),
+        limits: Default::default(),
     })
     .map_err(op)?;
     Ok(Signer {
