@@ -3,8 +3,9 @@
 //! A step commits its sled transaction, then calls [`GroupCommit::flush`] and waits; only then
 //! does its answer (or signature) leave. Each caller takes a ticket (a counter incremented after
 //! its commit). Callers queue on one async mutex; whoever holds it reads the newest ticket issued
-//! so far, runs `db.flush()` once (on the blocking pool), and records that every ticket up to it is
-//! durable. The callers behind it find their ticket already covered and return without flushing.
+//! so far, runs `db.flush()` once (on a thread of its own), and records that every ticket up to
+//! it is durable. The callers behind it find their ticket already covered and return without
+//! flushing.
 //! Under load this is one flush per "batch" of concurrent requests instead of one per request; a
 //! lone request pays exactly one flush, as before.
 //!

@@ -3,7 +3,7 @@
 //!
 //! # What sled 0.34 does when the disk fills
 //!
-//! Measured on a small tmpfs (`tests/grpc_disk_full.rs` replays it through the server):
+//! Measured on a small tmpfs (`tests/grpc_bounded_input.rs` replays it through the server):
 //!
 //! 1. **A failed write poisons the instance.** The first write that meets `ENOSPC` fails, and
 //!    sled records it as a global error of that open database: every later transaction and every
@@ -12,10 +12,15 @@
 //!    exactly what had been flushed (the transaction whose flush failed is gone).
 //! 2. **Reads still answer from memory**, including the transaction whose flush failed and which
 //!    a reopen will not have.
-//! 3. **A large page can wedge it.** Pages above a quarter of a segment (about 128 KiB: a record
-//!    holding a large PSBT) are written to their own blob file while a slot of the log buffer is
-//!    reserved. When that blob write fails, the reservation is never released, the log buffer can
-//!    never be written, and every later `flush` waits forever (the transaction itself fails).
+//! 3. **A large page wedges the whole process.** Pages above a quarter of a segment (about
+//!    128 KiB: a record holding a large payload, or a leaf of up to 16 records of a few KiB once
+//!    consolidated) are written to a blob file of their own while a slot of the log buffer is
+//!    reserved. When that blob write fails, the reservation is never released: the log buffer can
+//!    never be written, every later `flush` waits forever, and — sled's concurrency control and
+//!    epochs being process-wide — transactions of *every* sled database in the process (the key
+//!    store's too) never return either, spinning. Measured with two databases in one process
+//!    (`tests/state_disk_wedge.rs` keeps its wedged database in a process of its own for that
+//!    reason). Inline pages that fail (case 1) leave other databases alone.
 //!
 //! So sled must not be the one to find out that the disk is full, and nothing may wait on it
 //! without a bound.
@@ -42,16 +47,24 @@
 //! # What is not done here
 //!
 //! When sled meets `ENOSPC` anyway (the reserve was eaten between the check and the write, by
-//! concurrent large requests or by another process), the instance is poisoned (case 1): every
-//! write answers `UNAVAILABLE` at once, nothing is signed (no signature leaves before its
-//! transaction is flushed), but signing resumes only after a restart. Recovering in place means
-//! reopening the database once space is back: the core must then hold the state as a swappable
-//! handle (today `SigningCore::state` is a plain `SledState` whose trees every step and the
-//! public `SigningCore::state()` borrow), drain the steps in flight, drop every handle (the file
-//! lock goes with the last one), reopen through `crate::embedded_db`, re-read the outbox head and
-//! run the recovery pass for `authorized` requests. Nothing acknowledged can be lost by that:
-//! every answer waited for a successful flush, and a reopen restores everything flushed.
-//! `tests/grpc_disk_full.rs` keeps that case as an ignored test until it is built.
+//! concurrent large requests or by another process):
+//!
+//! - on an inline page (case 1) the instance is poisoned: every write answers `UNAVAILABLE` at
+//!   once and nothing is signed (no signature leaves before its transaction is flushed), but
+//!   signing resumes only after a restart. Recovering in place means reopening the database once
+//!   space is back: the core must then hold the state as a swappable handle (today
+//!   `SigningCore::state` is a plain `SledState` whose trees every step and the public
+//!   `SigningCore::state()` borrow), drain the steps in flight, drop every handle (the file lock
+//!   goes with the last one), reopen through `crate::embedded_db`, re-read the outbox head and run
+//!   the recovery pass for `authorized` requests. Nothing acknowledged can be lost by that: every
+//!   answer waited for a successful flush, and a reopen restores everything flushed and nothing
+//!   else (measured). `tests/grpc_bounded_input.rs` keeps that case as an ignored test.
+//! - on a blob page (case 3) the process is wedged: the bounded flush answers its caller and
+//!   latches, but a transaction already inside sled's commit never returns, and holds its tokio
+//!   worker. No in-process recovery exists; only a restart. The fix belongs to the state layer:
+//!   keep every page below sled's blob threshold (payloads and results out of the request
+//!   records, in a tree of their own in bounded chunks), or run state transactions on threads of
+//!   their own so that the runtime survives, or leave sled (the PostgreSQL store).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -143,36 +156,49 @@ impl Storage {
         StateError::Storage(why)
     }
 
-    /// Flushes `state` on the blocking pool, waiting at most the flush timeout.
+    /// Flushes `state`, waiting at most the flush timeout.
+    ///
+    /// The flush runs on a thread of its own rather than on the runtime's blocking pool: a
+    /// flush that never returns must not hold up the runtime's shutdown as well.
     pub async fn flush(&self, state: &SledState) -> Result<(), StateError> {
         self.check_wedged()?;
-        let state = state.clone();
-        let task = tokio::task::spawn_blocking(move || state.flush());
-        match tokio::time::timeout(self.flush_timeout, task).await {
-            Ok(joined) => {
-                joined.map_err(|e| StateError::Storage(format!("flush task failed: {e}")))?
-            }
+        let (done, result) = tokio::sync::oneshot::channel();
+        spawn_flush(state.clone(), move |flushed| {
+            let _ = done.send(flushed);
+        })?;
+        match tokio::time::timeout(self.flush_timeout, result).await {
+            Ok(Ok(flushed)) => flushed,
+            Ok(Err(_)) => Err(StateError::Storage(
+                "the flush thread ended unanswered".into(),
+            )),
             Err(_) => Err(self.wedge()),
         }
     }
 
-    /// The same for synchronous callers (the expiry sweep, unseal): the flush runs on its own
-    /// thread, waited for at most the flush timeout.
+    /// The same for synchronous callers (the expiry sweep, unseal).
     pub fn flush_blocking(&self, state: &SledState) -> Result<(), StateError> {
         self.check_wedged()?;
-        let state = state.clone();
         let (done, result) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("custos-flush".into())
-            .spawn(move || {
-                let _ = done.send(state.flush());
-            })
-            .map_err(|e| StateError::Storage(format!("cannot start a flush thread: {e}")))?;
+        spawn_flush(state.clone(), move |flushed| {
+            let _ = done.send(flushed);
+        })?;
         match result.recv_timeout(self.flush_timeout) {
             Ok(flushed) => flushed,
             Err(_) => Err(self.wedge()),
         }
     }
+}
+
+/// Flushes `state` on a new thread and hands the result to `answer`.
+fn spawn_flush(
+    state: SledState,
+    answer: impl FnOnce(Result<(), StateError>) + Send + 'static,
+) -> Result<(), StateError> {
+    std::thread::Builder::new()
+        .name("custos-flush".into())
+        .spawn(move || answer(state.flush()))
+        .map(drop)
+        .map_err(|e| StateError::Storage(format!("cannot start a flush thread: {e}")))
 }
 
 #[cfg(test)]
