@@ -20,7 +20,7 @@ use custos::service::proto::{
     SignRequest, SignResponse, TypedDataPayload,
 };
 use custos::signing::input_limits::{InputLimits, KIB, MIB};
-use custos::state::{audit, requests};
+use custos::state::{audit, requests, Tree};
 use exchange::{Exchange, Options};
 use tmpfs::Tmpfs;
 use tonic::Code;
@@ -124,12 +124,18 @@ fn assert_signed(reply: &SignResponse) {
     );
 }
 
-/// Nothing about `id` reached the state.
+/// Nothing about `id` reached the state, whoever the requester.
 fn assert_not_stored(x: &Exchange, id: &str) {
     assert!(
-        requests::get(x.core.state(), id).unwrap().is_none(),
+        requests::keys_with_id(x.core.state(), id)
+            .unwrap()
+            .is_empty(),
         "request '{id}' was stored"
     );
+}
+
+fn outbox_len(x: &Exchange) -> u64 {
+    x.core.state().count(Tree::Outbox).unwrap()
 }
 
 #[tokio::test]
@@ -346,7 +352,7 @@ async fn a_full_state_disk_is_unavailable_at_once_and_signing_resumes_when_space
 
     let filler = disk.fill();
     let audit_before = audit::head(x.core.state()).unwrap();
-    let outbox_before = x.core.state().outbox.len();
+    let outbox_before = outbox_len(&x);
     let bytes_before = x.state_bytes();
 
     // Sign: UNAVAILABLE at once, naming the disk; a vote too; nothing half-written.
@@ -364,18 +370,20 @@ async fn a_full_state_disk_is_unavailable_at_once_and_signing_resumes_when_space
     let vote = ApproveRequest {
         request_id: "t-1".into(),
         reason: "checked".into(),
+        ..Default::default()
     };
     let e = bounded(alice.approve(vote.clone())).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     assert!(e.message().contains("state disk full"), "{e:?}");
     assert_not_stored(&x, "h-2");
     assert_eq!(audit::head(x.core.state()).unwrap(), audit_before);
-    assert_eq!(x.core.state().outbox.len(), outbox_before);
+    assert_eq!(outbox_len(&x), outbox_before);
     assert_eq!(x.state_bytes(), bytes_before);
     // Reads still answer.
     withdrawals
         .get_request(GetRequestRequest {
             request_id: "h-1".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -393,8 +401,9 @@ async fn a_full_state_disk_is_unavailable_at_once_and_signing_resumes_when_space
     drop(x);
 }
 
-/// The guard off: sled itself meets ENOSPC mid-write.
-async fn sled_meets_enospc(disk: &Tmpfs) -> (Exchange, PathBuf) {
+/// The guard off: sled itself meets ENOSPC mid-write. Returns the exchange, the filler, and the
+/// requests answered signed (acknowledged) before and while the disk filled.
+async fn sled_meets_enospc(disk: &Tmpfs) -> (Exchange, PathBuf, Vec<String>) {
     let x = Exchange::start(Options {
         limits: InputLimits {
             state_min_free_bytes: 0,
@@ -413,12 +422,17 @@ async fn sled_meets_enospc(disk: &Tmpfs) -> (Exchange, PathBuf) {
             .unwrap()
             .into_inner(),
     );
+    let mut acknowledged = vec!["h-1".to_owned()];
     let filler = disk.fill();
     // Requests until one needs a byte the disk does not have (the first, usually).
     let mut refused = 0;
     for i in 0..20u64 {
-        match bounded(withdrawals.sign(eth_tx("eth-hot", &format!("f-{i}"), 1 + i, ETH))).await {
-            Ok(reply) => assert_signed(&reply.into_inner()),
+        let id = format!("f-{i}");
+        match bounded(withdrawals.sign(eth_tx("eth-hot", &id, 1 + i, ETH))).await {
+            Ok(reply) => {
+                assert_signed(&reply.into_inner());
+                acknowledged.push(id);
+            }
             Err(e) => {
                 assert_eq!(e.code(), Code::Unavailable, "{e:?}");
                 refused += 1;
@@ -426,32 +440,41 @@ async fn sled_meets_enospc(disk: &Tmpfs) -> (Exchange, PathBuf) {
         }
     }
     assert!(refused > 0, "the full disk refused nothing");
-    // Once sled has failed a write, every write answers UNAVAILABLE at once.
+    // Once sled has failed a write, every call answers UNAVAILABLE at once, reads included.
     for i in 0..5 {
         let e = bounded(withdrawals.sign(eth_tx("eth-hot", &format!("g-{i}"), 100 + i, ETH)))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     }
-    (x, filler)
+    (x, filler, acknowledged)
+}
+
+/// Every acknowledged request is there, signed.
+async fn assert_acknowledged_kept(x: &Exchange, acknowledged: &[String]) {
+    let mut withdrawals = x.signer("withdrawals").await;
+    for id in acknowledged {
+        let record = withdrawals
+            .get_request(GetRequestRequest {
+                request_id: id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged request {id} lost: {e:?}"))
+            .into_inner();
+        assert!(record.request.unwrap().result.is_some(), "{id}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_sled_meets_enospc_itself_calls_fail_fast_and_a_restart_loses_nothing_acknowledged() {
     let disk = Tmpfs::mount(16 * MIB);
-    let (x, filler) = sled_meets_enospc(&disk).await;
+    let (x, filler, acknowledged) = sled_meets_enospc(&disk).await;
+    // (sled cannot even open a database on a full disk: its recovery writes.)
     std::fs::remove_file(filler).unwrap();
     let x = x.restart().await;
+    assert_acknowledged_kept(&x, &acknowledged).await;
     let mut withdrawals = x.signer("withdrawals").await;
-    // What was answered before the disk filled is there; what was refused can be sent again.
-    let record = withdrawals
-        .get_request(GetRequestRequest {
-            request_id: "h-1".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(record.request.unwrap().result.is_some());
     assert_signed(
         &bounded(withdrawals.sign(eth_tx("eth-hot", "g-0", 100, ETH)))
             .await
@@ -462,13 +485,10 @@ async fn when_sled_meets_enospc_itself_calls_fail_fast_and_a_restart_loses_nothi
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "sled 0.34 poisons an open database after a failed write (its global error is cleared \
-            only by a new open); resuming in place needs the core to reopen the state database, \
-            which needs a swappable state handle: see src/signing/storage.rs, 'What is not done \
-            here'"]
 async fn when_sled_meets_enospc_itself_signing_resumes_without_a_restart() {
     let disk = Tmpfs::mount(16 * MIB);
-    let (x, filler) = sled_meets_enospc(&disk).await;
+    let (x, filler, acknowledged) = sled_meets_enospc(&disk).await;
+    // Space returns: the next call reopens the state database in place and goes on.
     std::fs::remove_file(filler).unwrap();
     let mut withdrawals = x.signer("withdrawals").await;
     assert_signed(
@@ -477,5 +497,11 @@ async fn when_sled_meets_enospc_itself_signing_resumes_without_a_restart() {
             .unwrap()
             .into_inner(),
     );
+    assert_acknowledged_kept(&x, &acknowledged).await;
+    // A restart unseals over it: every record, the digest, the audit chain and the anchor are
+    // checked at unseal, which refuses a state that fails.
+    let x = x.restart().await;
+    assert_acknowledged_kept(&x, &acknowledged).await;
+    assert_acknowledged_kept(&x, &["g-0".to_owned()]).await;
     drop(x);
 }

@@ -6,7 +6,8 @@
 use custos::keys::{MnemonicSecret, Network, Purpose};
 use custos::keystore::{KdfParams, KeyStore};
 use custos::secret::SecretString;
-use custos::state::sled::SledState;
+use custos::state::auth::StateAuth;
+use custos::state::{State, Tree};
 
 const ROUNDS: usize = 200;
 const ABANDON: &str =
@@ -49,22 +50,25 @@ fn key_store_reopens_two_hundred_times() {
 fn state_database_reopens_two_hundred_times() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("state");
-    for round in 0..ROUNDS as u64 {
-        let state = SledState::open(&path)
+    let open = |round: u64| {
+        let state = State::open_sled(&path)
             .unwrap_or_else(|e| panic!("reopen {round} of the state database failed: {e}"));
+        state.set_auth(Some(StateAuth::new(custos::secret::Secret32::new([7; 32]))));
+        state
+    };
+    for round in 0..ROUNDS as u64 {
+        let state = open(round);
         let seen = state
-            .meta
-            .get(b"rounds")
+            .get(Tree::Meta, b"rounds")
             .unwrap()
-            .map(|v| u64::from_be_bytes(v.as_ref().try_into().expect("eight bytes")));
+            .map(|v| u64::from_be_bytes(v.as_slice().try_into().expect("eight bytes")));
         assert_eq!(seen.unwrap_or(0), round);
         state
-            .meta
-            .insert(b"rounds", &(round + 1).to_be_bytes())
+            .transact(|tx| tx.put(Tree::Meta, b"rounds", &(round + 1).to_be_bytes()))
             .unwrap();
-        state.db.flush().unwrap();
+        state.flush().unwrap();
     }
-    let state = SledState::open(&path).unwrap();
-    let v = state.meta.get(b"rounds").unwrap().unwrap();
-    assert_eq!(v.as_ref(), &(ROUNDS as u64).to_be_bytes());
+    let state = open(ROUNDS as u64);
+    let v = state.get(Tree::Meta, b"rounds").unwrap().unwrap();
+    assert_eq!(v.as_slice(), &(ROUNDS as u64).to_be_bytes());
 }

@@ -7,11 +7,14 @@
 
 mod tmpfs;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use custos::signing::input_limits::{KIB, MIB};
-use custos::signing::storage::Storage;
-use custos::state::sled::SledState;
+use custos::signing::storage::{GuardedEngine, Storage};
+use custos::state::engine::Engine;
+use custos::state::sled::SledEngine;
+use custos::state::Tree;
 use tmpfs::Tmpfs;
 
 /// Bounds a call that must answer: a hang fails the test instead of hanging it.
@@ -25,17 +28,24 @@ async fn bounded<T>(call: impl std::future::Future<Output = T>) -> T {
 async fn a_flush_sled_cannot_finish_fails_within_its_bound_and_wedges_the_store() {
     let disk = Tmpfs::mount(4 * MIB);
     let dir = disk.path().join("state");
-    let state = SledState::open(&dir).unwrap();
-    state.requests.insert(b"small", &[1u8; 100][..]).unwrap();
-    state.flush().unwrap();
+    let sled = Arc::new(SledEngine::open(&dir).unwrap());
+    sled.transact_raw(&mut |raw| raw.insert(Tree::Meta, b"small", vec![1; 100]).map(drop))
+        .unwrap();
+    sled.flush().unwrap();
     let _filler = disk.fill();
     // A page above sled's blob threshold (a quarter of a 512 KiB segment) goes to a blob file of
     // its own; on a full disk that write fails and leaves the log buffer unwritable, so a plain
     // `flush` would wait forever.
-    let _ = state.requests.insert(b"big", vec![2u8; 300 * KIB]);
-    let storage = Storage::new(dir, 0, Duration::from_secs(2));
-    let e = bounded(storage.flush(&state))
+    let _ = sled.transact_raw(&mut |raw| {
+        raw.insert(Tree::Requests, b"big", vec![2; 300 * KIB])
+            .map(drop)
+    });
+    let storage = Arc::new(Storage::new(dir, 0, Duration::from_secs(2)));
+    let engine = Arc::new(GuardedEngine::new(storage, sled, None));
+    let flushing = engine.clone();
+    let e = bounded(tokio::task::spawn_blocking(move || flushing.flush()))
         .await
+        .unwrap()
         .unwrap_err()
         .to_string();
     assert!(
@@ -43,6 +53,16 @@ async fn a_flush_sled_cannot_finish_fails_within_its_bound_and_wedges_the_store(
         "{e}"
     );
     // Whatever sled does next, nothing waits on it again without a bound.
-    bounded(storage.flush(&state)).await.unwrap_err();
-    storage.flush_blocking(&state).unwrap_err();
+    let again = engine.clone();
+    bounded(tokio::task::spawn_blocking(move || again.flush()))
+        .await
+        .unwrap()
+        .unwrap_err();
+    let reading = engine.clone();
+    bounded(tokio::task::spawn_blocking(move || {
+        reading.get_raw(Tree::Meta, b"small")
+    }))
+    .await
+    .unwrap()
+    .unwrap_err();
 }

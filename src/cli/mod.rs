@@ -24,6 +24,7 @@ pub mod sample;
 pub mod selftest;
 pub mod serve;
 pub mod sign;
+pub mod state;
 pub mod store;
 pub mod wallet;
 
@@ -96,6 +97,9 @@ pub enum Command {
     /// The audit chain: verify it, show the newest records.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The state database: verify every record, prune old requests, accept a rollback.
+    #[command(subcommand)]
+    State(state::StateCommand),
 }
 
 /// Runs one parsed command line.
@@ -122,5 +126,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Reject(args) => sign::reject(args),
         Command::Pending(args) => sign::pending(args),
         Command::Audit(command) => audit::run(command),
+        Command::State(command) => state::run(command),
     }
 }

@@ -65,6 +65,7 @@
 //! secret in clear: `tests/cli_keystore.rs` searches every byte of it for a known mnemonic's
 //! entropy, seed, xprv and first private keys.
 
+pub mod anchor;
 pub mod envelope;
 pub mod error;
 pub mod fault;
@@ -77,6 +78,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use anchor::StateAnchor;
 pub use error::KeystoreError;
 pub use kdf::KdfParams;
 pub use unsealed::{SeedSummary, Unsealed, VerifyReport, WalletSummary};
@@ -317,6 +319,15 @@ impl KeyStore {
         }
         self.flush()?;
         Ok(true)
+    }
+
+    /// Writes `bytes` under `id` (replacing what was there) and flushes.
+    pub(crate) fn put(&self, id: &str, bytes: Vec<u8>) -> Result<(), KeystoreError> {
+        self.inner
+            .db
+            .insert(id.as_bytes(), bytes)
+            .map_err(|e| storage(self.dir(), e))?;
+        self.flush()
     }
 
     pub(crate) fn store_id(&self) -> &[u8; 16] {

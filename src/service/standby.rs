@@ -6,8 +6,8 @@ use tokio::sync::watch;
 
 use crate::signing::contract::{
     AccessMap, AckInfo, AddressInfo, CoreError, CoreResult, CreateWallet, ListPending,
-    OutboxStream, PendingPage, PolicyReload, Principal, Privilege, RequestRecord, SealState,
-    SignReply, SignRequest, SignerCore, StatusInfo, UnsealSecret, WalletSummary,
+    OutboxStream, PendingPage, PolicyReload, Principal, Privilege, RequestRecord, RequestRef,
+    SealState, SignReply, SignRequest, SignerCore, StatusInfo, UnsealSecret, WalletSummary,
 };
 
 /// The core as far as it exists without a key store, a policy and a state store: it reports its
@@ -98,7 +98,7 @@ impl SignerCore for StandbyCore {
         Err(Self::pipeline_missing("signing"))
     }
 
-    async fn get_request(&self, _: &Principal, _: &str) -> CoreResult<RequestRecord> {
+    async fn get_request(&self, _: &Principal, _: &RequestRef) -> CoreResult<RequestRecord> {
         Err(Self::pipeline_missing("request lookup"))
     }
 
@@ -106,11 +106,11 @@ impl SignerCore for StandbyCore {
         Err(Self::pipeline_missing("listing pending requests"))
     }
 
-    async fn approve(&self, _: &Principal, _: &str, _: &str) -> CoreResult<RequestRecord> {
+    async fn approve(&self, _: &Principal, _: &RequestRef, _: &str) -> CoreResult<RequestRecord> {
         Err(Self::pipeline_missing("approving"))
     }
 
-    async fn reject(&self, _: &Principal, _: &str, _: &str) -> CoreResult<RequestRecord> {
+    async fn reject(&self, _: &Principal, _: &RequestRef, _: &str) -> CoreResult<RequestRecord> {
         Err(Self::pipeline_missing("rejecting"))
     }
 

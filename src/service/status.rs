@@ -27,6 +27,7 @@ pub fn grpc_code(error: &CoreError) -> Code {
         CoreError::NotFound { .. } => Code::NotFound,
         CoreError::Sealed | CoreError::Precondition { .. } => Code::FailedPrecondition,
         CoreError::StateUnavailable { .. } => Code::Unavailable,
+        CoreError::StateTampered { .. } => Code::DataLoss,
         CoreError::NotImplemented { .. } => Code::Unimplemented,
         CoreError::Internal { .. } => Code::Internal,
     }

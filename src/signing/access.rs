@@ -36,7 +36,7 @@ use crate::wallet::Wallet;
 
 use super::input_limits::kind_and_len;
 use super::records::DEFAULT_RULE;
-use super::{now_unix, role_of, unavailable, Keys, SigningCore};
+use super::{now_unix, role_of, Keys, SigningCore};
 
 /// Stable code: no rule of the policy could let this principal use this wallet.
 pub const NO_RULE_FOR_PRINCIPAL: &str = "policy-no-rule-for-principal";
@@ -155,8 +155,8 @@ pub(crate) async fn admit_sign(
     };
     core.state
         .transact(|tx| core.audit_in(tx, &keys.audit_key, &record))
-        .map_err(unavailable)?;
-    core.flusher.flush().await.map_err(unavailable)?;
+        .map_err(|e| core.fail(e))?;
+    core.flusher.flush().await.map_err(|e| core.fail(e))?;
     if let Some(metrics) = core.metrics() {
         metrics.record_decision(DEFAULT_RULE, "deny");
     }

@@ -16,7 +16,6 @@ use crate::signing::contract::{
 };
 use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
 use crate::state::audit::AuditEntry;
-use crate::state::outbox as outbox_state;
 use crate::wallet::Wallet;
 
 use super::access::Access;
@@ -36,7 +35,7 @@ pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInf
             .into_iter()
             .map(str::to_owned)
             .collect(),
-        outbox_head: outbox_state::head(&core.state).map_err(unavailable)?,
+        outbox_head: core.durable_outbox_head(),
     })
 }
 

@@ -6,7 +6,9 @@
 //! - `custos_decisions_total{rule, outcome}`: policy decisions by the rule that made them;
 //! - `custos_sign_seconds`: latency histogram of signing calls that signed;
 //! - `custos_sealed`: 1 while sealed or unsealing, 0 when unsealed;
-//! - `custos_outbox_lag`: entries signed but not yet acknowledged by the broadcaster.
+//! - `custos_outbox_lag`: entries signed but not yet acknowledged by the broadcaster;
+//! - `custos_state_tampered_total{tree}`: state records that failed authentication (never acted
+//!   on; `tree="verify"` counts unseals refused by the full check).
 //!
 //! The edge counts requests; the signing core, which the server hands these metrics at start
 //! ([`crate::signing::contract::SignerCore::attach_metrics`]), counts decisions (once per decision made: a
@@ -59,6 +61,7 @@ pub struct Metrics {
     latency_sum_micros: AtomicU64,
     sealed: AtomicU64,
     outbox_lag: AtomicU64,
+    tampered: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -79,6 +82,13 @@ impl Metrics {
     pub fn record_decision(&self, rule: &str, outcome: &'static str) {
         let mut map = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry((rule.to_owned(), outcome)).or_default() += 1;
+    }
+
+    /// Counts a state record that failed authentication (by tree; `verify` for a failed full
+    /// check at unseal).
+    pub fn record_tampered(&self, tree: &'static str) {
+        let mut map = self.tampered.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(tree).or_default() += 1;
     }
 
     /// Observes the latency of one signing call that signed.
@@ -159,6 +169,18 @@ impl Metrics {
             "custos_outbox_lag {}",
             self.outbox_lag.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP custos_state_tampered_total State records that failed authentication.\n",
+        );
+        out.push_str("# TYPE custos_state_tampered_total counter\n");
+        for (tree, n) in self
+            .tampered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "custos_state_tampered_total{{tree=\"{tree}\"}} {n}");
+        }
         out
     }
 }

@@ -78,13 +78,14 @@ use crate::secret::{Secret32, SecretString};
 use crate::signing::contract::Principal;
 use crate::signing::contract::{
     AckInfo, AddressInfo, CreateWallet, ListPending, OutboxStream, PendingPage, PolicyReload,
-    RequestRecord, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret, WalletSummary,
+    RequestRecord, RequestRef, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret,
+    WalletSummary,
 };
 use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
 use crate::signing::metrics::Metrics;
 use crate::state::audit::{self, AuditEntry};
-use crate::state::sled::{SledState, StateTx, TxResult};
-use crate::state::StateError;
+use crate::state::engine::{abort, Engine, TxResult};
+use crate::state::{State, StateError, StateTx};
 use crate::wallet::Wallet;
 
 use flush::GroupCommit;
@@ -102,7 +103,32 @@ pub struct CoreConfig {
     pub bitcoin: crate::chains::bitcoin::SignOptions,
     /// Bounds on payloads and on the state disk (`[limits]` of `custos.toml`).
     pub limits: input_limits::InputLimits,
+    /// An `authorized` request older than this (seconds since it was authorized) is expired,
+    /// its reservation released, instead of being signed by a retry or the recovery pass.
+    pub authorization_max_age_secs: u64,
+    /// Allow unsealing over a state whose audit chain is behind the key store's anchor (a
+    /// restored backup). Unsafe: the state may have been rolled back to replay or undo work;
+    /// the override is recorded in the audit chain.
+    pub unsafe_accept_state_rollback: bool,
 }
+
+impl CoreConfig {
+    /// A configuration with the default bounds.
+    pub fn new(store_dir: PathBuf, state_dir: PathBuf, policy_path: PathBuf) -> Self {
+        CoreConfig {
+            store_dir,
+            state_dir,
+            policy_path,
+            bitcoin: crate::chains::bitcoin::SignOptions::default(),
+            limits: input_limits::InputLimits::default(),
+            authorization_max_age_secs: DEFAULT_AUTHORIZATION_MAX_AGE_SECS,
+            unsafe_accept_state_rollback: false,
+        }
+    }
+}
+
+/// One hour: how long an authorization left unsigned by a crash may still be signed.
+pub const DEFAULT_AUTHORIZATION_MAX_AGE_SECS: u64 = 3600;
 
 /// Why the core could not open.
 #[derive(Debug, thiserror::Error)]
@@ -187,8 +213,8 @@ impl Keys {
 pub struct SigningCore {
     config: CoreConfig,
     keystore: KeyStore,
-    state: SledState,
-    storage: Arc<storage::Storage>,
+    state: Arc<State>,
+    storage: Arc<storage::GuardedEngine>,
     flusher: GroupCommit,
     policy: RwLock<Arc<LoadedPolicy>>,
     keys: RwLock<Option<Arc<Keys>>>,
@@ -211,9 +237,21 @@ pub(crate) fn system_time(secs: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
 
+/// The API error of a state failure (see [`SigningCore::fail`] for the one that also reports
+/// tampering).
 pub(crate) fn unavailable(e: StateError) -> CoreError {
-    CoreError::StateUnavailable {
-        reason: e.to_string(),
+    match e {
+        StateError::Sealed => CoreError::Sealed,
+        StateError::Tampered { .. } => CoreError::StateTampered {
+            reason: e.to_string(),
+        },
+        StateError::Rollback(reason) => CoreError::Precondition {
+            code: "state-rollback".into(),
+            reason,
+        },
+        other => CoreError::StateUnavailable {
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -222,35 +260,65 @@ pub const HOST_PRINCIPAL: &str = "host";
 
 impl SigningCore {
     /// Opens the key store (sealed; its lock held), the state database, and loads and validates
-    /// the policy.
+    /// the policy. The database is reopened in place after a storage failure ([`storage`]).
     pub fn open(config: CoreConfig) -> Result<SigningCore, SigningOpenError> {
+        let dir = config.state_dir.clone();
+        let engine = crate::state::sled::SledEngine::open(&dir).map_err(|source| {
+            SigningOpenError::State {
+                dir: dir.clone(),
+                source,
+            }
+        })?;
+        let reopen: storage::Reopen = Box::new(move || {
+            Ok(Arc::new(crate::state::sled::SledEngine::open(&dir)?) as Arc<dyn Engine>)
+        });
+        let storage = storage::Storage::new(
+            config.state_dir.clone(),
+            config.limits.state_min_free_bytes,
+            Duration::from_secs(config.limits.state_flush_timeout_secs),
+        );
+        Self::open_guarded(config, Arc::new(engine), storage, Some(reopen))
+    }
+
+    /// [`SigningCore::open`] over a state engine opened by the caller. The engine keeps its data
+    /// where it chooses: no free-space guard on `state_dir`, no reopen ([`storage`]).
+    pub fn open_with_engine(
+        config: CoreConfig,
+        engine: Arc<dyn Engine>,
+    ) -> Result<SigningCore, SigningOpenError> {
+        let storage = storage::Storage::new(
+            config.state_dir.clone(),
+            0,
+            Duration::from_secs(config.limits.state_flush_timeout_secs),
+        );
+        Self::open_guarded(config, engine, storage, None)
+    }
+
+    fn open_guarded(
+        config: CoreConfig,
+        engine: Arc<dyn Engine>,
+        storage: storage::Storage,
+        reopen: Option<storage::Reopen>,
+    ) -> Result<SigningCore, SigningOpenError> {
         let policy = Policy::load(&config.policy_path).map_err(SigningOpenError::Policy)?;
         let keystore = KeyStore::open(&config.store_dir)?;
-        let state =
-            SledState::open(&config.state_dir).map_err(|source| SigningOpenError::State {
-                dir: config.state_dir.clone(),
-                source,
-            })?;
-        let head =
-            crate::state::outbox::head(&state).map_err(|source| SigningOpenError::State {
-                dir: config.state_dir.clone(),
-                source,
-            })?;
+        let storage = Arc::new(storage::GuardedEngine::new(
+            Arc::new(storage),
+            engine,
+            reopen,
+        ));
+        let state = Arc::new(State::new(storage.clone()));
         let (seal, _) = watch::channel(SealState::Sealed);
-        let (outbox_head, _) = watch::channel(head);
+        // The durable outbox head; read (authenticated) at unseal.
+        let (outbox_head, _) = watch::channel(0);
         let faults = FaultPlan::default();
         if cfg!(debug_assertions)
             && std::env::var_os("CUSTOS_UNSAFE_TEST_FAIL_AUDIT").is_some_and(|v| v == "1")
         {
             faults.fail_audit.store(true, Ordering::SeqCst);
         }
-        let storage = Arc::new(storage::Storage::new(
-            config.state_dir.clone(),
-            config.limits.state_min_free_bytes,
-            Duration::from_secs(config.limits.state_flush_timeout_secs),
-        ));
         Ok(SigningCore {
-            flusher: GroupCommit::new(state.clone(), storage.clone()),
+            flusher: GroupCommit::new(state.clone()),
             storage,
             config,
             keystore,
@@ -285,9 +353,7 @@ impl SigningCore {
         let Some(metrics) = self.metrics() else {
             return;
         };
-        let Ok(head) = crate::state::outbox::head(&self.state) else {
-            return;
-        };
+        let head = *self.outbox_head.borrow();
         let policy = self.policy();
         let slowest = policy
             .policy
@@ -305,6 +371,7 @@ impl SigningCore {
     /// Unseals with the store passphrase (`serve` at start, when a passphrase file is configured);
     /// audited. Runs argon2id on the calling thread.
     pub fn unseal_with_passphrase(&self, passphrase: &SecretString) -> CoreResult<SealState> {
+        let _admitted = self.storage.try_admit().map_err(unavailable)?;
         let unsealed = self
             .keystore
             .unseal(passphrase)
@@ -316,6 +383,7 @@ impl SigningCore {
     /// While sealed nothing can be audited, so nothing expires (holds keep counting — the safe
     /// side) until the next sweep after unsealing.
     pub fn expire_pending(&self, now: i64) -> CoreResult<usize> {
+        let _admitted = self.storage.try_admit().map_err(unavailable)?;
         approvals::expire_due(self, now)
     }
 
@@ -323,7 +391,14 @@ impl SigningCore {
     /// Only the host can send the process a signal, so no role is required; the file is
     /// validated and the reload audited exactly as `Admin.ReloadPolicy` does.
     pub async fn reload_policy_from_host(&self, who: &str) -> CoreResult<PolicyReload> {
+        let _admitted = self.admit().await?;
         admin::reload_policy_as(self, who).await
+    }
+
+    /// Admits a call that can write into the core ([`storage::GuardedEngine::admit`]: a failed
+    /// state database is reopened only while no admitted call is in progress).
+    pub(crate) async fn admit(&self) -> CoreResult<storage::Admitted> {
+        self.storage.admit().await.map_err(unavailable)
     }
 
     /// The policy file the core reloads from.
@@ -332,8 +407,42 @@ impl SigningCore {
     }
 
     /// The state database (tests and tools read it; the core owns the writes).
-    pub fn state(&self) -> &SledState {
+    pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// The outbox head that is durable (what streams may deliver).
+    pub fn durable_outbox_head(&self) -> u64 {
+        *self.outbox_head.borrow()
+    }
+
+    /// The API error of a state failure; a record that fails authentication is also logged,
+    /// counted (`custos_state_tampered_total`) and audited (`state.tampered`), best effort.
+    pub(crate) fn fail(&self, e: StateError) -> CoreError {
+        if let StateError::Tampered { tree, key, reason } = &e {
+            tracing::error!(tree, key = %key, reason = %reason, "state record fails authentication; not acted on");
+            if let Some(metrics) = self.metrics() {
+                metrics.record_tampered(tree);
+            }
+            if let Ok(keys) = self.keys() {
+                let entry = AuditEntry {
+                    at: now_unix(),
+                    event: "state.tampered".into(),
+                    principal: HOST_PRINCIPAL.into(),
+                    policy_hash: self.policy().hash.clone(),
+                    detail: Some(e.to_string()),
+                    ..AuditEntry::default()
+                };
+                let written = self
+                    .state
+                    .transact(|tx| audit::append_in(tx, &keys.audit_key, &entry))
+                    .and_then(|_| self.flusher.flush_blocking());
+                if let Err(error) = written {
+                    tracing::error!(%error, "the tampering could not be audited");
+                }
+            }
+        }
+        unavailable(e)
     }
 
     /// The fault plan (debug builds can make the audit unwritable).
@@ -360,27 +469,33 @@ impl SigningCore {
     }
 
     /// Appends an audit record inside a step's transaction (fails the step when the audit is
-    /// unwritable, or when the state disk is below its reserve: every write step audits, so
-    /// this is where each one meets the disk guard of [`storage`]).
+    /// unwritable).
     pub(crate) fn audit_in(
         &self,
         tx: &StateTx<'_>,
         key: &Secret32,
         entry: &AuditEntry,
     ) -> TxResult<u64> {
-        self.storage
-            .check_space()
-            .map_err(crate::state::sled::abort)?;
+        self.audit_with_mac_in(tx, key, entry).map(|(seq, _)| seq)
+    }
+
+    /// [`SigningCore::audit_in`], also returning the record's MAC (the new audit head).
+    pub(crate) fn audit_with_mac_in(
+        &self,
+        tx: &StateTx<'_>,
+        key: &Secret32,
+        entry: &AuditEntry,
+    ) -> TxResult<(u64, [u8; 32])> {
         if self.faults.audit_fails() {
-            return Err(crate::state::sled::abort(StateError::Storage(
+            return Err(abort(StateError::Storage(
                 "audit log unwritable (injected fault)".into(),
             )));
         }
-        audit::append_in(tx, key, entry)
+        audit::append_with_mac_in(tx, key, entry)
     }
 
-    /// Serialises work on one request id within this process (a retry arriving while the first
-    /// attempt signs waits for it, then finds its result).
+    /// Serialises work on one request (by its key) within this process (a retry arriving while
+    /// the first attempt signs waits for it, then finds its result).
     pub(crate) async fn lock_request(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut map = self.inflight.lock().expect("inflight lock poisoned");
@@ -433,10 +548,12 @@ impl SignerCore for SigningCore {
     }
 
     async fn unseal(&self, principal: &Principal, secret: UnsealSecret) -> CoreResult<SealState> {
+        let _admitted = self.admit().await?;
         seal::unseal(self, principal, secret).await
     }
 
     async fn seal(&self, principal: &Principal) -> CoreResult<SealState> {
+        let _admitted = self.admit().await?;
         seal::seal(self, principal.as_str()).await
     }
 
@@ -445,23 +562,27 @@ impl SignerCore for SigningCore {
         principal: &Principal,
         request: CreateWallet,
     ) -> CoreResult<WalletSummary> {
+        let _admitted = self.admit().await?;
         admin::create_wallet(self, principal, request).await
     }
 
     async fn reload_policy(&self, principal: &Principal) -> CoreResult<PolicyReload> {
+        let _admitted = self.admit().await?;
         admin::reload_policy(self, principal).await
     }
 
     async fn sign(&self, principal: &Principal, request: SignRequest) -> CoreResult<SignReply> {
+        let _admitted = self.admit().await?;
         pipeline::sign(self, principal, request).await
     }
 
     async fn get_request(
         &self,
         principal: &Principal,
-        request_id: &str,
+        request: &RequestRef,
     ) -> CoreResult<RequestRecord> {
-        approvals::get_request(self, principal, request_id).await
+        let _admitted = self.admit().await?;
+        approvals::get_request(self, principal, request).await
     }
 
     async fn list_pending(
@@ -475,19 +596,21 @@ impl SignerCore for SigningCore {
     async fn approve(
         &self,
         principal: &Principal,
-        request_id: &str,
+        request: &RequestRef,
         reason: &str,
     ) -> CoreResult<RequestRecord> {
-        approvals::approve(self, principal, request_id, reason).await
+        let _admitted = self.admit().await?;
+        approvals::approve(self, principal, request, reason).await
     }
 
     async fn reject(
         &self,
         principal: &Principal,
-        request_id: &str,
+        request: &RequestRef,
         reason: &str,
     ) -> CoreResult<RequestRecord> {
-        approvals::reject(self, principal, request_id, reason).await
+        let _admitted = self.admit().await?;
+        approvals::reject(self, principal, request, reason).await
     }
 
     async fn list_wallets(&self, principal: &Principal) -> CoreResult<Vec<WalletSummary>> {
@@ -513,6 +636,7 @@ impl SignerCore for SigningCore {
     }
 
     async fn ack(&self, principal: &Principal, sequence: u64) -> CoreResult<AckInfo> {
+        let _admitted = self.admit().await?;
         outbox::ack(self, principal, sequence).await
     }
 }

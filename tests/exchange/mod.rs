@@ -81,11 +81,12 @@ fn write_pki(dir: &Path) {
 
 fn open_core(env: &Path, state_dir: &Path, limits: &InputLimits) -> Arc<SigningCore> {
     let core = SigningCore::open(CoreConfig {
-        store_dir: env.join("store"),
-        state_dir: state_dir.to_owned(),
-        policy_path: env.join("policy.toml"),
-        bitcoin: Default::default(),
         limits: limits.clone(),
+        ..CoreConfig::new(
+            env.join("store"),
+            state_dir.to_owned(),
+            env.join("policy.toml"),
+        )
     })
     .unwrap();
     let passphrase = std::fs::read_to_string(env.join("passphrase")).unwrap();

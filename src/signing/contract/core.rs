@@ -14,7 +14,8 @@ use tokio::sync::watch;
 use super::error::CoreResult;
 use super::model::{
     AckInfo, AddressInfo, CreateWallet, ListPending, OutboxStream, PendingPage, PolicyReload,
-    RequestRecord, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret, WalletSummary,
+    RequestRecord, RequestRef, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret,
+    WalletSummary,
 };
 use super::principal::Principal;
 use crate::signing::metrics::Metrics;
@@ -109,7 +110,7 @@ pub trait SignerCore: Send + Sync + 'static {
     fn get_request(
         &self,
         principal: &Principal,
-        request_id: &str,
+        request: &RequestRef,
     ) -> impl Future<Output = CoreResult<RequestRecord>> + Send;
 
     /// `Signer.ListPending`.
@@ -123,7 +124,7 @@ pub trait SignerCore: Send + Sync + 'static {
     fn approve(
         &self,
         principal: &Principal,
-        request_id: &str,
+        request: &RequestRef,
         reason: &str,
     ) -> impl Future<Output = CoreResult<RequestRecord>> + Send;
 
@@ -131,7 +132,7 @@ pub trait SignerCore: Send + Sync + 'static {
     fn reject(
         &self,
         principal: &Principal,
-        request_id: &str,
+        request: &RequestRef,
         reason: &str,
     ) -> impl Future<Output = CoreResult<RequestRecord>> + Send;
 

@@ -82,6 +82,14 @@ pub enum CoreError {
         /// What failed (no secrets, no payloads).
         reason: String,
     },
+    /// A state record the call needed fails authentication: it was edited, moved, rolled back
+    /// or comes from another installation (DATA_LOSS, code `state-tampered`). It was not acted
+    /// on; the failure is logged, counted and audited.
+    #[error("state integrity: {reason}")]
+    StateTampered {
+        /// Which record, and why (no payloads, no secrets).
+        reason: String,
+    },
     /// The method is not available in this build or configuration (UNIMPLEMENTED).
     #[error("not implemented: {what}")]
     NotImplemented {
@@ -110,6 +118,7 @@ impl CoreError {
             CoreError::Sealed => "sealed",
             CoreError::Precondition { code, .. } => code,
             CoreError::StateUnavailable { .. } => "state-unavailable",
+            CoreError::StateTampered { .. } => "state-tampered",
             CoreError::NotImplemented { .. } => "not-implemented",
             CoreError::Internal { .. } => "internal",
         }
