@@ -31,15 +31,32 @@
 //! [signing]                            # optional
 //! authorization_max_age = "1h"         # an authorization left unsigned by a crash expires after this
 //! unsafe_accept_state_rollback = false # serve a state behind its anchor (audited); never by default
+//!
+//! [limits]                            # optional; every key optional, defaults shown
+//! psbt_bytes = 1048576                # 1 MiB
+//! psbt_inputs = 1000
+//! psbt_outputs = 1000
+//! eth_transaction_bytes = 262144      # 256 KiB (RLP, hex or JSON as sent)
+//! eth_calldata_bytes = 131072         # 128 KiB
+//! message_bytes = 16384               # 16 KiB (EIP-191 personal message)
+//! typed_data_bytes = 65536            # 64 KiB (EIP-712 JSON)
+//! typed_data_depth = 16
+//! typed_data_items = 1024             # members of one object / elements of one array
+//! # grpc_message_bytes = 1114112      # default: the largest payload limit + 64 KiB
+//! state_min_free_bytes = 67108864     # 64 MiB kept free on the state disk (0: no guard)
+//! state_flush_timeout_secs = 30
 //! ```
 //!
 //! Ranges are checked when the file is read: a value outside its range is an error at its
-//! `file:line:column`, like a misspelt key.
+//! `file:line:column`, like a misspelt key. What each limit guards and why its default:
+//! [`crate::signing::input_limits`] and [`crate::signing::storage`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+
+use crate::signing::input_limits::InputLimits;
 
 /// The default metrics address: loopback only.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
@@ -234,6 +251,9 @@ pub struct Config {
     /// Signing-core bounds.
     #[serde(default)]
     pub signing: SigningConfig,
+    /// Bounds on request payloads, gRPC messages and the state disk.
+    #[serde(default)]
+    pub limits: InputLimits,
 }
 
 /// `[signing]`: bounds of the signing core.
@@ -295,6 +315,14 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A value is valid alone but not with the others (`[limits]`).
+    #[error("{path}: {message}")]
+    Inconsistent {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong, naming the keys.
+        message: String,
+    },
     /// The file is not valid TOML or does not match the model.
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
@@ -324,7 +352,7 @@ impl Config {
 
     /// Parses configuration text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|error| {
+        let config: Config = toml::from_str(text).map_err(|error| {
             let (line, column) = error
                 .span()
                 .map(|span| line_column(text, span.start))
@@ -335,7 +363,15 @@ impl Config {
                 column,
                 message: error.message().trim().to_owned(),
             }
-        })
+        })?;
+        config
+            .limits
+            .validate()
+            .map_err(|message| ConfigError::Inconsistent {
+                path: path.to_owned(),
+                message,
+            })?;
+        Ok(config)
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -409,6 +445,37 @@ client_ca = "tls/ca.pem"
         let text = format!("{GOOD}\n[signing]\nauthorization_max_age = \"soon\"\n");
         let error = Config::parse(&text, Path::new("custos.toml")).unwrap_err();
         assert!(error.to_string().contains("custos.toml:"), "{error}");
+    }
+
+    #[test]
+    fn limits_default_when_absent_and_are_read_when_given() {
+        let config = Config::parse(GOOD, Path::new("custos.toml")).unwrap();
+        assert_eq!(config.limits, InputLimits::default());
+        let text = format!("{GOOD}\n[limits]\nmessage_bytes = 4096\nstate_min_free_bytes = 0\n");
+        let config = Config::parse(&text, Path::new("custos.toml")).unwrap();
+        assert_eq!(config.limits.message_bytes, 4096);
+        assert_eq!(config.limits.state_min_free_bytes, 0);
+        assert_eq!(config.limits.psbt_bytes, InputLimits::default().psbt_bytes);
+    }
+
+    #[test]
+    fn limits_refuse_unknown_keys_and_inconsistent_values() {
+        let text = format!("{GOOD}\n[limits]\nmessage_size = 4096\n");
+        let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(error.to_string().contains("message_size"), "{error}");
+        assert!(error.to_string().starts_with("c.toml:14:1: "), "{error}");
+        let text = format!("{GOOD}\n[limits]\ngrpc_message_bytes = 1000\n");
+        let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(
+            error.to_string().contains("grpc_message_bytes is 1000"),
+            "{error}"
+        );
+        let text = format!("{GOOD}\n[limits]\npsbt_inputs = 0\n");
+        let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(
+            error.to_string().contains("psbt_inputs must be above 0"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -58,9 +58,16 @@ impl Pki {
             access = access.grant(uri(name), Privilege::Admin);
         }
         let core = Arc::new(StandbyCore::new(access));
-        let running = start_with_trust(core, &material, trust.clone(), listener, None)
-            .await
-            .unwrap();
+        let running = start_with_trust(
+            core,
+            &material,
+            trust.clone(),
+            listener,
+            None,
+            Default::default(),
+        )
+        .await
+        .unwrap();
         (running, trust)
     }
 }

@@ -150,6 +150,7 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         authorization_max_age_secs: config.signing.authorization_max_age,
         unsafe_accept_state_rollback: config.signing.unsafe_accept_state_rollback,
         bitcoin: config.bitcoin.sign_options(),
+        limits: config.limits.clone(),
         ..CoreConfig::new(
             config.store_dir.clone(),
             config.state_dir.clone(),
@@ -218,10 +219,24 @@ async fn serve(
                 config.metrics_listen
             ))
         })?;
-    let server =
-        crate::service::start_with_trust(core.clone(), &tls, trust, listener, Some(metrics))
-            .await
-            .map_err(CliError::operational)?;
+    let options = crate::service::ServerOptions {
+        max_message_bytes: config.limits.grpc_message_bytes(),
+    };
+    tracing::info!(
+        grpc_message_bytes = options.max_message_bytes,
+        state_min_free_bytes = config.limits.state_min_free_bytes,
+        "input limits"
+    );
+    let server = crate::service::start_with_trust(
+        core.clone(),
+        &tls,
+        trust,
+        listener,
+        Some(metrics),
+        options,
+    )
+    .await
+    .map_err(CliError::operational)?;
     // Signal handlers first: a signal sent as soon as the line below appears is handled.
     let stop = shutdown_signal();
     let hangups = reload_on_sighup(core.clone(), reload);

@@ -11,6 +11,7 @@
 //! - [`signer`], [`outbox`], [`admin`]: the handlers; [`edge`]: what each handler does around
 //!   its core call;
 //! - [`status`]: the one mapping from errors to gRPC statuses (with the stable code);
+//! - [`message_limit`]: the gRPC message size limit, refused with a stable code like the rest;
 //! - [`metrics_http`]: the metrics registry served on its own listener;
 //! - [`server`]: assembles the services, health and reflection, and runs them;
 //! - [`standby`]: a core with nothing behind it, for tests of the transport alone;
@@ -22,6 +23,7 @@ pub mod convert;
 pub mod devcerts;
 pub mod edge;
 pub mod identity;
+pub mod message_limit;
 pub mod metrics_http;
 pub mod outbox;
 pub mod proto;
@@ -32,7 +34,7 @@ pub mod status;
 pub mod tls;
 pub mod trust;
 
-pub use server::{start, start_with_trust, RunningServer, ServeError};
+pub use server::{start, start_with, start_with_trust, RunningServer, ServeError, ServerOptions};
 pub use standby::StandbyCore;
 pub use tls::{TlsError, TlsMaterial};
 pub use trust::{ClientTrust, Revocation};
