@@ -51,7 +51,7 @@ fn software() -> SoftwareBackend {
 fn hsm_with(ws: &[Wallet], n: u32) -> (TestToken, HsmWallets) {
     let token = new_token("sign");
     let backend = token.backend(4);
-    let mut wallets = HsmWallets::new(backend.clone());
+    let wallets = HsmWallets::new(backend.clone());
     for w in ws {
         let report = import_wallet(&backend, w, &master(), 0..n, &|| {}).unwrap();
         let per_chain = if w.chain() == custos::keys::Chain::Bitcoin { 2 } else { 1 };
@@ -206,7 +206,7 @@ fn generated_keys_never_left_the_token() {
     let labels: Vec<String> = (0..3)
         .map(|i| custos::backend::pkcs11::key_label("eth-gen", false, i))
         .collect();
-    let keys = backend.generate(&labels, &|| {}).unwrap();
+    let keys = backend.generate(&labels, false, &|| {}).unwrap();
     assert_eq!(keys.len(), 3);
     let objects = backend.list("custos/eth-gen/").unwrap();
     let private: Vec<_> = objects.iter().filter(|o| o.class == "private").collect();
@@ -232,9 +232,15 @@ fn generated_keys_never_left_the_token() {
         );
     }
     // A second keygen over the same labels is refused, the keys stay.
-    let again = backend.generate(&labels[..1], &|| {}).unwrap_err();
+    let again = backend.generate(&labels[..1], false, &|| {}).unwrap_err();
     assert!(again.to_string().contains("already holds"), "{again}");
     assert_eq!(backend.public_key(&labels[0]).unwrap(), Some(keys[0]));
+    // An interrupted keygen is completed by adopting what it generated, and nothing else.
+    let mut more = labels.clone();
+    more.push(custos::backend::pkcs11::key_label("eth-gen", false, 3));
+    let adopted = backend.generate(&more, true, &|| {}).unwrap();
+    assert_eq!(&adopted[..3], &keys[..]);
+    assert_eq!(backend.list("custos/eth-gen/").unwrap().len(), 8);
 }
 
 #[test]
@@ -276,7 +282,7 @@ fn another_key_under_the_wallet_label_is_never_released() {
     let token = new_token("impostor");
     let backend = token.backend(1);
     import_wallet(&backend, &impostor, &other_master, 0..1, &|| {}).unwrap();
-    let mut hsm = HsmWallets::new(backend.clone());
+    let hsm = HsmWallets::new(backend.clone());
     hsm.add(eth.clone()).unwrap();
     let err = hsm
         .sign_ecdsa_recoverable(&eth.key_ref(false, 0), &[1; 32])
@@ -313,7 +319,7 @@ fn taproot_wallets_are_refused() {
         Purpose::Bip86,
         0,
     );
-    let mut hsm = HsmWallets::new(backend.clone());
+    let hsm = HsmWallets::new(backend.clone());
     let err = hsm.add(tr.clone()).unwrap_err().to_string();
     assert!(err.contains("BIP340") && err.contains("no PKCS#11 mechanism"), "{err}");
     let err = import_wallet(&backend, &tr, &master(), 0..1, &|| {})
@@ -333,7 +339,7 @@ fn wrong_pin_is_unavailable_and_not_retried() {
     assert!(!status.available);
     assert!(status.detail.contains("CKR_PIN_INCORRECT"), "{}", status.detail);
     assert!(!status.detail.contains("not-the-pin"));
-    let mut hsm = HsmWallets::new(backend);
+    let hsm = HsmWallets::new(backend);
     hsm.add(eth_wallet()).unwrap();
     for _ in 0..3 {
         let err = hsm
@@ -356,7 +362,7 @@ fn a_missing_token_is_unavailable_and_named() {
         sessions: 1,
     };
     let backend = Arc::new(custos::backend::pkcs11::Pkcs11Backend::open(settings).unwrap());
-    let mut hsm = HsmWallets::new(backend.clone());
+    let hsm = HsmWallets::new(backend.clone());
     hsm.add(eth_wallet()).unwrap();
     let err = hsm
         .sign_ecdsa_recoverable(&eth_wallet().key_ref(false, 0), &[1; 32])

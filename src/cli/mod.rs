@@ -12,9 +12,12 @@ pub mod client;
 pub mod common;
 pub mod demo;
 pub mod dev;
+pub mod dev_hsm;
 pub mod error;
 pub mod eth;
 pub mod host;
+pub mod hsm;
+pub mod hsm_keygen;
 pub mod init;
 pub mod mnemonic;
 pub mod passphrase;
@@ -96,6 +99,9 @@ pub enum Command {
     /// The audit chain: verify it, show the newest records.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// HSM ceremonies (PKCS#11): status, key import and generation, the auto-unseal slot.
+    #[command(subcommand)]
+    Hsm(hsm::HsmCommand),
 }
 
 /// Runs one parsed command line.
@@ -122,5 +128,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Reject(args) => sign::reject(args),
         Command::Pending(args) => sign::pending(args),
         Command::Audit(command) => audit::run(command),
+        Command::Hsm(command) => hsm::run(command),
     }
 }

@@ -124,6 +124,14 @@ pub enum CoreError {
         /// What failed (no secrets, no payloads).
         reason: String,
     },
+    /// A key backend (an HSM token) cannot be used now: absent, removed, failing, locked or busy
+    /// (UNAVAILABLE, code `hsm-unavailable`). Nothing was signed; the request is kept and a retry
+    /// with the same request id signs it once the token is back.
+    #[error("hsm unavailable: {reason}; nothing was signed, retry with the same request id")]
+    KeyBackendUnavailable {
+        /// What is wrong, naming the token.
+        reason: String,
+    },
     /// The method is not available in this build or configuration (UNIMPLEMENTED).
     #[error("not implemented: {what}")]
     NotImplemented {
@@ -152,6 +160,7 @@ impl CoreError {
             CoreError::Sealed => "sealed",
             CoreError::Precondition { code, .. } => code,
             CoreError::StateUnavailable { .. } => "state-unavailable",
+            CoreError::KeyBackendUnavailable { .. } => "hsm-unavailable",
             CoreError::NotImplemented { .. } => "not-implemented",
             CoreError::Internal { .. } => "internal",
         }
@@ -389,6 +398,8 @@ impl SignerCore for StandbyCore {
             principal: principal.to_string(),
             roles: self.access.roles(principal.as_str()),
             outbox_head: 0,
+            seal_reason: None,
+            hsm: None,
         })
     }
 

@@ -35,6 +35,8 @@ pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInf
             .map(str::to_owned)
             .collect(),
         outbox_head: outbox_state::head(&core.state).map_err(unavailable)?,
+        seal_reason: core.seal_reason(),
+        hsm: core.hsm_status(),
     })
 }
 
@@ -86,6 +88,7 @@ pub async fn create_wallet(
         (None, Chain::Bitcoin) => Purpose::Bip84,
         (None, Chain::Ethereum) => Purpose::Bip44,
     };
+    core.check_new_wallet(&req.name, purpose)?;
     let wallet = match &req.seed {
         Some(seed) => keys.unsealed.create_wallet_for_seed(
             &crate::backend::SeedId(seed.clone()),
@@ -99,6 +102,7 @@ pub async fn create_wallet(
             .create_wallet(&req.name, network, purpose, req.account),
     }
     .map_err(keystore_error)?;
+    core.register_new_wallet(&keys.backend, &wallet);
     let record = AuditEntry {
         at: now_unix(),
         event: "wallet.create".into(),

@@ -39,12 +39,14 @@
 //! requests a principal may have signed is the policy's business alone.
 //!
 //! The rest: approvals and expiry ([`approvals`]), the outbox ([`outbox`]), seal/unseal and the
-//! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]).
+//! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]), the HSM beside the key
+//! store: which wallets sign on it, auto-unseal ([`hsm`]).
 
 pub mod admin;
 pub mod approvals;
 pub mod decode;
 pub mod flush;
+pub mod hsm;
 pub mod outbox;
 pub mod pipeline;
 pub mod records;
@@ -59,7 +61,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
 use crate::assets::TokenRegistry;
-use crate::backend::SoftwareBackend;
+use crate::backend::KeyRouter;
 use crate::keystore::{KeyStore, KeystoreError, Unsealed};
 use crate::policy::Policy;
 use crate::secret::{Secret32, SecretString};
@@ -150,7 +152,7 @@ impl LoadedPolicy {
 /// What exists only while unsealed.
 pub(crate) struct Keys {
     pub(crate) unsealed: Unsealed,
-    pub(crate) backend: SoftwareBackend,
+    pub(crate) backend: Arc<KeyRouter>,
     pub(crate) wallets: RwLock<BTreeMap<String, Wallet>>,
     pub(crate) audit_key: Secret32,
 }
@@ -182,6 +184,8 @@ pub struct SigningCore {
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     faults: FaultPlan,
     metrics: OnceLock<Arc<Metrics>>,
+    hsm: OnceLock<hsm::HsmAttachment>,
+    seal_reason: Mutex<Option<String>>,
 }
 
 /// Unix seconds now.
@@ -241,6 +245,8 @@ impl SigningCore {
             inflight: Mutex::new(HashMap::new()),
             faults,
             metrics: OnceLock::new(),
+            hsm: OnceLock::new(),
+            seal_reason: Mutex::new(None),
         })
     }
 

@@ -306,11 +306,14 @@ impl Pkcs11Backend {
         }
     }
 
-    /// Generates one key pair per label inside the token; refuses a label that exists already.
-    /// Returns the public keys in order. `progress` is called after each key.
+    /// Generates one key pair per label inside the token. Returns the public keys in order;
+    /// `progress` is called after each key. A label that exists already is refused — unless
+    /// `adopt` and its key was itself generated on the token and never extractable (what an
+    /// interrupted keygen leaves), in which case that key is kept.
     pub fn generate(
         &self,
         labels: &[String],
+        adopt: bool,
         progress: &dyn Fn(),
     ) -> Result<Vec<PublicKey>, Pkcs11Error> {
         let mut out = Vec::with_capacity(labels.len());
@@ -318,11 +321,16 @@ impl Pkcs11Backend {
             .token
             .with_rw_session("generating keys", |session| {
                 for label in labels {
-                    if !keys::find_private(session, label)?.is_empty() {
-                        return Ok(Err(Pkcs11Error::Invalid(format!(
-                            "{} already holds a key labelled '{label}'",
-                            self.token.name()
-                        ))));
+                    let existing = keys::find_private(session, label)?;
+                    if let Some(handle) = existing.first() {
+                        match self.adoptable(session, *handle, label, adopt)? {
+                            Ok(key) => {
+                                out.push(key);
+                                progress();
+                                continue;
+                            }
+                            Err(e) => return Ok(Err(e)),
+                        }
                     }
                     match keys::generate(session, label) {
                         Ok(Ok(key)) => out.push(key),
@@ -341,6 +349,37 @@ impl Pkcs11Backend {
             })?
             .map_err(|e| self.refused("generating keys".into(), &e))?;
         result.map(|()| out)
+    }
+
+    /// The public key of an existing key pair that `generate` may keep, or why not.
+    fn adoptable(
+        &self,
+        session: &Session,
+        handle: ObjectHandle,
+        label: &str,
+        adopt: bool,
+    ) -> Result<Result<PublicKey, Pkcs11Error>, CkError> {
+        let refuse = |reason: String| {
+            Ok(Err(Pkcs11Error::Invalid(format!(
+                "{} already holds a key labelled '{label}'{reason}",
+                self.token.name()
+            ))))
+        };
+        if !adopt {
+            return refuse(String::new());
+        }
+        let object = keys::describe(session, handle, "private")?;
+        if object.local != Some(true) || object.never_extractable != Some(true) {
+            return refuse(" that was not generated on the token (or was once extractable)".into());
+        }
+        if let Err(reason) = keys::check_private(session, handle)? {
+            return refuse(format!(": {reason}"));
+        }
+        match keys::read_public(session, label)? {
+            Some(Ok(key)) => Ok(Ok(key)),
+            Some(Err(reason)) => refuse(format!(": {reason}")),
+            None => refuse(" without its public key object".into()),
+        }
     }
 
     /// A refusal to create a secp256k1 object: unsupported curve (naming the module), or another

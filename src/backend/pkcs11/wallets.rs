@@ -42,12 +42,17 @@ impl From<Pkcs11Error> for BackendError {
 
 /// Refuses a wallet this backend cannot sign for, saying why.
 pub fn check_supported(wallet: &Wallet) -> Result<(), Pkcs11Error> {
-    if wallet.account.path.purpose == Purpose::Bip86 {
+    check_purpose(&wallet.name, wallet.account.path.purpose)
+}
+
+/// Refuses a wallet of this purpose (script type) on this backend, saying why.
+pub fn check_purpose(name: &str, purpose: Purpose) -> Result<(), Pkcs11Error> {
+    if purpose == Purpose::Bip86 {
         return Err(Pkcs11Error::Invalid(format!(
             "wallet '{}' is a taproot (P2TR, BIP86) wallet: BIP340 Schnorr signatures and the \
              BIP341 key tweak have no PKCS#11 mechanism, so its keys cannot be used inside an HSM; \
              keep it on the software backend, or use a P2WPKH (BIP84) wallet on the HSM",
-            wallet.name
+            name
         )));
     }
     Ok(())
@@ -56,7 +61,7 @@ pub fn check_supported(wallet: &Wallet) -> Result<(), Pkcs11Error> {
 /// Wallets on one token.
 pub struct HsmWallets {
     backend: Arc<Pkcs11Backend>,
-    wallets: Vec<Wallet>,
+    wallets: RwLock<Vec<Wallet>>,
     resolved: RwLock<HashMap<KeyRef, (String, PublicKey)>>,
 }
 
@@ -64,10 +69,7 @@ impl std::fmt::Debug for HsmWallets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HsmWallets")
             .field("token", &self.backend.token().name())
-            .field(
-                "wallets",
-                &self.wallets.iter().map(|w| &w.name).collect::<Vec<_>>(),
-            )
+            .field("wallets", &self.wallet_names())
             .finish()
     }
 }
@@ -77,7 +79,7 @@ impl HsmWallets {
     pub fn new(backend: Arc<Pkcs11Backend>) -> Self {
         HsmWallets {
             backend,
-            wallets: Vec::new(),
+            wallets: RwLock::new(Vec::new()),
             resolved: RwLock::new(HashMap::new()),
         }
     }
@@ -88,10 +90,11 @@ impl HsmWallets {
     }
 
     /// Puts `wallet` on the token; refuses taproot wallets (see the module docs).
-    pub fn add(&mut self, wallet: Wallet) -> Result<(), Pkcs11Error> {
+    pub fn add(&self, wallet: Wallet) -> Result<(), Pkcs11Error> {
         check_supported(&wallet)?;
-        self.wallets.retain(|w| w.name != wallet.name);
-        self.wallets.push(wallet);
+        let mut wallets = self.wallets.write().expect("wallet list lock poisoned");
+        wallets.retain(|w| w.name != wallet.name);
+        wallets.push(wallet);
         self.resolved
             .write()
             .expect("resolution cache lock poisoned")
@@ -101,12 +104,21 @@ impl HsmWallets {
 
     /// The names of the wallets on the token.
     pub fn wallet_names(&self) -> Vec<String> {
-        self.wallets.iter().map(|w| w.name.clone()).collect()
+        self.wallets
+            .read()
+            .expect("wallet list lock poisoned")
+            .iter()
+            .map(|w| w.name.clone())
+            .collect()
     }
 
     /// Whether the wallet `name` is on the token.
     pub fn holds_wallet(&self, name: &str) -> bool {
-        self.wallets.iter().any(|w| w.name == name)
+        self.wallets
+            .read()
+            .expect("wallet list lock poisoned")
+            .iter()
+            .any(|w| w.name == name)
     }
 
     /// Whether `key` belongs to one of the wallets on the token.
@@ -124,8 +136,8 @@ impl HsmWallets {
         {
             return Some(Ok(hit.clone()));
         }
-        let (wallet, change, index) = self
-            .wallets
+        let wallets = self.wallets.read().expect("wallet list lock poisoned");
+        let (wallet, change, index) = wallets
             .iter()
             .filter(|w| w.seed == key.seed)
             .find_map(|w| {

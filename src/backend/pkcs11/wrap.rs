@@ -48,8 +48,9 @@ fn find(session: &Session, label: &str) -> Result<Vec<ObjectHandle>, CkError> {
     ])
 }
 
-/// Generates the unseal key `label` inside the token; refuses if one exists.
-pub fn generate_unseal_key(token: &Token, label: &str) -> Result<(), Pkcs11Error> {
+/// Generates the unseal key `label` inside the token, unless one exists already (a previous
+/// attempt that died before using it): `Ok(true)` if it was generated now.
+pub fn ensure_unseal_key(token: &Token, label: &str) -> Result<bool, Pkcs11Error> {
     let refused = |rv: String| Pkcs11Error::Refused {
         token: token.name().to_owned(),
         operation: format!("generating the aes-256 unseal key '{label}'"),
@@ -58,7 +59,7 @@ pub fn generate_unseal_key(token: &Token, label: &str) -> Result<(), Pkcs11Error
     token
         .with_rw_session("generating the unseal key", |session| {
             if !find(session, label)?.is_empty() {
-                return Ok(Err(format!("an object labelled '{label}' exists already")));
+                return Ok(false);
             }
             session.generate_key(
                 &Mechanism::AesKeyGen,
@@ -81,10 +82,9 @@ pub fn generate_unseal_key(token: &Token, label: &str) -> Result<(), Pkcs11Error
                     Attribute::Id(label.as_bytes().to_vec()),
                 ],
             )?;
-            Ok(Ok(()))
+            Ok(true)
         })?
-        .map_err(|e| refused(rv_name(&e)))?
-        .map_err(refused)
+        .map_err(|e| refused(rv_name(&e)))
 }
 
 /// Destroys the unseal key `label` (revoking that way in for every copy of the slot record).
