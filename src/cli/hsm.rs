@@ -233,10 +233,7 @@ fn status(args: &ConfigArgs) -> CliResult {
         }
     );
     if !status.available {
-        return Err(CliError::operational(format!(
-            "{} is not available",
-            status.token
-        )));
+        return Err(CliError::operational(status.detail));
     }
     let caps = backend.capabilities().map_err(CliError::operational)?;
     println!("CKM_ECDSA:    {}", yes(caps.ecdsa));

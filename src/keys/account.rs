@@ -133,6 +133,14 @@ impl AccountKey {
         }
     }
 
+    /// The account path as listings show it, or `generated (N keys)` for a generated account.
+    pub fn path_text(&self) -> String {
+        match &self.keys {
+            AccountKeys::Xpub(_) => self.path.to_string(),
+            AccountKeys::Generated(keys) => format!("generated ({} keys)", keys.len()),
+        }
+    }
+
     /// Whether the account's keys were generated one by one (in an HSM) rather than derived.
     pub fn is_generated(&self) -> bool {
         matches!(self.keys, AccountKeys::Generated(_))

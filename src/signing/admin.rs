@@ -46,7 +46,7 @@ pub fn summary(w: &Wallet) -> WalletSummary {
         name: w.name.clone(),
         chain: w.chain(),
         network: w.network().name(),
-        account_path: w.account.path.to_string(),
+        account_path: w.account.path_text(),
         master_fingerprint: w.account.master_fingerprint.to_string(),
         account_xpub: w.account.slip132_xpub(),
         descriptor: match w.chain() {

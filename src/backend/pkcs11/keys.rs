@@ -245,6 +245,9 @@ fn public_template(label: &str) -> Vec<Attribute> {
         Attribute::Token(true),
         Attribute::Private(false),
         Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+        Attribute::Derive(false),
         Attribute::Label(label.as_bytes().to_vec()),
         Attribute::Id(label.as_bytes().to_vec()),
     ]
