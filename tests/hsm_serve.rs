@@ -363,3 +363,52 @@ fn a_token_removed_under_load_is_unavailable_and_software_wallets_keep_signing()
     assert!(status(&env).contains("(available;"));
     stop(child);
 }
+
+#[test]
+fn a_wallet_generated_in_the_token_signs_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = hsm_env(dir.path());
+    // The policy lets the withdrawals service use eth-gen as it uses eth-hot.
+    let policy_path = env.join("policy.toml");
+    let policy = std::fs::read_to_string(&policy_path).unwrap();
+    let widened = policy.replace(
+        "wallets = [\"eth-hot\"]\nchains = [\"ethereum\"]\nkinds = [\"transfer\"]",
+        "wallets = [\"eth-hot\", \"eth-gen\"]\nchains = [\"ethereum\"]\nkinds = [\"transfer\"]",
+    );
+    assert_ne!(widened, policy, "the example policy's eth hot rule moved");
+    std::fs::write(&policy_path, widened).unwrap();
+    // The ceremony, with the server stopped: three keys generated inside the token.
+    let config = p(&env.join("custos.toml")).to_owned();
+    let passphrase = p(&env.join("passphrase")).to_owned();
+    let out = custos(&[
+        "hsm", "keygen", "--config", &config, "--passphrase-file", &passphrase, "--wallet",
+        "eth-gen", "--count", "3", "--network", "mainnet",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = custos(&[
+        "wallet", "address", "--store", p(&env.join("store")), "--passphrase-file", &passphrase,
+        "--name", "eth-gen", "--index", "2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let address = text(&out.stdout).trim().to_owned();
+    assert_ne!(address, ETH_HOT);
+
+    let (child, _log) = serve(&env, "serve.log");
+    let shown = status(&env);
+    assert!(shown.contains("eth-gen"), "{shown}");
+    let tx = eth_tx(dir.path(), 0);
+    let out = custos(&[
+        "sign", "--config", &client(&env, "withdrawals"), "--wallet", "eth-gen", "--request-id",
+        "gen-1", "--index", "2", "--eth-tx", p(&tx),
+    ]);
+    assert_eq!(eth_sender(&signed(&out)), address);
+    // An index the token has no key for: refused as such, naming the key.
+    let out = custos(&[
+        "sign", "--config", &client(&env, "withdrawals"), "--wallet", "eth-gen", "--request-id",
+        "gen-2", "--index", "3", "--eth-tx", p(&eth_tx(dir.path(), 1)),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("INVALID_ARGUMENT") && stderr.contains("3 generated keys"), "{stderr}");
+    stop(child);
+}

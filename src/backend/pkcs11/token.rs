@@ -13,6 +13,10 @@
 //! - **pin refused** (`CKR_PIN_INCORRECT`, `CKR_PIN_LOCKED`, ...): final for this process. Custos
 //!   never presents a refused PIN twice, because real HSMs lock the user after a few failures.
 //!
+//! Login state belongs to the token within the process (PKCS#11): every session of the process
+//! on a token is logged in once one is, and a second `Token` on the same token in one process
+//! shares that login. A server has one `Token` per token.
+//!
 //! Slots are always looked up by token label when a label is configured: SoftHSM2 gives a token a
 //! new slot id when it is initialised, and network HSMs renumber slots across restarts.
 

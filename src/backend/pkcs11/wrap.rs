@@ -167,6 +167,10 @@ pub fn seal(
 
 /// Decrypts and authenticates a sealed data key. `Ok(None)` when the token refuses it as not
 /// authentic (another key under that label, or the record or its parameters changed).
+///
+/// Tokens differ in how they report a GCM tag mismatch: `CKR_ENCRYPTED_DATA_INVALID` as the
+/// standard says, or (SoftHSM2) `CKR_GENERAL_ERROR`. The latter is also what a failing token
+/// says, so it counts as "not authentic" only if the token then answers `C_GetTokenInfo`.
 pub fn open(
     token: &Token,
     label: &str,
@@ -178,16 +182,23 @@ pub fn open(
         let mut iv_buf = *iv;
         let params = GcmParams::new(&mut iv_buf, aad, 128.into())?;
         match session.decrypt(&Mechanism::AesGcm(params), key, ciphertext) {
-            Ok(plain) => Ok(Some(SecretBytes::new(plain))),
+            Ok(plain) => Ok(Some(Some(SecretBytes::new(plain)))),
             Err(CkError::Pkcs11(
                 cryptoki::error::RvError::EncryptedDataInvalid
                 | cryptoki::error::RvError::EncryptedDataLenRange,
                 _,
-            )) => Ok(None),
+            )) => Ok(Some(None)),
+            Err(CkError::Pkcs11(cryptoki::error::RvError::GeneralError, _)) => Ok(None),
             Err(e) => Err(e),
         }
     })?;
-    Ok(opened)
+    match opened {
+        Some(result) => Ok(result),
+        None => {
+            token.check_present()?;
+            Ok(None)
+        }
+    }
 }
 
 fn run_gcm<T>(
