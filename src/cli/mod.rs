@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod bench;
 pub mod bench_signer;
+pub mod bench_signer_hsm;
 pub mod client;
 pub mod common;
 pub mod demo;
