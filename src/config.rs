@@ -113,7 +113,9 @@ impl HsmConfig {
             (Some(_), Some(_)) => return Err("set token_label or slot, not both".into()),
             (None, None) => return Err("set token_label (or slot)".into()),
             (Some(label), None) if label.is_empty() || label.len() > 32 => {
-                return Err("token_label has 1 to 32 characters (PKCS#11 labels are 32 bytes)".into())
+                return Err(
+                    "token_label has 1 to 32 characters (PKCS#11 labels are 32 bytes)".into(),
+                )
             }
             _ => {}
         }
@@ -329,13 +331,22 @@ client_ca = "tls/ca.pem"
 
         // A PIN in the file is an unknown field, named with its position and never echoed.
         let with_pin = text.replace("pin_env = \"PIN\"", "pin = \"123456\"");
-        let error = Config::parse(&with_pin, Path::new("c.toml")).unwrap_err().to_string();
-        assert!(error.contains("pin") && !error.contains("123456"), "{error}");
+        let error = Config::parse(&with_pin, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("pin") && !error.contains("123456"),
+            "{error}"
+        );
         assert!(error.starts_with("c.toml:16:"), "{error}");
         // The checks serde cannot make name the section's line.
         for (from, to, what) in [
             ("pin_env = \"PIN\"", "", "pin_file or pin_env"),
-            ("token_label = \"custos\"", "slot = 1\ntoken_label = \"x\"", "not both"),
+            (
+                "token_label = \"custos\"",
+                "slot = 1\ntoken_label = \"x\"",
+                "not both",
+            ),
             ("auto_unseal = true", "sessions = 0", "sessions is 0"),
         ] {
             let error = Config::parse(&text.replace(from, to), Path::new("c.toml"))

@@ -29,7 +29,12 @@ use hsm::*;
 const SEPOLIA: u64 = 11_155_111;
 
 fn eth_wallet() -> Wallet {
-    wallet("eth-hsm", Network::Ethereum { chain_id: SEPOLIA }, Purpose::Bip44, 0)
+    wallet(
+        "eth-hsm",
+        Network::Ethereum { chain_id: SEPOLIA },
+        Purpose::Bip44,
+        0,
+    )
 }
 
 fn btc_wallet() -> Wallet {
@@ -54,7 +59,11 @@ fn hsm_with(ws: &[Wallet], n: u32) -> (TestToken, HsmWallets) {
     let wallets = HsmWallets::new(backend.clone());
     for w in ws {
         let report = import_wallet(&backend, w, &master(), 0..n, &|| {}).unwrap();
-        let per_chain = if w.chain() == custos::keys::Chain::Bitcoin { 2 } else { 1 };
+        let per_chain = if w.chain() == custos::keys::Chain::Bitcoin {
+            2
+        } else {
+            1
+        };
         assert_eq!(report.created, n as usize * per_chain);
         wallets.add(w.clone()).unwrap();
     }
@@ -107,7 +116,9 @@ fn sign_btc(psbt: &bitcoin::Psbt, w: &Wallet, backend: &dyn KeyBackend) -> (Stri
     let decoded =
         chain_btc::decode(w, psbt.to_string().as_bytes(), &SignOptions::default()).unwrap();
     match chain_btc::sign(decoded, w, backend).unwrap() {
-        BitcoinSigned::Final { raw_tx_hex, txid, .. } => (raw_tx_hex, txid),
+        BitcoinSigned::Final {
+            raw_tx_hex, txid, ..
+        } => (raw_tx_hex, txid),
         other => panic!("expected a final transaction, got {other:?}"),
     }
 }
@@ -149,7 +160,11 @@ fn imported_keys_sign_both_chains_and_independent_code_verifies() {
     let soft_tx: bitcoin::Transaction =
         bitcoin::consensus::deserialize(&hex::decode(&soft_raw).unwrap()).unwrap();
     for (i, (a, b)) in tx.input.iter().zip(&soft_tx.input).enumerate() {
-        assert_eq!(a.witness.nth(1), b.witness.nth(1), "input {i}: same public key");
+        assert_eq!(
+            a.witness.nth(1),
+            b.witness.nth(1),
+            "input {i}: same public key"
+        );
         let der = a.witness.nth(0).unwrap();
         // Low R (grinding) and low S: at most 71 bytes of DER plus the sighash byte.
         assert!(der.len() <= 72, "input {i}: {} bytes", der.len());
@@ -321,12 +336,18 @@ fn taproot_wallets_are_refused() {
     );
     let hsm = HsmWallets::new(backend.clone());
     let err = hsm.add(tr.clone()).unwrap_err().to_string();
-    assert!(err.contains("BIP340") && err.contains("no PKCS#11 mechanism"), "{err}");
+    assert!(
+        err.contains("BIP340") && err.contains("no PKCS#11 mechanism"),
+        "{err}"
+    );
     let err = import_wallet(&backend, &tr, &master(), 0..1, &|| {})
         .unwrap_err()
         .to_string();
     assert!(err.contains("taproot"), "{err}");
-    assert!(backend.list("custos/").unwrap().is_empty(), "nothing imported");
+    assert!(
+        backend.list("custos/").unwrap().is_empty(),
+        "nothing imported"
+    );
 }
 
 #[test]
@@ -337,7 +358,11 @@ fn wrong_pin_is_unavailable_and_not_retried() {
     let backend = Arc::new(custos::backend::pkcs11::Pkcs11Backend::open(settings).unwrap());
     let status = backend.status();
     assert!(!status.available);
-    assert!(status.detail.contains("CKR_PIN_INCORRECT"), "{}", status.detail);
+    assert!(
+        status.detail.contains("CKR_PIN_INCORRECT"),
+        "{}",
+        status.detail
+    );
     assert!(!status.detail.contains("not-the-pin"));
     let hsm = HsmWallets::new(backend);
     hsm.add(eth_wallet()).unwrap();
@@ -347,7 +372,10 @@ fn wrong_pin_is_unavailable_and_not_retried() {
             .unwrap_err();
         let text = err.to_string();
         assert!(matches!(err, BackendError::Unavailable { .. }), "{text}");
-        assert!(text.contains(&token.label) && text.contains("not retrying"), "{text}");
+        assert!(
+            text.contains(&token.label) && text.contains("not retrying"),
+            "{text}"
+        );
         assert!(!text.contains("not-the-pin"));
     }
 }
@@ -369,16 +397,23 @@ fn a_missing_token_is_unavailable_and_named() {
         .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, BackendError::Unavailable { .. }), "{text}");
-    assert!(text.contains("token 'no-such-token'") && text.contains("not present"), "{text}");
+    assert!(
+        text.contains("token 'no-such-token'") && text.contains("not present"),
+        "{text}"
+    );
     // A module that does not exist is a configuration error, at open.
-    let err = custos::backend::pkcs11::Pkcs11Backend::open(custos::backend::pkcs11::TokenSettings {
-        module: "/nonexistent/libpkcs11.so".into(),
-        token: TokenSelector::Label("x".into()),
-        pin: custos::secret::SecretString::new("1234".into()),
-        sessions: 1,
-    })
-    .unwrap_err();
-    assert!(err.to_string().contains("/nonexistent/libpkcs11.so"), "{err}");
+    let err =
+        custos::backend::pkcs11::Pkcs11Backend::open(custos::backend::pkcs11::TokenSettings {
+            module: "/nonexistent/libpkcs11.so".into(),
+            token: TokenSelector::Label("x".into()),
+            pin: custos::secret::SecretString::new("1234".into()),
+            sessions: 1,
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/libpkcs11.so"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -415,7 +450,10 @@ fn the_session_pool_under_concurrency() {
     assert_eq!(signed.load(Ordering::SeqCst), 300);
     let (open, capacity) = hsm.backend().status().sessions;
     assert_eq!(capacity, 4);
-    assert!(open <= capacity, "{open} sessions open, capacity {capacity}");
+    assert!(
+        open <= capacity,
+        "{open} sessions open, capacity {capacity}"
+    );
 }
 
 #[test]
@@ -427,7 +465,10 @@ fn a_token_removed_mid_run_is_unavailable_then_comes_back() {
     let soft_wallet = btc_wallet();
     let key = eth.key_ref(false, 1);
     let public = eth.account.public_key(false, 1).unwrap();
-    router.sign_ecdsa_recoverable(&key, &[9; 32]).unwrap().unwrap();
+    router
+        .sign_ecdsa_recoverable(&key, &[9; 32])
+        .unwrap()
+        .unwrap();
 
     // Out of the token directory altogether (SoftHSM2 takes any directory under it for a token).
     let dir = token.directory();
@@ -436,8 +477,12 @@ fn a_token_removed_mid_run_is_unavailable_then_comes_back() {
     let unavailable = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..4)
         .map(|t| {
-            let (router, key, stop, unavailable) =
-                (router.clone(), key.clone(), stop.clone(), unavailable.clone());
+            let (router, key, stop, unavailable) = (
+                router.clone(),
+                key.clone(),
+                stop.clone(),
+                unavailable.clone(),
+            );
             let label = token.label.clone();
             std::thread::spawn(move || {
                 let mut n = 0u32;
@@ -501,4 +546,3 @@ fn a_token_removed_mid_run_is_unavailable_then_comes_back() {
     }
     assert!(router.hsm().unwrap().backend().status().available);
 }
-

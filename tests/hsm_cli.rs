@@ -59,7 +59,11 @@ fn setup_token(dir: &Path) -> PathBuf {
     assert!(stdout.contains("export SOFTHSM2_CONF="), "{stdout}");
     // Idempotent: a second run keeps the token and its PINs.
     let pin = std::fs::read_to_string(hsm.join("user-pin")).unwrap();
-    ok(Command::new("bash").arg(&script).arg(&hsm).output().unwrap());
+    ok(Command::new("bash")
+        .arg(&script)
+        .arg(&hsm)
+        .output()
+        .unwrap());
     assert_eq!(std::fs::read_to_string(hsm.join("user-pin")).unwrap(), pin);
     hsm
 }
@@ -145,8 +149,18 @@ fn ceremonies_on_a_token_made_by_the_project_script() {
         ("btc-tr", "bitcoin", "regtest", "86"),
     ] {
         ok(custos(&[
-            "wallet", "create", "--store", p(&store), "--name", name, "--chain", chain,
-            "--network", network, "--purpose", purpose,
+            "wallet",
+            "create",
+            "--store",
+            p(&store),
+            "--name",
+            name,
+            "--chain",
+            chain,
+            "--network",
+            network,
+            "--purpose",
+            purpose,
         ]));
     }
     let cfg = config(d, &hsm, "custos", &hsm.join("user-pin"));
@@ -158,41 +172,87 @@ fn ceremonies_on_a_token_made_by_the_project_script() {
     assert!(shown.contains("CKM_ECDSA:    yes"), "{shown}");
 
     // HD keys in, both chains for Bitcoin; a rerun keeps them; taproot is refused with the reason.
-    let out = ok(custos(&["hsm", "import", "--config", &cfg, "--wallet", "btc-hsm", "--range", "0..3"]));
-    assert!(out.contains("6 key(s) imported, 0 already present"), "{out}");
-    let out = ok(custos(&["hsm", "import", "--config", &cfg, "--wallet", "btc-hsm", "--range", "0..4"]));
-    assert!(out.contains("2 key(s) imported, 6 already present"), "{out}");
-    ok(custos(&["hsm", "import", "--config", &cfg, "--wallet", "eth-hsm", "--range", "0..2"]));
+    let out = ok(custos(&[
+        "hsm", "import", "--config", &cfg, "--wallet", "btc-hsm", "--range", "0..3",
+    ]));
+    assert!(
+        out.contains("6 key(s) imported, 0 already present"),
+        "{out}"
+    );
+    let out = ok(custos(&[
+        "hsm", "import", "--config", &cfg, "--wallet", "btc-hsm", "--range", "0..4",
+    ]));
+    assert!(
+        out.contains("2 key(s) imported, 6 already present"),
+        "{out}"
+    );
+    ok(custos(&[
+        "hsm", "import", "--config", &cfg, "--wallet", "eth-hsm", "--range", "0..2",
+    ]));
     let err = refused(
-        custos(&["hsm", "import", "--config", &cfg, "--wallet", "btc-tr", "--range", "0..1"]),
+        custos(&[
+            "hsm", "import", "--config", &cfg, "--wallet", "btc-tr", "--range", "0..1",
+        ]),
         2,
     );
     assert!(err.contains("taproot") && err.contains("BIP340"), "{err}");
 
     // Keys generated inside the token: a wallet without xpub, Ethereum only.
     let out = ok(custos(&[
-        "hsm", "keygen", "--config", &cfg, "--wallet", "eth-gen", "--count", "2", "--network",
+        "hsm",
+        "keygen",
+        "--config",
+        &cfg,
+        "--wallet",
+        "eth-gen",
+        "--count",
+        "2",
+        "--network",
         "sepolia",
     ]));
-    assert!(out.contains("2 key(s) generated inside token 'custos'"), "{out}");
+    assert!(
+        out.contains("2 key(s) generated inside token 'custos'"),
+        "{out}"
+    );
     let err = refused(
         custos(&[
-            "hsm", "keygen", "--config", &cfg, "--wallet", "btc-gen", "--count", "1", "--network",
+            "hsm",
+            "keygen",
+            "--config",
+            &cfg,
+            "--wallet",
+            "btc-gen",
+            "--count",
+            "1",
+            "--network",
             "regtest",
         ]),
         2,
     );
     assert!(err.contains("hsm import"), "{err}");
     let err = refused(
-        custos(&["hsm", "import", "--config", &cfg, "--wallet", "eth-gen", "--range", "0..1"]),
+        custos(&[
+            "hsm", "import", "--config", &cfg, "--wallet", "eth-gen", "--range", "0..1",
+        ]),
         2,
     );
     assert!(err.contains("generated"), "{err}");
     let address = ok(custos(&[
-        "wallet", "address", "--store", p(&store), "--name", "eth-gen", "--index", "1",
+        "wallet",
+        "address",
+        "--store",
+        p(&store),
+        "--name",
+        "eth-gen",
+        "--index",
+        "1",
     ]));
     assert!(address.trim().starts_with("0x"), "{address}");
-    assert!(!custos(&["wallet", "xpub", "--store", p(&store), "--name", "eth-gen"]).status.success());
+    assert!(
+        !custos(&["wallet", "xpub", "--store", p(&store), "--name", "eth-gen"])
+            .status
+            .success()
+    );
     let verified = ok(custos(&["store", "verify", "--store", p(&store)]));
     assert!(verified.contains("eth-gen"), "{verified}");
 
@@ -203,10 +263,8 @@ fn ceremonies_on_a_token_made_by_the_project_script() {
     assert!(err.contains("already"), "{err}");
 
     // What Custos says of the objects...
-    let listed: serde_json::Value = serde_json::from_str(&ok(custos(&[
-        "hsm", "list", "--config", &cfg, "--json",
-    ])))
-    .unwrap();
+    let listed: serde_json::Value =
+        serde_json::from_str(&ok(custos(&["hsm", "list", "--config", &cfg, "--json"]))).unwrap();
     let objects = listed.as_array().unwrap();
     assert_eq!(objects.len(), (8 + 2 + 2) * 2, "{listed}");
     for o in objects.iter().filter(|o| o["class"] == "private") {
@@ -228,7 +286,9 @@ fn ceremonies_on_a_token_made_by_the_project_script() {
         let access = access(block);
         assert!(access.contains("sensitive"), "{block}");
         assert!(
-            !access.replace("never extractable", "").contains("extractable"),
+            !access
+                .replace("never extractable", "")
+                .contains("extractable"),
             "{block}"
         );
         assert!(block.contains("Usage:      sign\n"), "{block}");
@@ -245,7 +305,11 @@ fn ceremonies_on_a_token_made_by_the_project_script() {
         .filter(|b| b.starts_with("Secret Key Object; AES"))
         .collect();
     assert_eq!(secret.len(), 1, "{blocks:?}");
-    assert!(access(secret[0]).contains("never extractable"), "{}", secret[0]);
+    assert!(
+        access(secret[0]).contains("never extractable"),
+        "{}",
+        secret[0]
+    );
     let label = secret[0]
         .lines()
         .find_map(|l| l.trim().strip_prefix("label:"))
@@ -261,7 +325,11 @@ fn ceremonies_on_a_token_made_by_the_project_script() {
         .output()
         .unwrap();
     assert!(!read.status.success(), "the unseal key was read");
-    assert!(text(&read.stderr).contains("CKR_ATTRIBUTE_SENSITIVE"), "{}", text(&read.stderr));
+    assert!(
+        text(&read.stderr).contains("CKR_ATTRIBUTE_SENSITIVE"),
+        "{}",
+        text(&read.stderr)
+    );
     assert!(!d.join("stolen").exists() || std::fs::read(d.join("stolen")).unwrap().is_empty());
 
     // A wrong PIN and a missing token: clear errors naming the token, never the PIN.
@@ -272,16 +340,25 @@ fn ceremonies_on_a_token_made_by_the_project_script() {
         .replace("token_label = \"custos-x\"", "token_label = \"custos\"");
     std::fs::write(&wrong, wrong_text).unwrap();
     let err = refused(custos(&["hsm", "status", "--config", p(&wrong)]), 1);
-    assert!(err.contains("CKR_PIN_INCORRECT") && err.contains("token 'custos'"), "{err}");
+    assert!(
+        err.contains("CKR_PIN_INCORRECT") && err.contains("token 'custos'"),
+        "{err}"
+    );
     assert!(!err.contains("000000"), "{err}");
     let missing = config(d, &hsm, "no-such-token", &hsm.join("user-pin"));
     let err = refused(custos(&["hsm", "status", "--config", p(&missing)]), 1);
-    assert!(err.contains("token 'no-such-token'") && err.contains("not present"), "{err}");
+    assert!(
+        err.contains("token 'no-such-token'") && err.contains("not present"),
+        "{err}"
+    );
     let shown = text(&custos(&["hsm", "status", "--config", p(&missing)]).stdout);
     assert!(shown.contains("tokens present: 'custos'"), "{shown}");
 
     // Removing the unseal slot destroys the key in the token.
     ok(custos(&["hsm", "unseal-slot", "remove", "--config", &cfg]));
     let blocks = pkcs11_tool_objects(&hsm);
-    assert!(!blocks.iter().any(|b| b.starts_with("Secret Key Object")), "{blocks:?}");
+    assert!(
+        !blocks.iter().any(|b| b.starts_with("Secret Key Object")),
+        "{blocks:?}"
+    );
 }

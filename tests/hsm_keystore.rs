@@ -45,7 +45,10 @@ fn the_token_unseals_the_same_data_key_as_the_passphrase() {
     assert!(label.starts_with("custos-unseal/"));
     let by_token = store.unseal_with_token(backend.token()).unwrap();
     assert_eq!(by_token.audit_key(), by_passphrase.audit_key());
-    assert_eq!(by_token.seed_ids().unwrap(), by_passphrase.seed_ids().unwrap());
+    assert_eq!(
+        by_token.seed_ids().unwrap(),
+        by_passphrase.seed_ids().unwrap()
+    );
     // Every record still checks, the new slot included.
     let report = by_token.verify().unwrap();
     assert_eq!(report.records, 4, "header, two slots, one seed");
@@ -54,14 +57,18 @@ fn the_token_unseals_the_same_data_key_as_the_passphrase() {
     assert!(err.to_string().contains("already"), "{err}");
 
     // Removed: the record goes, and the key with it.
-    assert!(by_passphrase.remove_pkcs11_slot(Some(backend.token())).unwrap());
+    assert!(by_passphrase
+        .remove_pkcs11_slot(Some(backend.token()))
+        .unwrap());
     assert!(matches!(
         store.unseal_with_token(backend.token()),
         Err(KeystoreError::MissingRecord { .. })
     ));
     let objects = backend.list("").unwrap();
     assert!(objects.is_empty(), "{objects:?}");
-    assert!(!by_passphrase.remove_pkcs11_slot(Some(backend.token())).unwrap());
+    assert!(!by_passphrase
+        .remove_pkcs11_slot(Some(backend.token()))
+        .unwrap());
 }
 
 #[test]
@@ -97,7 +104,10 @@ fn another_token_or_another_key_never_opens_it() {
     let wrong = Pkcs11Backend::open(settings).unwrap();
     assert!(!format!("{wrong:?}").contains("wrong-pin-1234"));
     let err = store.unseal_with_token(wrong.token()).unwrap_err();
-    assert!(matches!(&err, KeystoreError::Hsm(e) if e.is_unavailable()), "{err}");
+    assert!(
+        matches!(&err, KeystoreError::Hsm(e) if e.is_unavailable()),
+        "{err}"
+    );
     assert!(err.to_string().contains("CKR_PIN_INCORRECT"), "{err}");
     assert!(!err.to_string().contains("wrong-pin-1234"), "{err}");
     assert!(!format!("{err:?}").contains("wrong-pin-1234"));

@@ -133,7 +133,12 @@ fn status(env: &Path) -> String {
 
 /// A PSBT spending from btc-hot's address 0 with change to its change address 1.
 fn btc_psbt(dir: &Path, salt: u64) -> (PathBuf, bitcoin::Psbt) {
-    let (hot, _) = wallet("btc-hot", ABANDON, bitcoin::Network::Bitcoin, Purpose::Bip84);
+    let (hot, _) = wallet(
+        "btc-hot",
+        ABANDON,
+        bitcoin::Network::Bitcoin,
+        Purpose::Bip84,
+    );
     let (other, _) = wallet("other", ZOO, bitcoin::Network::Bitcoin, Purpose::Bip84);
     let psbt = Builder::new()
         .ours(&hot, false, 0, 1_000_000 + salt)
@@ -186,8 +191,17 @@ fn eth_sender(json: &serde_json::Value) -> String {
 
 fn sign_both(env: &Path, dir: &Path, round: u64) {
     let (psbt_file, psbt) = btc_psbt(dir, round);
-    let btc = signed(&sign(env, "btc-hot", &format!("w-{round}"), "--psbt", &psbt_file));
-    consensus_verify(btc["signed"]["raw_tx_hex"].as_str().unwrap(), &spent_outputs(&psbt));
+    let btc = signed(&sign(
+        env,
+        "btc-hot",
+        &format!("w-{round}"),
+        "--psbt",
+        &psbt_file,
+    ));
+    consensus_verify(
+        btc["signed"]["raw_tx_hex"].as_str().unwrap(),
+        &spent_outputs(&psbt),
+    );
     let eth = signed(&sign(
         env,
         "eth-hot",
@@ -205,11 +219,20 @@ fn auto_unseal_signs_inside_the_hsm_and_again_after_a_restart() {
     let (child, log) = serve(&env, "serve-1.log");
     let shown = status(&env);
     assert!(shown.contains("seal state:   unsealed"), "{shown}");
-    assert!(shown.contains("hsm:          token 'custos' (available"), "{shown}");
-    assert!(shown.contains("btc-hot") && shown.contains("eth-hot"), "{shown}");
+    assert!(
+        shown.contains("hsm:          token 'custos' (available"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("btc-hot") && shown.contains("eth-hot"),
+        "{shown}"
+    );
     sign_both(&env, dir.path(), 0);
     let logged = std::fs::read_to_string(&log).unwrap();
-    assert!(logged.contains("unsealed at start through the hsm"), "{logged}");
+    assert!(
+        logged.contains("unsealed at start through the hsm"),
+        "{logged}"
+    );
     stop(child);
 
     // Restarted: the token unseals it again, no passphrase anywhere in the configuration.
@@ -248,11 +271,18 @@ fn a_token_missing_at_start_leaves_it_sealed_saying_why_until_it_is_back() {
     );
     assert!(shown.contains("(UNAVAILABLE;"), "{shown}");
     let logged = std::fs::read_to_string(&log).unwrap();
-    assert!(logged.contains("auto-unseal through the hsm failed"), "{logged}");
+    assert!(
+        logged.contains("auto-unseal through the hsm failed"),
+        "{logged}"
+    );
     let (psbt_file, _) = btc_psbt(dir.path(), 0);
     let out = sign(&env, "btc-hot", "w-sealed", "--psbt", &psbt_file);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("[sealed]"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("[sealed]"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // The token comes back: the server unseals itself (it retries every few seconds).
     std::fs::rename(&away, &token).unwrap();
@@ -284,7 +314,13 @@ fn a_token_removed_under_load_is_unavailable_and_software_wallets_keep_signing()
     let (child, _log) = serve(&env, "serve.log");
     let shown = status(&env);
     assert!(shown.contains("wallets: eth-hot"), "{shown}");
-    let first = signed(&sign(&env, "eth-hot", "e-0", "--eth-tx", &eth_tx(dir.path(), 0)));
+    let first = signed(&sign(
+        &env,
+        "eth-hot",
+        "e-0",
+        "--eth-tx",
+        &eth_tx(dir.path(), 0),
+    ));
     assert_eq!(eth_sender(&first), ETH_HOT);
 
     // Requests in flight from four clients while the token disappears.
@@ -300,7 +336,13 @@ fn a_token_removed_under_load_is_unavailable_and_software_wallets_keep_signing()
                 for i in 0..6u64 {
                     let nonce = 1 + t * 100 + i;
                     let id = format!("e-{nonce}");
-                    let out = sign(&env, "eth-hot", &id, "--eth-tx", &eth_tx(&payload_dir, nonce));
+                    let out = sign(
+                        &env,
+                        "eth-hot",
+                        &id,
+                        "--eth-tx",
+                        &eth_tx(&payload_dir, nonce),
+                    );
                     outcomes.push((id, nonce, out));
                 }
                 outcomes
@@ -328,7 +370,13 @@ fn a_token_removed_under_load_is_unavailable_and_software_wallets_keep_signing()
         }
     }
     // Now surely gone: an eth-hot request is refused as unavailable, nothing signed...
-    let out = sign(&env, "eth-hot", "e-gone", "--eth-tx", &eth_tx(dir.path(), 900));
+    let out = sign(
+        &env,
+        "eth-hot",
+        "e-gone",
+        "--eth-tx",
+        &eth_tx(dir.path(), 900),
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
     assert!(
@@ -339,7 +387,10 @@ fn a_token_removed_under_load_is_unavailable_and_software_wallets_keep_signing()
     // ...while the software wallet signs, and the server says what is wrong.
     let (psbt_file, psbt) = btc_psbt(dir.path(), 7);
     let btc = signed(&sign(&env, "btc-hot", "w-soft", "--psbt", &psbt_file));
-    consensus_verify(btc["signed"]["raw_tx_hex"].as_str().unwrap(), &spent_outputs(&psbt));
+    consensus_verify(
+        btc["signed"]["raw_tx_hex"].as_str().unwrap(),
+        &spent_outputs(&psbt),
+    );
     let shown = status(&env);
     assert!(shown.contains("seal state:   unsealed"), "{shown}");
     assert!(shown.contains("(UNAVAILABLE;"), "{shown}");
@@ -381,13 +432,31 @@ fn a_wallet_generated_in_the_token_signs_through_the_server() {
     let config = p(&env.join("custos.toml")).to_owned();
     let passphrase = p(&env.join("passphrase")).to_owned();
     let out = custos(&[
-        "hsm", "keygen", "--config", &config, "--passphrase-file", &passphrase, "--wallet",
-        "eth-gen", "--count", "3", "--network", "mainnet",
+        "hsm",
+        "keygen",
+        "--config",
+        &config,
+        "--passphrase-file",
+        &passphrase,
+        "--wallet",
+        "eth-gen",
+        "--count",
+        "3",
+        "--network",
+        "mainnet",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = custos(&[
-        "wallet", "address", "--store", p(&env.join("store")), "--passphrase-file", &passphrase,
-        "--name", "eth-gen", "--index", "2",
+        "wallet",
+        "address",
+        "--store",
+        p(&env.join("store")),
+        "--passphrase-file",
+        &passphrase,
+        "--name",
+        "eth-gen",
+        "--index",
+        "2",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let address = text(&out.stdout).trim().to_owned();
@@ -398,17 +467,38 @@ fn a_wallet_generated_in_the_token_signs_through_the_server() {
     assert!(shown.contains("eth-gen"), "{shown}");
     let tx = eth_tx(dir.path(), 0);
     let out = custos(&[
-        "sign", "--config", &client(&env, "withdrawals"), "--wallet", "eth-gen", "--request-id",
-        "gen-1", "--index", "2", "--eth-tx", p(&tx),
+        "sign",
+        "--config",
+        &client(&env, "withdrawals"),
+        "--wallet",
+        "eth-gen",
+        "--request-id",
+        "gen-1",
+        "--index",
+        "2",
+        "--eth-tx",
+        p(&tx),
     ]);
     assert_eq!(eth_sender(&signed(&out)), address);
     // An index the token has no key for: refused as such, naming the key.
     let out = custos(&[
-        "sign", "--config", &client(&env, "withdrawals"), "--wallet", "eth-gen", "--request-id",
-        "gen-2", "--index", "3", "--eth-tx", p(&eth_tx(dir.path(), 1)),
+        "sign",
+        "--config",
+        &client(&env, "withdrawals"),
+        "--wallet",
+        "eth-gen",
+        "--request-id",
+        "gen-2",
+        "--index",
+        "3",
+        "--eth-tx",
+        p(&eth_tx(dir.path(), 1)),
     ]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("INVALID_ARGUMENT") && stderr.contains("3 generated keys"), "{stderr}");
+    assert!(
+        stderr.contains("INVALID_ARGUMENT") && stderr.contains("3 generated keys"),
+        "{stderr}"
+    );
     stop(child);
 }

@@ -102,6 +102,7 @@ impl KeyBackend for KeyRouter {
         digest: &Digest32,
         merkle_root: Option<TapNodeHash>,
     ) -> Result<Option<SchnorrSignature>, BackendError> {
-        self.route(key).sign_schnorr_taproot(key, digest, merkle_root)
+        self.route(key)
+            .sign_schnorr_taproot(key, digest, merkle_root)
     }
 }

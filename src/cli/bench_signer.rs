@@ -211,8 +211,7 @@ pub fn run(args: SignerArgs) -> CliResult {
                 .await
                 .map_err(op)?;
             let flushes_before = core.flush_count();
-            let report =
-                drive(server.addr.port(), &client_tls_material, clients, payloads).await;
+            let report = drive(server.addr.port(), &client_tls_material, clients, payloads).await;
             let flushes = core.flush_count() - flushes_before;
             server.shutdown().await.map_err(op)?;
             report.map(|r| (r, flushes))

@@ -116,9 +116,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         create_wallets(&unsealed)
     })?;
     let backend = steps.run("software key backend", || load_backend(&unsealed))?;
-    let master = unsealed
-        .master_key(&eth_hot.seed)
-        .map_err(keystore_error)?;
+    let master = unsealed.master_key(&eth_hot.seed).map_err(keystore_error)?;
     drop(unsealed);
     let demo = Demo {
         dir: workdir.path.clone(),

@@ -361,9 +361,10 @@ fn env(args: &EnvArgs) -> CliResult {
     }
     let hsm = if args.hsm {
         let wallets: Vec<_> = created.iter().map(|(w, _)| w.clone()).collect();
-        Some(with_spinner("making the SoftHSM2 token and importing keys…", || {
-            super::dev_hsm::set_up(dir, &args.hsm_module, &unsealed, &wallets)
-        })?)
+        Some(with_spinner(
+            "making the SoftHSM2 token and importing keys…",
+            || super::dev_hsm::set_up(dir, &args.hsm_module, &unsealed, &wallets),
+        )?)
     } else {
         None
     };

@@ -46,7 +46,8 @@ fn op(e: impl std::fmt::Display) -> CliError {
 
 fn random_pin() -> Result<SecretString, CliError> {
     let mut bytes = [0u8; 12];
-    getrandom::getrandom(&mut bytes).map_err(|e| op(format!("random number generator failed: {e}")))?;
+    getrandom::getrandom(&mut bytes)
+        .map_err(|e| op(format!("random number generator failed: {e}")))?;
     let pin = SecretString::new(hex::encode(bytes));
     bytes.fill(0);
     Ok(pin)
@@ -67,9 +68,8 @@ pub fn set_up(
         )));
     }
     let hsm_dir = dir.join("hsm");
-    let conf = write_softhsm_config(&hsm_dir).map_err(|e| {
-        op(format!("cannot write {}: {e}", hsm_dir.display()))
-    })?;
+    let conf = write_softhsm_config(&hsm_dir)
+        .map_err(|e| op(format!("cannot write {}: {e}", hsm_dir.display())))?;
     let conf = std::fs::canonicalize(&conf).map_err(op)?;
     // SoftHSM2 reads its configuration when the module is initialised: set it first.
     std::env::set_var(SOFTHSM2_CONF_ENV, &conf);

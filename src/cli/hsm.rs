@@ -127,9 +127,10 @@ fn parse_range(text: &str) -> Result<Range<u32>, String> {
 
 /// The `[hsm]` section of `config`, or a usage error.
 pub fn hsm_section(config: &Config, path: &Path) -> Result<HsmConfig, CliError> {
-    config.hsm.clone().ok_or_else(|| {
-        CliError::usage(format!("{} has no [hsm] section", path.display()))
-    })
+    config
+        .hsm
+        .clone()
+        .ok_or_else(|| CliError::usage(format!("{} has no [hsm] section", path.display())))
 }
 
 /// Sets the module's environment (before it is loaded) and reads the user PIN: the settings to
@@ -143,9 +144,7 @@ pub fn token_settings(hsm: &HsmConfig) -> Result<TokenSettings, CliError> {
         (Some(file), _) => read_secret_file(file)?,
         (None, Some(var)) => {
             let value = std::env::var_os(var).ok_or_else(|| {
-                CliError::usage(format!(
-                    "[hsm] pin_env names {var}, which is not set"
-                ))
+                CliError::usage(format!("[hsm] pin_env names {var}, which is not set"))
             })?;
             SecretString::new(value.into_string().map_err(|_| {
                 CliError::usage(format!("the {var} environment variable is not UTF-8"))
@@ -242,7 +241,10 @@ fn status(args: &ConfigArgs) -> CliResult {
         Ok(()) => println!("secp256k1:    yes (a session key pair was generated and destroyed)"),
         Err(rv) => println!("secp256k1:    NO ({rv})"),
     }
-    println!("AES-GCM:      {} (unseal slot)", yes(caps.aes_gcm && caps.aes_keygen));
+    println!(
+        "AES-GCM:      {} (unseal slot)",
+        yes(caps.aes_gcm && caps.aes_keygen)
+    );
     let objects = backend.list("custos/").map_err(CliError::operational)?;
     let private = objects.iter().filter(|o| o.class == "private").count();
     println!("custos keys:  {private} private key object(s)");
@@ -396,10 +398,7 @@ fn unseal_slot_remove(args: &ConfigArgs, keep_key: bool) -> CliResult {
     let (config, backend) = load(args)?;
     let unsealed = open_unsealed(&config.store_dir, args.passphrase_file.as_deref())?;
     let token = (!keep_key).then(|| backend.token());
-    if unsealed
-        .remove_pkcs11_slot(token)
-        .map_err(keystore_error)?
-    {
+    if unsealed.remove_pkcs11_slot(token).map_err(keystore_error)? {
         println!(
             "unseal slot removed{}",
             if keep_key {

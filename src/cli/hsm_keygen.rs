@@ -36,7 +36,11 @@ pub fn keygen(args: &ConfigArgs, wallet: &str, count: u32, network: &str) -> Cli
     let backend = open_backend(&hsm)?;
     let unsealed = open_unsealed(&config.store_dir, args.passphrase_file.as_deref())?;
     match unsealed.wallet(wallet) {
-        Ok(_) => return Err(keystore_error(KeystoreError::DuplicateWallet(wallet.into()))),
+        Ok(_) => {
+            return Err(keystore_error(KeystoreError::DuplicateWallet(
+                wallet.into(),
+            )))
+        }
         Err(KeystoreError::UnknownWallet(_)) => {}
         Err(e) => return Err(keystore_error(e)),
     }
@@ -68,7 +72,9 @@ pub fn keygen(args: &ConfigArgs, wallet: &str, count: u32, network: &str) -> Cli
         created.address(false, 0).map_err(CliError::operational)?
     );
     if !hsm.wallets.iter().any(|w| w == wallet || w == "*") {
-        println!("(wallets with generated keys always sign on the hsm; [hsm] wallets need not name it)");
+        println!(
+            "(wallets with generated keys always sign on the hsm; [hsm] wallets need not name it)"
+        );
     }
     Ok(())
 }

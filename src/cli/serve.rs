@@ -119,7 +119,10 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
     if auto_unseal {
         match core.unseal_with_hsm() {
             Ok(state) => {
-                tracing::info!(seal_state = state.as_str(), "unsealed at start through the hsm");
+                tracing::info!(
+                    seal_state = state.as_str(),
+                    "unsealed at start through the hsm"
+                );
                 return Ok(core);
             }
             Err(e) => tracing::warn!(
@@ -133,7 +136,9 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         Some((passphrase, source)) => {
             tracing::info!(source, "unsealing the key store (argon2id)");
             let state = core.unseal_with_passphrase(&passphrase).map_err(|e| {
-                CliError::operational(format!("cannot unseal with the passphrase from {source}: {e}"))
+                CliError::operational(format!(
+                    "cannot unseal with the passphrase from {source}: {e}"
+                ))
             })?;
             tracing::info!(seal_state = state.as_str(), "unsealed at start");
         }

@@ -19,8 +19,8 @@
 use std::str::FromStr;
 
 use bitcoin::base58;
-use bitcoin::hashes::Hash;
 use bitcoin::bip32::{ChildNumber, DerivationPath, Fingerprint, Xpub};
+use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Address, CompressedPublicKey, NetworkKind, ScriptBuf};
 

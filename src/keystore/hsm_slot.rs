@@ -86,7 +86,10 @@ pub(crate) fn decode_body(bytes: &[u8]) -> Result<Pkcs11Slot, String> {
         ));
     }
     if rest.len() < label_len + IV_LEN + 1 {
-        return Err(format!("truncated: {} bytes after the label length", rest.len()));
+        return Err(format!(
+            "truncated: {} bytes after the label length",
+            rest.len()
+        ));
     }
     let (label, rest) = rest.split_at(label_len);
     let key_label = std::str::from_utf8(label)
@@ -160,10 +163,9 @@ impl KeyStore {
                     ),
                 })
             })?;
-        let bytes: [u8; 32] = opened
-            .expose_secret()
-            .try_into()
-            .map_err(|_| KeystoreError::corrupt(PKCS11_SLOT_ID, "the sealed key is not 32 bytes"))?;
+        let bytes: [u8; 32] = opened.expose_secret().try_into().map_err(|_| {
+            KeystoreError::corrupt(PKCS11_SLOT_ID, "the sealed key is not 32 bytes")
+        })?;
         Ok(Unsealed::new(self.clone(), Secret32::new(bytes)))
     }
 }
@@ -186,8 +188,7 @@ impl Unsealed {
             sealed_dek: Vec::new(),
         };
         let ad = aad(self.store.store_id(), &slot.binding());
-        let (iv, sealed) =
-            wrap::seal(token, &label, &ad, self.dek.expose_secret()).map_err(hsm)?;
+        let (iv, sealed) = wrap::seal(token, &label, &ad, self.dek.expose_secret()).map_err(hsm)?;
         if sealed.len() != SEALED_LEN {
             return Err(hsm(Pkcs11Error::Invalid(format!(
                 "the token returned {} bytes for the sealed key ({SEALED_LEN} expected)",

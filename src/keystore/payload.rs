@@ -165,7 +165,9 @@ pub fn decode_wallet(name: &str, bytes: &[u8]) -> Result<Wallet, String> {
                 .collect::<Result<Vec<_>, _>>()?;
             let account = AccountKey::generated(network, keys).map_err(|e| e.to_string())?;
             if account.path != path || account.master_fingerprint != fingerprint {
-                return Err("the generated wallet's path or fingerprint does not match its keys".into());
+                return Err(
+                    "the generated wallet's path or fingerprint does not match its keys".into(),
+                );
             }
             account
         }

@@ -111,7 +111,9 @@ impl SigningCore {
             .map_err(|e| match e {
                 KeystoreError::MissingRecord { .. } => CoreError::Precondition {
                     code: "hsm-slot-missing".into(),
-                    reason: "the key store has no hsm slot (add one with `custos hsm unseal-slot add`)".into(),
+                    reason:
+                        "the key store has no hsm slot (add one with `custos hsm unseal-slot add`)"
+                            .into(),
                 },
                 KeystoreError::Hsm(e) if e.is_unavailable() => CoreError::KeyBackendUnavailable {
                     reason: e.to_string(),

@@ -114,7 +114,10 @@ impl SigningCore {
             backend.seal();
             return Err(unavailable(e));
         }
-        self.seal_reason.lock().expect("seal reason lock poisoned").take();
+        self.seal_reason
+            .lock()
+            .expect("seal reason lock poisoned")
+            .take();
         *slot = Some(Arc::new(Keys {
             unsealed,
             backend,

@@ -63,10 +63,7 @@ impl TestToken {
             let path = entry.unwrap().path();
             let object = std::fs::read(path.join("token.object")).unwrap_or_default();
             let padded = format!("{:<32}", self.label);
-            if object
-                .windows(padded.len())
-                .any(|w| w == padded.as_bytes())
-            {
+            if object.windows(padded.len()).any(|w| w == padded.as_bytes()) {
                 return path;
             }
         }

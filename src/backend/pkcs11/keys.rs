@@ -25,7 +25,9 @@
 use bitcoin::secp256k1::PublicKey;
 use cryptoki::error::Error as CkError;
 use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::object::{
+    Attribute, AttributeInfo, AttributeType, KeyType, ObjectClass, ObjectHandle,
+};
 use cryptoki::session::Session;
 use zeroize::Zeroize;
 
@@ -55,9 +57,7 @@ pub fn encode_ec_point(key: &PublicKey) -> Vec<u8> {
 /// A public key from `CKA_EC_POINT`, DER-wrapped (as the standard says) or bare.
 pub fn decode_ec_point(bytes: &[u8]) -> Result<PublicKey, String> {
     let point = match bytes {
-        [0x04, len, rest @ ..] if usize::from(*len) == rest.len() && matches!(len, 33 | 65) => {
-            rest
-        }
+        [0x04, len, rest @ ..] if usize::from(*len) == rest.len() && matches!(len, 33 | 65) => rest,
         other => other,
     };
     PublicKey::from_slice(point).map_err(|e| format!("CKA_EC_POINT is not a secp256k1 point: {e}"))
@@ -203,25 +203,34 @@ pub(crate) fn list(session: &Session, prefix: &str) -> Result<Vec<KeyObject>, Ck
         (ObjectClass::PRIVATE_KEY, "private"),
         (ObjectClass::PUBLIC_KEY, "public"),
     ] {
-        for handle in session.find_objects(&[
-            Attribute::Class(class),
-            Attribute::KeyType(KeyType::EC),
-        ])? {
+        for handle in
+            session.find_objects(&[Attribute::Class(class), Attribute::KeyType(KeyType::EC)])?
+        {
             let object = describe(session, handle, name)?;
             if object.label.starts_with(LABEL_PREFIX) && object.label.starts_with(prefix) {
                 out.push(object);
             }
         }
     }
-    out.sort_by(|a, b| natural(&a.label).cmp(&natural(&b.label)).then(a.class.cmp(b.class)));
+    out.sort_by(|a, b| {
+        natural(&a.label)
+            .cmp(&natural(&b.label))
+            .then(a.class.cmp(b.class))
+    });
     Ok(out)
 }
 
 /// Sorts `custos/w/0/10` after `custos/w/0/9`.
 fn natural(label: &str) -> (String, u64, u64) {
     let mut parts = label.rsplitn(3, '/');
-    let index = parts.next().and_then(|p| p.parse().ok()).unwrap_or(u64::MAX);
-    let change = parts.next().and_then(|p| p.parse().ok()).unwrap_or(u64::MAX);
+    let index = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(u64::MAX);
+    let change = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(u64::MAX);
     (parts.next().unwrap_or("").to_owned(), change, index)
 }
 

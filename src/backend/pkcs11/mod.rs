@@ -29,9 +29,9 @@
 //! signature under the same public key — low S, the same recovery rules. The tests compare exactly
 //! these.
 
+pub mod ceremony;
 pub mod error;
 pub mod keys;
-pub mod ceremony;
 pub mod module;
 pub mod provision;
 pub mod session_pool;
@@ -291,7 +291,10 @@ impl Pkcs11Backend {
     /// The public key stored under `label` (the public key object), if any.
     pub fn public_key(&self, label: &str) -> Result<Option<PublicKey>, Pkcs11Error> {
         let what = format!("reading the public key '{label}'");
-        match self.token.run(&what, |session, _| keys::read_public(session, label))? {
+        match self
+            .token
+            .run(&what, |session, _| keys::read_public(session, label))?
+        {
             Ok(None) => {
                 self.token.check_present()?;
                 Ok(None)
@@ -388,8 +391,12 @@ impl Pkcs11Backend {
         use cryptoki::error::RvError::*;
         match e {
             CkError::Pkcs11(
-                CurveNotSupported | DomainParamsInvalid | AttributeValueInvalid
-                | TemplateInconsistent | MechanismInvalid | KeySizeRange,
+                CurveNotSupported
+                | DomainParamsInvalid
+                | AttributeValueInvalid
+                | TemplateInconsistent
+                | MechanismInvalid
+                | KeySizeRange,
                 _,
             ) => Pkcs11Error::Unsupported {
                 module: self.token.module_path().to_owned(),
@@ -431,15 +438,15 @@ impl Pkcs11Backend {
                                     found: match found {
                                         Some(Ok(k)) => k.to_string(),
                                         Some(Err(reason)) => reason,
-                                        None => "a private key without its public key object"
-                                            .into(),
+                                        None => {
+                                            "a private key without its public key object".into()
+                                        }
                                     },
                                 }))
                             }
                         }
                     }
-                    if let Err(e) = keys::import(session, &item.label, &item.secret, &item.public)
-                    {
+                    if let Err(e) = keys::import(session, &item.label, &item.secret, &item.public) {
                         return Ok(Err(self.keygen_error(&item.label, &e)));
                     }
                     report.created += 1;
@@ -454,7 +461,9 @@ impl Pkcs11Backend {
     /// The Custos key objects whose label starts with `prefix` (`custos/` for all).
     pub fn list(&self, prefix: &str) -> Result<Vec<KeyObject>, Pkcs11Error> {
         self.token
-            .run("listing key objects", |session, _| keys::list(session, prefix))?
+            .run("listing key objects", |session, _| {
+                keys::list(session, prefix)
+            })?
             .map_err(|e| self.refused("listing key objects".into(), &e))
     }
 

@@ -56,7 +56,9 @@ pub fn init_token(
     user_pin: &SecretString,
 ) -> Result<(), Pkcs11Error> {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
-    let _guard = ONE_AT_A_TIME.lock().expect("token initialisation lock poisoned");
+    let _guard = ONE_AT_A_TIME
+        .lock()
+        .expect("token initialisation lock poisoned");
     let module = Module::load(module)?;
     let name = format!("token '{label}'");
     let refused = |operation: &str, e: &cryptoki::error::Error| Pkcs11Error::Refused {

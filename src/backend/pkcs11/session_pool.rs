@@ -162,7 +162,11 @@ pub(crate) struct Lease<'a> {
 impl Lease<'_> {
     /// The session.
     pub(crate) fn session(&self) -> &Session {
-        &self.pooled.as_ref().expect("a lease holds its session").session
+        &self
+            .pooled
+            .as_ref()
+            .expect("a lease holds its session")
+            .session
     }
 
     /// The generation the session belongs to.

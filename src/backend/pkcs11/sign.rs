@@ -117,7 +117,10 @@ mod tests {
         assert_ne!(&raw[..], &sig.serialize_compact()[..]);
         let normalised = normalise(&raw, &digest, &pk).unwrap();
         assert_eq!(normalised, sig);
-        assert_eq!(normalise(&sig.serialize_compact(), &digest, &pk).unwrap(), sig);
+        assert_eq!(
+            normalise(&sig.serialize_compact(), &digest, &pk).unwrap(),
+            sig
+        );
     }
 
     #[test]
@@ -127,10 +130,16 @@ mod tests {
         let sig = secp()
             .sign_ecdsa(&Message::from_digest(digest), &sk)
             .serialize_compact();
-        let other = SecretKey::from_slice(&[0x43; 32]).unwrap().public_key(secp());
-        assert!(normalise(&sig, &digest, &other).unwrap_err().contains("does not verify"));
+        let other = SecretKey::from_slice(&[0x43; 32])
+            .unwrap()
+            .public_key(secp());
+        assert!(normalise(&sig, &digest, &other)
+            .unwrap_err()
+            .contains("does not verify"));
         assert!(normalise(&sig, &[8u8; 32], &pk).is_err());
-        assert!(normalise(&sig[..63], &digest, &pk).unwrap_err().contains("64 bytes"));
+        assert!(normalise(&sig[..63], &digest, &pk)
+            .unwrap_err()
+            .contains("64 bytes"));
         assert!(normalise(&[0xff; 64], &digest, &pk).is_err());
         assert!(normalise(&[0; 64], &digest, &pk).is_err());
     }
@@ -145,7 +154,9 @@ mod tests {
             let got = recoverable(&plain, &digest, &pk).unwrap();
             assert_eq!(got, expected);
         }
-        let other = SecretKey::from_slice(&[0x43; 32]).unwrap().public_key(secp());
+        let other = SecretKey::from_slice(&[0x43; 32])
+            .unwrap()
+            .public_key(secp());
         let sig = secp().sign_ecdsa(&Message::from_digest([1; 32]), &sk);
         assert!(recoverable(&sig, &[1; 32], &other).is_err());
     }

@@ -137,13 +137,14 @@ impl HsmWallets {
             return Some(Ok(hit.clone()));
         }
         let wallets = self.wallets.read().expect("wallet list lock poisoned");
-        let (wallet, change, index) = wallets
-            .iter()
-            .filter(|w| w.seed == key.seed)
-            .find_map(|w| {
-                let (_, change, index) = w.key_ref_for_path(&key.path)?;
-                Some((w, change, index))
-            })?;
+        let (wallet, change, index) =
+            wallets
+                .iter()
+                .filter(|w| w.seed == key.seed)
+                .find_map(|w| {
+                    let (_, change, index) = w.key_ref_for_path(&key.path)?;
+                    Some((w, change, index))
+                })?;
         let expected = match wallet.account.public_key(change, index) {
             Ok(k) => k,
             Err(e) => {

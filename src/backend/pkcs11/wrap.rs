@@ -149,9 +149,11 @@ pub fn seal(
     plaintext: &[u8],
 ) -> Result<([u8; IV_LEN], Vec<u8>), Pkcs11Error> {
     let mut iv = [0u8; IV_LEN];
-    getrandom::getrandom(&mut iv).map_err(|e| Pkcs11Error::Invalid(format!(
-        "the operating system's random number generator failed: {e}"
-    )))?;
+    getrandom::getrandom(&mut iv).map_err(|e| {
+        Pkcs11Error::Invalid(format!(
+            "the operating system's random number generator failed: {e}"
+        ))
+    })?;
     run_gcm(token, label, "sealing the data key", |session, key| {
         let mut iv_buf = iv;
         let params = GcmParams::new(&mut iv_buf, aad, 128.into())?;

@@ -91,8 +91,12 @@ pub(super) fn sign_inside(demo: &Demo) -> Result<(), CliError> {
     let hash = decoded.signing_hash();
     let signed = sign(decoded.clone(), wallet, &hsm).map_err(op)?;
     let software = sign(decoded, wallet, &demo.backend).map_err(op)?;
-    let (EthSigned::Transaction { raw_tx_hex, .. }, EthSigned::Transaction { raw_tx_hex: soft, .. }) =
-        (signed, software)
+    let (
+        EthSigned::Transaction { raw_tx_hex, .. },
+        EthSigned::Transaction {
+            raw_tx_hex: soft, ..
+        },
+    ) = (signed, software)
     else {
         return Err(op("a transaction signed as a message"));
     };
@@ -106,15 +110,24 @@ pub(super) fn sign_inside(demo: &Demo) -> Result<(), CliError> {
     let signer = in_hsm.recover_signer().map_err(op)?.to_checksum(None);
     let ours = wallet.address(false, 0).map_err(op)?;
     if signer != ours {
-        return Err(op(format!("the hsm's signature recovers to {signer}, not {ours}")));
+        return Err(op(format!(
+            "the hsm's signature recovers to {signer}, not {ours}"
+        )));
     }
-    field("hsm signer", &format!("{signer} equals {}'s address", wallet.name));
+    field(
+        "hsm signer",
+        &format!("{signer} equals {}'s address", wallet.name),
+    );
     let same_tx = in_hsm.as_eip1559().map(|t| t.tx()) == in_software.as_eip1559().map(|t| t.tx());
     if !same_tx {
-        return Err(op("the hsm and the software backend signed different transactions"));
+        return Err(op(
+            "the hsm and the software backend signed different transactions",
+        ));
     }
     println!("  Same unsigned transaction and signer as the software backend; the token chose its");
-    println!("  own nonce (PKCS#11 has no RFC 6979), so r and s differ. Custos normalised s to the");
+    println!(
+        "  own nonce (PKCS#11 has no RFC 6979), so r and s differ. Custos normalised s to the"
+    );
     println!("  low half and found the recovery id by recovering the wallet's key.");
     Ok(())
 }
