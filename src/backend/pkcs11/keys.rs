@@ -296,6 +296,12 @@ pub(crate) fn import(
         }
     }
     let private_handle = created?;
+    // Some modules (YubiHSM 2) expose the public half of a private key object by themselves.
+    if let Some(Ok(found)) = read_public(session, label)? {
+        if found == *public {
+            return Ok(());
+        }
+    }
     let mut public_attrs = public_template(label);
     public_attrs.extend([
         Attribute::Class(ObjectClass::PUBLIC_KEY),
