@@ -17,6 +17,7 @@ pub mod backend;
 pub mod chains;
 pub mod cli;
 pub mod config;
+pub mod embedded_db;
 pub mod intent;
 pub mod keys;
 pub mod keystore;

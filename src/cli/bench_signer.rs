@@ -185,12 +185,11 @@ pub fn run(args: SignerArgs) -> CliResult {
         .build()
         .map_err(op)?;
     let run_path = |state: &str, attach: Option<Arc<crate::backend::pkcs11::Pkcs11Backend>>| {
-        let core = SigningCore::open(CoreConfig {
-            store_dir: dir.join("store"),
-            state_dir: dir.join(state),
-            policy_path: dir.join("policy.toml"),
-            bitcoin: Default::default(),
-        })
+        let core = SigningCore::open(CoreConfig::new(
+            dir.join("store"),
+            dir.join(state),
+            dir.join("policy.toml"),
+        ))
         .map_err(op)?;
         if let Some(backend) = attach {
             core.attach_hsm(crate::signing::hsm::HsmAttachment {

@@ -28,6 +28,7 @@ pub mod sample;
 pub mod selftest;
 pub mod serve;
 pub mod sign;
+pub mod state;
 pub mod store;
 pub mod wallet;
 
@@ -103,6 +104,9 @@ pub enum Command {
     /// HSM ceremonies (PKCS#11): status, key import and generation, the auto-unseal slot.
     #[command(subcommand)]
     Hsm(hsm::HsmCommand),
+    /// The state database: verify every record, prune old requests, accept a rollback.
+    #[command(subcommand)]
+    State(state::StateCommand),
 }
 
 /// Runs one parsed command line.
@@ -130,5 +134,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Pending(args) => sign::pending(args),
         Command::Audit(command) => audit::run(command),
         Command::Hsm(command) => hsm::run(command),
+        Command::State(command) => state::run(command),
     }
 }

@@ -10,6 +10,7 @@
 //! | `slot/pkcs11` | 2 | unsealer `3` (PKCS#11 AES-GCM), key label (u8 length + 1–64 bytes), IV (12), sealed DEK (u8 length + 48 bytes); see [`super::hsm_slot`] |
 //! | `seed/<id>` | 3 | nonce (24), ciphertext + tag (16 … 4096 bytes) |
 //! | `wallet/<name>` | 4 | nonce (24), ciphertext + tag (16 … 65536 bytes) |
+//! | `anchor/state` | 8 | nonce (24), ciphertext + tag (16 … 4096 bytes): the state's audit head |
 //!
 //! Each record is `version (u8) ‖ kind (u8) ‖ body ‖ check`, where `check` is the first 8 bytes of
 //! SHA-256 over the id and everything before it. The check is not a security measure (the AEAD is):
@@ -33,6 +34,8 @@ pub const PASSPHRASE_SLOT_ID: &str = "slot/passphrase";
 pub const SEED_PREFIX: &str = "seed/";
 /// Prefix of sealed wallet ids.
 pub const WALLET_PREFIX: &str = "wallet/";
+/// Id of the sealed anchor of the state database's audit head (`crate::keystore::anchor`).
+pub const ANCHOR_ID: &str = "anchor/state";
 
 const MAGIC: &[u8; 16] = b"custos-keystore\0";
 const CHECK_LEN: usize = 8;
@@ -53,6 +56,8 @@ pub enum RecordKind {
     Seed = 3,
     /// A sealed wallet.
     Wallet = 4,
+    /// The sealed anchor of the state's audit head.
+    Anchor = 8,
 }
 
 impl RecordKind {
@@ -62,6 +67,8 @@ impl RecordKind {
             Some(RecordKind::Header)
         } else if id == PASSPHRASE_SLOT_ID || id == super::hsm_slot::PKCS11_SLOT_ID {
             Some(RecordKind::Slot)
+        } else if id == ANCHOR_ID {
+            Some(RecordKind::Anchor)
         } else if id.strip_prefix(SEED_PREFIX).is_some_and(valid_seed_id) {
             Some(RecordKind::Seed)
         } else if id
@@ -125,6 +132,8 @@ pub enum Record {
     Seed(SealedBox),
     /// `wallet/<name>`
     Wallet(SealedBox),
+    /// `anchor/state`
+    Anchor(SealedBox),
 }
 
 impl Record {
@@ -135,6 +144,7 @@ impl Record {
             Record::PassphraseSlot(_) | Record::Pkcs11Slot(_) => RecordKind::Slot,
             Record::Seed(_) => RecordKind::Seed,
             Record::Wallet(_) => RecordKind::Wallet,
+            Record::Anchor(_) => RecordKind::Anchor,
         }
     }
 }
@@ -177,7 +187,7 @@ pub fn encode_record(id: &str, record: &Record) -> Vec<u8> {
             out.extend_from_slice(&slot.wrapped_dek.ciphertext);
         }
         Record::Pkcs11Slot(slot) => slot.encode_body(&mut out),
-        Record::Seed(sealed) | Record::Wallet(sealed) => {
+        Record::Seed(sealed) | Record::Wallet(sealed) | Record::Anchor(sealed) => {
             out.extend_from_slice(&sealed.nonce);
             out.extend_from_slice(&sealed.ciphertext);
         }
@@ -275,13 +285,13 @@ fn decode_body(kind: RecordKind, bytes: &[u8]) -> Result<Record, String> {
                 wrapped_dek: SealedBox { nonce, ciphertext },
             })
         }
-        RecordKind::Seed | RecordKind::Wallet => {
+        RecordKind::Seed | RecordKind::Wallet | RecordKind::Anchor => {
             let nonce = body.array()?;
             let ciphertext = body.rest().to_vec();
-            let max = if kind == RecordKind::Seed {
-                MAX_SEED_CIPHERTEXT
-            } else {
+            let max = if kind == RecordKind::Wallet {
                 MAX_WALLET_CIPHERTEXT
+            } else {
+                MAX_SEED_CIPHERTEXT
             };
             if ciphertext.len() < TAG_LEN || ciphertext.len() > max {
                 return Err(format!(
@@ -290,10 +300,10 @@ fn decode_body(kind: RecordKind, bytes: &[u8]) -> Result<Record, String> {
                 ));
             }
             let sealed = SealedBox { nonce, ciphertext };
-            if kind == RecordKind::Seed {
-                Record::Seed(sealed)
-            } else {
-                Record::Wallet(sealed)
+            match kind {
+                RecordKind::Seed => Record::Seed(sealed),
+                RecordKind::Wallet => Record::Wallet(sealed),
+                _ => Record::Anchor(sealed),
             }
         }
     };

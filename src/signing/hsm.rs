@@ -22,8 +22,8 @@ use crate::backend::pkcs11::{HsmWallets, Pkcs11Backend};
 use crate::backend::{KeyRouter, SoftwareBackend};
 use crate::keys::Purpose;
 use crate::keystore::KeystoreError;
-use crate::service::core::{CoreError, CoreResult};
-use crate::service::model::{HsmStatusInfo, SealState};
+use crate::signing::contract::{CoreError, CoreResult};
+use crate::signing::contract::{HsmStatusInfo, SealState};
 use crate::wallet::Wallet;
 
 use super::SigningCore;
