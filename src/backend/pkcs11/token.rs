@@ -20,7 +20,7 @@
 //! Slots are always looked up by token label when a label is configured: SoftHSM2 gives a token a
 //! new slot id when it is initialised, and network HSMs renumber slots across restarts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,51 +35,12 @@ use super::module::Module;
 use super::session_pool::{Acquire, Pooled, SessionPool};
 use crate::secret::SecretString;
 
+pub use super::settings::{TokenSelector, TokenSettings, TokenStatus};
+
 /// The least time between two reconnection attempts of a token that is down.
 pub const RECONNECT_INTERVAL: Duration = Duration::from_millis(500);
 /// How long an operation waits for a free session before the token is reported busy.
 pub const SESSION_WAIT: Duration = Duration::from_secs(10);
-
-/// Which token of the module.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenSelector {
-    /// The token whose label is this (looked up at every connection).
-    Label(String),
-    /// A fixed slot id (for modules whose tokens have no useful label).
-    Slot(u64),
-}
-
-impl std::fmt::Display for TokenSelector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TokenSelector::Label(label) => write!(f, "token '{label}'"),
-            TokenSelector::Slot(slot) => write!(f, "the token in slot {slot}"),
-        }
-    }
-}
-
-/// How to reach a token. Holds the user PIN (zeroized on drop, never printed).
-pub struct TokenSettings {
-    /// The PKCS#11 module (shared library).
-    pub module: PathBuf,
-    /// The token.
-    pub token: TokenSelector,
-    /// The user PIN.
-    pub pin: SecretString,
-    /// The most sessions opened at once (at least 1).
-    pub sessions: usize,
-}
-
-impl std::fmt::Debug for TokenSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenSettings")
-            .field("module", &self.module)
-            .field("token", &self.token)
-            .field("pin", &self.pin)
-            .field("sessions", &self.sessions)
-            .finish()
-    }
-}
 
 enum Health {
     Up,
@@ -93,21 +54,6 @@ struct Conn {
     generation: u64,
     health: Health,
     last_attempt: Option<Instant>,
-}
-
-/// What `custos hsm status` and the server's status report about a token.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TokenStatus {
-    /// `token 'custos'`.
-    pub token: String,
-    /// The module path.
-    pub module: PathBuf,
-    /// Whether it can be used now.
-    pub available: bool,
-    /// `available in slot 3`, or why not.
-    pub detail: String,
-    /// Sessions open / the pool's capacity.
-    pub sessions: (usize, usize),
 }
 
 /// A connection to one token.
