@@ -184,10 +184,13 @@ pub fn run(args: SignerArgs) -> CliResult {
         .enable_all()
         .build()
         .map_err(op)?;
-    let run_path = |state: &str, attach: Option<Arc<crate::backend::pkcs11::Pkcs11Backend>>| {
+    // Both paths run on the same key store and state (the state is bound to the store and
+    // anchored in it: a second state would be refused as a rollback), one after the other, with
+    // request ids, nonces and coins numbered on from the first path's.
+    let run_path = |from: usize, attach: Option<Arc<crate::backend::pkcs11::Pkcs11Backend>>| {
         let core = SigningCore::open(CoreConfig::new(
             dir.join("store"),
-            dir.join(state),
+            dir.join("state"),
             dir.join("policy.toml"),
         ))
         .map_err(op)?;
@@ -203,7 +206,7 @@ pub fn run(args: SignerArgs) -> CliResult {
         })
         .map_err(op)?;
         let core = Arc::new(core);
-        let payloads = build_requests(&btc, &eth, requests)?;
+        let payloads = build_requests(&btc, &eth, from, requests)?;
         runtime.block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
             let server = crate::service::start(core.clone(), &server_tls, listener, None)
@@ -216,9 +219,9 @@ pub fn run(args: SignerArgs) -> CliResult {
             report.map(|r| (r, flushes))
         })
     };
-    let (report, flushes) = run_path("state", None)?;
+    let (report, flushes) = run_path(0, None)?;
     let hsm_report = match &hsm {
-        Some(token) => Some(run_path("state-hsm", Some(token.clone()))?),
+        Some(token) => Some(run_path(requests, Some(token.clone()))?),
         None => None,
     };
 
@@ -271,9 +274,16 @@ pub(crate) fn ms(d: Duration) -> f64 {
 }
 
 /// Alternating Ethereum and Bitcoin requests, every id, nonce and coin distinct.
-fn build_requests(btc: &Wallet, eth: &Wallet, n: usize) -> Result<Vec<SignRequest>, CliError> {
+/// Request `i` is numbered `from + i` (request id, Ethereum nonce, Bitcoin coin), so a second
+/// run on the same state (the HSM path after the software path) signs new requests.
+fn build_requests(
+    btc: &Wallet,
+    eth: &Wallet,
+    from: usize,
+    n: usize,
+) -> Result<Vec<SignRequest>, CliError> {
     let payee = external_script(0x42);
-    (0..n)
+    (from..from + n)
         .map(|i| {
             let payload = if i % 2 == 0 {
                 Payload::EthereumTransaction(EthereumTransactionPayload {
