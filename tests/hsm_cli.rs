@@ -362,3 +362,25 @@ fn ceremonies_on_a_token_made_by_the_project_script() {
         "{blocks:?}"
     );
 }
+
+#[test]
+fn bench_signer_measures_both_paths_in_one_run() {
+    let out = Command::new(BIN)
+        .args(["bench", "signer", "--backend", "pkcs11", "--clients", "2", "--requests", "20"])
+        .env("CUSTOS_UNSAFE_KDF_MEMORY_KIB", "1024")
+        .env_remove("SOFTHSM2_CONF")
+        .output()
+        .unwrap();
+    let text = ok(out);
+    for line in [
+        "end to end",
+        "hsm path (SoftHSM2 via PKCS#11, 4 sessions, token 'custos-bench')",
+        "hsm backend",
+        "hsm / software   end to end = ",
+        "raw libsecp256k1",
+    ] {
+        assert!(text.contains(line), "{line}: {text}");
+    }
+    assert!(text.contains("(20 signed in"), "{text}");
+    assert_eq!(text.matches("(20 signed in").count(), 2, "{text}");
+}
