@@ -46,7 +46,8 @@
 //! state disk ([`storage`]): none of them costs a decode or a write.
 //!
 //! The rest: approvals and expiry ([`approvals`]), the outbox ([`outbox`]), seal/unseal and the
-//! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]).
+//! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]), the HSM beside the key
+//! store: which wallets sign on it, auto-unseal ([`hsm`]).
 
 pub mod access;
 pub mod admin;
@@ -55,6 +56,7 @@ pub mod contract;
 pub mod decode;
 pub mod flush;
 pub mod host;
+pub mod hsm;
 pub mod input_limits;
 pub mod metrics;
 pub mod outbox;
@@ -67,13 +69,13 @@ pub(crate) mod tamper;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
 use crate::assets::TokenRegistry;
-use crate::backend::SoftwareBackend;
+use crate::backend::KeyRouter;
 use crate::keystore::{KeyStore, KeystoreError, Unsealed};
 use crate::policy::Policy;
 use crate::secret::{Secret32, SecretString};
@@ -192,7 +194,7 @@ impl LoadedPolicy {
 /// What exists only while unsealed.
 pub(crate) struct Keys {
     pub(crate) unsealed: Unsealed,
-    pub(crate) backend: SoftwareBackend,
+    pub(crate) backend: Arc<KeyRouter>,
     pub(crate) wallets: RwLock<BTreeMap<String, Wallet>>,
     pub(crate) audit_key: Secret32,
 }
@@ -225,6 +227,8 @@ pub struct SigningCore {
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     faults: FaultPlan,
     tamper: Arc<tamper::TamperReports>,
+    hsm: OnceLock<hsm::HsmAttachment>,
+    seal_reason: Mutex<Option<String>>,
 }
 
 /// Unix seconds now.
@@ -335,6 +339,8 @@ impl SigningCore {
             inflight: Mutex::new(HashMap::new()),
             faults,
             tamper,
+            hsm: OnceLock::new(),
+            seal_reason: Mutex::new(None),
         })
     }
 
