@@ -25,6 +25,7 @@ pub mod policy;
 pub mod secret;
 pub mod selftest;
 pub mod service;
+pub mod shares;
 pub mod signing;
 pub mod state;
 pub mod wallet;
