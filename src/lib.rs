@@ -14,6 +14,7 @@
 pub mod amount;
 pub mod assets;
 pub mod backend;
+pub mod ceremony;
 pub mod chains;
 pub mod cli;
 pub mod config;

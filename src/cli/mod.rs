@@ -25,6 +25,7 @@ pub mod selftest;
 pub mod serve;
 pub mod sign;
 pub mod store;
+pub mod unsealer;
 pub mod wallet;
 
 use clap::{Parser, Subcommand};
