@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 
-use super::common::{open_unsealed, StoreArgs};
+use super::common::StoreArgs;
 use super::{CliError, CliResult};
 use crate::policy::eval::format_time;
 use crate::state::audit::{self, VerifyOutcome};
@@ -62,7 +62,7 @@ pub fn run(command: AuditCommand) -> CliResult {
     match command {
         AuditCommand::Verify { state, store } => {
             let db = open_state(&state)?;
-            let key = open_unsealed(&store.store, store.passphrase_file.as_deref())?.audit_key();
+            let key = store.open()?.unsealed.audit_key();
             match audit::verify(&db, &key).map_err(CliError::operational)? {
                 VerifyOutcome::Intact { records } => {
                     println!("audit chain intact: {records} records");

@@ -97,6 +97,7 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         bitcoin: crate::chains::bitcoin::SignOptions::default(),
     })
     .map_err(|e| CliError::operational(format!("cannot open the signing core: {e}")))?;
+    core.set_share_timeout(config.share_unseal_timeout_secs);
     tracing::info!(
         store = %config.store_dir.display(),
         state = %config.state_dir.display(),
@@ -112,7 +113,7 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
             tracing::info!(seal_state = state.as_str(), "unsealed at start");
         }
         None => tracing::info!(
-            "no passphrase configured: starting sealed; unseal with `custos unseal --config CLIENT.toml`"
+            "no passphrase configured: starting sealed; unseal with `custos unseal --config CLIENT.toml` (the passphrase, or one Shamir share per custodian)"
         ),
     }
     Ok(core)
@@ -168,12 +169,14 @@ async fn serve(config: Config, tls: TlsMaterial, core: Arc<SigningCore>) -> CliR
     server.shutdown().await.map_err(CliError::operational)
 }
 
-/// Expires pending requests past their time, every [`EXPIRY_INTERVAL`].
+/// Expires pending requests past their time, and partial share unseals past theirs, every
+/// [`EXPIRY_INTERVAL`].
 async fn expire_periodically(core: Arc<SigningCore>) {
     let mut ticker = tokio::time::interval(EXPIRY_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        core.expire_share_session(now_unix());
         let sweep = core.clone();
         match tokio::task::spawn_blocking(move || sweep.expire_pending(now_unix())).await {
             Ok(Ok(0)) => {}

@@ -3,7 +3,7 @@
 
 use clap::Subcommand;
 
-use super::common::{keystore_error, open_unsealed, StoreArgs};
+use super::common::{keystore_error, StoreArgs};
 use super::{CliError, CliResult};
 
 /// `custos store …`
@@ -21,7 +21,7 @@ pub enum StoreCommand {
 pub fn run(command: StoreCommand) -> CliResult {
     match command {
         StoreCommand::Verify { store } => {
-            let unsealed = open_unsealed(&store.store, store.passphrase_file.as_deref())?;
+            let unsealed = store.open()?.unsealed;
             let report = unsealed.verify().map_err(keystore_error)?;
             println!(
                 "key store {}: format {}, {} records",

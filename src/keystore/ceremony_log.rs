@@ -46,6 +46,11 @@ pub const CEREMONY_HEAD_ID: &str = "ceremony/head";
 pub const MAX_ENTRY_BODY: usize = 64 * 1024;
 
 const KEY_LABEL: &[u8] = b"custos ceremony v1";
+
+/// One write to the store: records to set (`Some`) or remove (`None`).
+pub type WriteOp = (String, Option<Vec<u8>>);
+/// Encoded records, ready for a batch.
+pub type Records = Vec<(String, Vec<u8>)>;
 const SEQ_DIGITS: usize = 20;
 
 /// What a caller records: when, who, and the event (public facts, as JSON).
@@ -172,7 +177,7 @@ fn append_records(
     key: &Secret32,
     head: Option<(u64, [u8; 32])>,
     draft: &CeremonyDraft,
-) -> Result<(u64, Vec<(String, Vec<u8>)>), KeystoreError> {
+) -> Result<(u64, Records), KeystoreError> {
     let (last, prev) = head.unwrap_or((0, [0; 32]));
     let seq = last + 1;
     let entry = CeremonyEntry {
@@ -226,9 +231,6 @@ fn read_head(
     }
     Ok(Some((seq, mac)))
 }
-
-/// One write to the store: records to set (`Some`) or remove (`None`).
-pub type WriteOp = (String, Option<Vec<u8>>);
 
 impl KeyStore {
     /// Applies `ops` and appends `draft` to the ceremony log (keyed with `key`), in one sled
@@ -289,6 +291,11 @@ impl KeyStore {
         Ok(seq)
     }
 
+    /// The store's id in hex (public: it is in the header, in clear).
+    pub fn store_id_hex(&self) -> String {
+        hex::encode(self.store_id())
+    }
+
     /// Every log entry in order, not authenticated (see [`Unsealed::verify_ceremony_log`]).
     /// Entries that do not parse are skipped here; verification reports them.
     pub fn ceremony_entries(&self) -> Result<Vec<StoredEntry>, KeystoreError> {
@@ -314,10 +321,7 @@ impl KeyStore {
 }
 
 /// The records of a new store's first log entry (the store does not exist yet).
-pub(crate) fn first_entry(
-    dek: &Secret32,
-    draft: &CeremonyDraft,
-) -> Result<Vec<(String, Vec<u8>)>, KeystoreError> {
+pub(crate) fn first_entry(dek: &Secret32, draft: &CeremonyDraft) -> Result<Records, KeystoreError> {
     append_records(&key_of(dek), None, draft).map(|(_, records)| records)
 }
 

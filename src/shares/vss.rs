@@ -449,7 +449,7 @@ mod tests {
         let (shares, _) = split(&secret, 2, 255).unwrap();
         assert_eq!(shares.last().unwrap().index(), 255);
         assert_eq!(format!("{secret:?}"), REDACTED);
-        assert!(!format!("{:?}", shares[0]).contains(&hex::encode(&*shares[0].value_bytes())));
+        assert!(!format!("{:?}", shares[0]).contains(&hex::encode(*shares[0].value_bytes())));
     }
 
     #[test]

@@ -7,12 +7,15 @@
 
 use std::sync::Arc;
 
+use crate::ceremony::{self, CeremonyEvent, Operator, WalletFact};
 use crate::keys::{Chain, Network, Purpose};
 use crate::keystore::KeystoreError;
 use crate::policy::model::Effect;
 use crate::policy::Policy;
 use crate::service::core::{CoreError, CoreResult, Privilege, SignerCore};
-use crate::service::model::{AddressInfo, CreateWallet, PolicyReload, StatusInfo, WalletSummary};
+use crate::service::model::{
+    AddressInfo, CreateWallet, PolicyReload, StatusInfo, UnsealerInfo, WalletSummary,
+};
 use crate::service::principal::Principal;
 use crate::state::audit::AuditEntry;
 use crate::state::outbox as outbox_state;
@@ -22,7 +25,18 @@ use super::{now_unix, unavailable, LoadedPolicy, SigningCore};
 
 /// `Admin.Status`.
 pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInfo> {
+    core.expire_share_session(now_unix());
     let policy = core.policy();
+    // Public facts of the store's slots; a store that cannot say is reported as having none.
+    let unsealers = core
+        .keystore
+        .unsealers()
+        .map(|u| UnsealerInfo {
+            passphrase: u.passphrase.is_some(),
+            share_threshold: u.shares.as_ref().map_or(0, |s| u32::from(s.threshold)),
+            share_count: u.shares.as_ref().map_or(0, |s| u32::from(s.count)),
+        })
+        .unwrap_or_default();
     Ok(StatusInfo {
         seal: *core.seal.borrow(),
         policy_hash: Some(policy.hash.clone()),
@@ -35,6 +49,7 @@ pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInf
             .map(str::to_owned)
             .collect(),
         outbox_head: outbox_state::head(&core.state).map_err(unavailable)?,
+        unsealers,
     })
 }
 
@@ -86,19 +101,27 @@ pub async fn create_wallet(
         (None, Chain::Bitcoin) => Purpose::Bip84,
         (None, Chain::Ethereum) => Purpose::Bip44,
     };
-    let wallet = match &req.seed {
-        Some(seed) => keys.unsealed.create_wallet_for_seed(
-            &crate::backend::SeedId(seed.clone()),
+    let seed = req.seed.clone().map(crate::backend::SeedId);
+    let wallet = keys
+        .unsealed
+        .create_wallet_recorded(
+            seed.as_ref(),
             &req.name,
             network,
             purpose,
             req.account,
-        ),
-        None => keys
-            .unsealed
-            .create_wallet(&req.name, network, purpose, req.account),
-    }
-    .map_err(keystore_error)?;
+            |wallet| {
+                ceremony::draft(
+                    &Operator::system(principal.as_str()),
+                    &CeremonyEvent::WalletCreate {
+                        wallet: WalletFact::of(wallet),
+                        place: "server (Admin.CreateWallet)".into(),
+                        unsealed_by: None,
+                    },
+                )
+            },
+        )
+        .map_err(keystore_error)?;
     let record = AuditEntry {
         at: now_unix(),
         event: "wallet.create".into(),

@@ -35,7 +35,8 @@
 //! # Who may do what
 //!
 //! [`SignerCore::authorize`] maps the policy's roles to privileges: role `admin` → the Admin
-//! service, role `approver` → Approve/Reject, role `broadcaster` → the Outbox service. Which
+//! service, role `custodian` → Admin.Unseal and Admin.Status only (custodians giving their
+//! Shamir share), role `approver` → Approve/Reject, role `broadcaster` → the Outbox service. Which
 //! requests a principal may have signed is the policy's business alone.
 //!
 //! The rest: approvals and expiry ([`approvals`]), the outbox ([`outbox`]), seal/unseal and the
@@ -49,6 +50,7 @@ pub mod outbox;
 pub mod pipeline;
 pub mod records;
 pub mod seal;
+pub mod shares;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -182,6 +184,7 @@ pub struct SigningCore {
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     faults: FaultPlan,
     metrics: OnceLock<Arc<Metrics>>,
+    shares: shares::ShareUnseal,
 }
 
 /// Unix seconds now.
@@ -241,6 +244,7 @@ impl SigningCore {
             inflight: Mutex::new(HashMap::new()),
             faults,
             metrics: OnceLock::new(),
+            shares: shares::ShareUnseal::default(),
         })
     }
 
@@ -288,7 +292,13 @@ impl SigningCore {
             .keystore
             .unseal(passphrase)
             .map_err(seal::unseal_error)?;
-        self.finish_unseal(unsealed, HOST_PRINCIPAL)
+        self.finish_unseal(
+            unsealed,
+            HOST_PRINCIPAL,
+            seal::UnsealHow::Passphrase {
+                place: "server start",
+            },
+        )
     }
 
     /// Expires every pending request whose time has come (releasing its hold); returns how many.
@@ -371,10 +381,9 @@ impl SigningCore {
 
     fn holds(&self, principal: &str, privilege: Privilege) -> bool {
         let policy = self.policy();
-        policy
-            .policy
-            .roles_of(principal)
-            .contains(role_of(privilege))
+        let roles = policy.policy.roles_of(principal);
+        roles.contains(role_of(privilege))
+            || (privilege == Privilege::Unseal && roles.contains(role_of(Privilege::Admin)))
     }
 }
 
@@ -384,6 +393,7 @@ pub fn role_of(privilege: Privilege) -> &'static str {
         Privilege::Admin => "admin",
         Privilege::Approve => "approver",
         Privilege::StreamOutbox => "broadcaster",
+        Privilege::Unseal => "custodian",
     }
 }
 
