@@ -24,7 +24,8 @@ use custos::service::proto::{
 use custos::service::tls::client_tls;
 use custos::service::TlsMaterial;
 use custos::signing::now_unix;
-use custos::state::sled::SledState;
+use custos::state::auth::StateAuth;
+use custos::state::State;
 use served::BIN;
 use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
@@ -258,8 +259,16 @@ async fn sigkill_under_load_loses_and_doubles_nothing() {
     );
 
     // The state, read directly (the server is gone).
-    let state = SledState::open(&env.join("state")).unwrap();
-    let outbox = custos::state::outbox::read_after(&state, 0, 10_000).unwrap();
+    let state = State::open_sled(&env.join("state")).unwrap();
+    let passphrase = std::fs::read_to_string(env.join("passphrase")).unwrap();
+    let unsealed = custos::keystore::KeyStore::open(&env.join("store"))
+        .unwrap()
+        .unseal(&custos::secret::SecretString::new(
+            passphrase.trim().to_owned(),
+        ))
+        .unwrap();
+    state.set_auth(Some(StateAuth::new(unsealed.state_key())));
+    let outbox = custos::state::outbox::read_after(&state, 0, u64::MAX, 10_000).unwrap();
     assert_eq!(outbox.len(), signed.len(), "one outbox entry per signed id");
     let mut by_id: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for e in &outbox {
@@ -299,6 +308,7 @@ async fn sigkill_under_load_loses_and_doubles_nothing() {
         }
     }
     drop(state);
+    drop(unsealed);
 
     let out = audit_verify(&env);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -320,12 +330,20 @@ async fn a_flipped_audit_byte_is_reported_with_its_record() {
 
     // Flip one byte of record 3 (its MAC) behind the signer's back.
     {
-        let state = SledState::open(&env.join("state")).unwrap();
-        assert!(state.audit.len() >= 4);
+        use custos::state::Tree;
+        let state = State::open_sled(&env.join("state")).unwrap();
+        assert!(state.count(Tree::Audit).unwrap() >= 4);
         let key = 3u64.to_be_bytes();
-        let mut record = state.audit.get(key).unwrap().expect("record 3").to_vec();
+        let mut record = state
+            .engine()
+            .get_raw(Tree::Audit, &key)
+            .unwrap()
+            .expect("record 3");
         record[0] ^= 0x01;
-        state.audit.insert(key, record).unwrap();
+        state
+            .engine()
+            .transact_raw(&mut |tx| tx.insert(Tree::Audit, &key, record.clone()).map(|_| ()))
+            .unwrap();
         state.flush().unwrap();
     }
     let out = audit_verify(&env);

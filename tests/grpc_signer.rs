@@ -72,7 +72,7 @@ impl Env {
             store_dir: env.join("store"),
             state_dir: env.join("state"),
             policy_path: env.join("policy.toml"),
-            bitcoin: Default::default(),
+            ..CoreConfig::new(Default::default(), Default::default(), Default::default())
         })
         .unwrap();
         let passphrase = std::fs::read_to_string(env.join("passphrase")).unwrap();
@@ -129,7 +129,10 @@ impl Env {
     }
 
     fn outbox_len(&self) -> usize {
-        self.core.state().outbox.len()
+        self.core
+            .state()
+            .count(custos::state::Tree::Outbox)
+            .unwrap() as usize
     }
 
     /// `GET /metrics` over plain HTTP on the metrics port.
@@ -268,6 +271,7 @@ async fn roles_are_enforced_per_service() {
         .approve(ApproveRequest {
             request_id: "x".into(),
             reason: "mine".into(),
+            requester: String::new(),
         })
         .await
         .unwrap_err();
@@ -415,6 +419,7 @@ async fn approval_flow_and_broadcaster_resumes_after_its_ack() {
         .approve(ApproveRequest {
             request_id: "t-1".into(),
             reason: "mine".into(),
+            requester: String::new(),
         })
         .await
         .unwrap_err();
@@ -428,6 +433,7 @@ async fn approval_flow_and_broadcaster_resumes_after_its_ack() {
                 .approve(ApproveRequest {
                     request_id: "t-1".into(),
                     reason: format!("checked by {who}"),
+                    requester: String::new(),
                 })
                 .await
         }

@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use common::{connect, connect_without_certificate, start_server, TestPki};
 use custos::service::devcerts::{dev_principal_uri, write_issued, DevCa};
-use custos::service::model::SealState;
 use custos::service::proto::admin_client::AdminClient;
 use custos::service::proto::signer_client::SignerClient;
 use custos::service::proto::{self, StatusRequest};
-use custos::service::{AccessMap, Privilege, StandbyCore, TlsMaterial};
+use custos::service::{StandbyCore, TlsMaterial};
+use custos::signing::contract::SealState;
+use custos::signing::contract::{AccessMap, Privilege};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;

@@ -9,7 +9,8 @@ use custos::amount::Amount;
 use custos::intent::{ActionKind, Asset, Destination, Intent};
 use custos::keys::Chain;
 use custos::policy::{Policy, PolicyRequest};
-use custos::state::sled::SledState;
+use custos::state::auth::StateAuth;
+use custos::state::State;
 use custos::state::{ReserveOutcome, StateStore};
 use proptest::prelude::*;
 
@@ -38,6 +39,13 @@ windows = [{ period = "1h", scope = "wallet", sum = "10 BTC" }]
 "#;
 
 const CAP: u64 = 10 * 100_000_000;
+
+/// The ledger's database at `dir`, its records under a fixed test key (the same across reopens).
+fn open_ledger(dir: &std::path::Path) -> State {
+    let state = State::open_sled(dir).unwrap();
+    state.set_auth(Some(StateAuth::new(custos::secret::Secret32::new([3; 32]))));
+    state
+}
 
 fn req(sats: u64, at: i64) -> PolicyRequest {
     let amount = Amount::from(sats);
@@ -85,7 +93,7 @@ proptest! {
     fn window_sum_never_exceeds_cap(ops in proptest::collection::vec(op(), 1..40)) {
         let policy = Policy::from_toml(POLICY).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let mut store = SledState::open(dir.path()).unwrap();
+        let mut store = open_ledger(dir.path());
         let mut now = 1_700_000_000i64;
         // request id -> (time, amount, plan) of what is currently reserved.
         let mut live: BTreeMap<String, (i64, u64)> = BTreeMap::new();
@@ -119,7 +127,7 @@ proptest! {
                 }
                 Op::Restart => {
                     drop(store);
-                    store = SledState::open(dir.path()).unwrap();
+                    store = open_ledger(dir.path());
                 }
                 _ => {}
             }
@@ -136,7 +144,7 @@ proptest! {
 fn concurrent_reservations_cannot_both_pass_a_cap() {
     let policy = Arc::new(Policy::from_toml(POLICY).unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledState::open(dir.path()).unwrap());
+    let store = Arc::new(open_ledger(dir.path()));
     let at = 1_700_000_000;
     let handles: Vec<_> = (0..8)
         .map(|t| {
@@ -169,7 +177,7 @@ fn concurrent_reservations_cannot_both_pass_a_cap() {
 #[test]
 fn holds_expire_and_release_is_exact() {
     let policy = Policy::from_toml(POLICY).unwrap();
-    let store = SledState::temporary().unwrap();
+    let store = State::scratch().unwrap();
     let at = 1_700_000_000;
     let plan = policy
         .evaluate(&req(900_000_000, at), &store)

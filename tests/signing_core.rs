@@ -1,281 +1,28 @@
 //! The signing core driven in-process, as the gRPC handlers drive it: a real key store, a real
-//! policy file and a real sled state directory, principals given directly.
+//! policy file and a real sled state directory, principals given directly. The set-up (store,
+//! wallets, policy, principals, requests) is in `core_support`.
 
 mod bitcoin_support;
+mod core_support;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use alloy_consensus::transaction::SignerRecoverable;
 use alloy_consensus::TxEnvelope;
 use alloy_eips::eip2718::Decodable2718;
-use bitcoin::hashes::Hash;
-use bitcoin::{ScriptBuf, WPubkeyHash};
-use bitcoin_support::{consensus_verify, spent_outputs, Builder, ABANDON};
-use custos::keys::{MnemonicSecret, Network, Purpose};
-use custos::keystore::{KdfParams, KeyStore};
-use custos::policy::limits::{LedgerKey, UsageView};
-use custos::policy::model::Scope;
+use bitcoin_support::{consensus_verify, spent_outputs};
+use core_support::*;
+use custos::keystore::KeyStore;
 use custos::secret::SecretString;
-use custos::service::model::{
-    ListPending, RequestState, SignOutcome, SignPayload, SignReply, SignRequest, SignedOutput,
-    UnsealSecret,
+use custos::signing::contract::RequestRef;
+use custos::signing::contract::{
+    CoreError, ListPending, RequestState, SignOutcome, SignPayload, SignRequest, SignedOutput,
+    SignerCore, UnsealSecret,
 };
-use custos::service::{CoreError, Principal, PrincipalSource, SignerCore};
-use custos::signing::{now_unix, CoreConfig, SigningCore};
+use custos::signing::now_unix;
 use custos::state::audit::{self, VerifyOutcome};
-use custos::state::sled::SledState;
-use custos::wallet::Wallet;
+use custos::state::Tree;
 use tokio_stream::StreamExt;
-
-const PASS: &str = "correct horse battery staple";
-const PAYER: &str = "spiffe://t/payouts";
-const OUTSIDER: &str = "spiffe://t/nobody";
-const ALICE: &str = "spiffe://t/alice";
-const BOB: &str = "spiffe://t/bob";
-const CAROL: &str = "spiffe://t/carol";
-const ADMIN: &str = "admin.t";
-const BROADCASTER: &str = "broadcaster.t";
-const ETH_PAYEE: &str = "0x3535353535353535353535353535353535353535";
-const SEPOLIA: u64 = 11_155_111;
-
-fn policy_text(extra_allow_rule: &str) -> String {
-    format!(
-        r#"
-[policy]
-name = "core-test"
-[roles]
-signer = ["{PAYER}", "{ALICE}"]
-approver = ["{ALICE}", "{BOB}", "{CAROL}"]
-admin = ["{ADMIN}"]
-broadcaster = ["{BROADCASTER}"]
-[assets.bitcoin.regtest]
-native = {{ symbol = "BTC", decimals = 8 }}
-[assets.ethereum.sepolia]
-native = {{ symbol = "ETH", decimals = 18 }}
-[address_books.blocked]
-chain = "bitcoin"
-addresses = ["{blocked}"]
-
-[[rules]]
-name = "blocked payees"
-effect = "deny"
-chains = ["bitcoin"]
-any_destination_in = ["blocked"]
-{extra_allow_rule}
-[[rules]]
-name = "btc small"
-effect = "allow"
-roles = ["signer"]
-wallets = ["btc"]
-kinds = ["transfer"]
-assets = ["BTC"]
-max_amount = "0.5 BTC"
-destinations = "any"
-[rules.limits]
-windows = [{{ period = "24h", scope = "wallet", sum = "1 BTC" }}]
-
-[[rules]]
-name = "btc large"
-effect = "require_approval"
-roles = ["signer"]
-wallets = ["btc"]
-kinds = ["transfer"]
-assets = ["BTC"]
-min_amount = "0.5 BTC"
-destinations = "any"
-approval = {{ quorum = 2, roles = ["approver"], expires = "1h" }}
-
-[[rules]]
-name = "eth payouts"
-effect = "allow"
-roles = ["signer"]
-wallets = ["eth"]
-kinds = ["transfer"]
-assets = ["ETH"]
-destinations = "any"
-allow_replacement = true
-[rules.limits]
-per_tx = "1 ETH"
-"#,
-        blocked = blocked_address()
-    )
-}
-
-fn principal(name: &str) -> Principal {
-    let source = if name.contains("://") {
-        PrincipalSource::SanUri
-    } else {
-        PrincipalSource::SanDns
-    };
-    Principal::new(name, source)
-}
-
-fn payee_script(n: u8) -> ScriptBuf {
-    ScriptBuf::new_p2wpkh(&WPubkeyHash::from_byte_array([n; 20]))
-}
-
-fn blocked_address() -> String {
-    bitcoin::Address::from_script(&payee_script(66), bitcoin::Network::Regtest)
-        .unwrap()
-        .to_string()
-}
-
-struct Env {
-    _dir: tempfile::TempDir,
-    store: PathBuf,
-    state: PathBuf,
-    policy: PathBuf,
-    btc: Wallet,
-    eth: Wallet,
-}
-
-impl Env {
-    fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let store = dir.path().join("store");
-        let pass = SecretString::new(PASS.into());
-        let mnemonic = MnemonicSecret::parse(&SecretString::new(ABANDON.into())).unwrap();
-        let ks = KeyStore::create(
-            &store,
-            &pass,
-            KdfParams::unsafe_weak(64, 1).unwrap(),
-            &mnemonic,
-            &SecretString::new(String::new()),
-        )
-        .unwrap();
-        let unsealed = ks.unseal(&pass).unwrap();
-        let btc = unsealed
-            .create_wallet(
-                "btc",
-                Network::Bitcoin(bitcoin::Network::Regtest),
-                Purpose::Bip84,
-                0,
-            )
-            .unwrap();
-        let eth = unsealed
-            .create_wallet(
-                "eth",
-                Network::parse(custos::keys::Chain::Ethereum, "sepolia").unwrap(),
-                Purpose::Bip44,
-                0,
-            )
-            .unwrap();
-        drop(unsealed);
-        drop(ks);
-        let policy = dir.path().join("policy.toml");
-        std::fs::write(&policy, policy_text("")).unwrap();
-        Env {
-            state: dir.path().join("state"),
-            store,
-            policy,
-            btc,
-            eth,
-            _dir: dir,
-        }
-    }
-
-    fn open_sealed(&self) -> SigningCore {
-        SigningCore::open(CoreConfig {
-            store_dir: self.store.clone(),
-            state_dir: self.state.clone(),
-            policy_path: self.policy.clone(),
-            bitcoin: Default::default(),
-        })
-        .unwrap()
-    }
-
-    fn open(&self) -> SigningCore {
-        let core = self.open_sealed();
-        core.unseal_with_passphrase(&SecretString::new(PASS.into()))
-            .unwrap();
-        core
-    }
-
-    /// A PSBT spending one 1 BTC input of the wallet, paying `sats` to payee `n`, change back.
-    fn psbt(&self, n: u8, sats: u64, salt: u32) -> bitcoin::Psbt {
-        let mut b = Builder::new();
-        b.salt = salt * 10;
-        b.ours(&self.btc, false, 0, 100_000_000)
-            .pay(payee_script(n), sats)
-            .change(&self.btc, 0, 100_000_000 - sats - 2_000)
-            .build()
-    }
-
-    fn eth_address(&self) -> alloy_primitives::Address {
-        self.eth.account.ethereum_address(0).unwrap().unwrap()
-    }
-}
-
-fn btc_request(id: &str, psbt: &bitcoin::Psbt) -> SignRequest {
-    SignRequest {
-        request_id: id.into(),
-        wallet: "btc".into(),
-        payload: SignPayload::BitcoinPsbt(psbt.serialize()),
-    }
-}
-
-fn eth_request(id: &str, nonce: u64, wei: u128, replacement: bool) -> SignRequest {
-    let tx = serde_json::json!({
-        "type": "0x2",
-        "chainId": format!("{SEPOLIA:#x}"),
-        "nonce": format!("{nonce:#x}"),
-        "gas": "0x5208",
-        "maxFeePerGas": "0x77359400",
-        "maxPriorityFeePerGas": "0x3b9aca00",
-        "to": ETH_PAYEE,
-        "value": format!("{wei:#x}"),
-        "data": "0x",
-    });
-    SignRequest {
-        request_id: id.into(),
-        wallet: "eth".into(),
-        payload: SignPayload::EthereumTransaction {
-            unsigned_tx: serde_json::to_vec(&tx).unwrap(),
-            address_index: None,
-            replacement,
-        },
-    }
-}
-
-const MILLI_ETH: u128 = 1_000_000_000_000_000;
-
-fn signed(reply: &SignReply) -> (&SignedOutput, Option<u64>) {
-    match &reply.outcome {
-        SignOutcome::Signed(r) => (&r.output, r.outbox_sequence),
-        other => panic!("not signed: {other:?}"),
-    }
-}
-
-fn wallet_usage(state: &SledState) -> (u64, String) {
-    let key = LedgerKey {
-        scope: Scope::Wallet,
-        name: "btc".into(),
-        asset: "BTC".into(),
-    };
-    let now = now_unix();
-    let u = state.usage(&key, now - 86_400, now + 86_400).unwrap();
-    (u.count, u.sum.to_string())
-}
-
-fn outbox_len(core: &SigningCore) -> usize {
-    core.state().outbox.len()
-}
-
-fn audit_events(core: &SigningCore) -> Vec<String> {
-    audit::tail(core.state(), 1000)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.event)
-        .collect()
-}
-
-fn denied(e: CoreError) -> (String, String) {
-    match e {
-        CoreError::PolicyDenied { rule, code, .. } => (rule, code),
-        other => panic!("expected a policy denial, got {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn allowed_requests_are_signed_into_the_outbox_and_audited() {
@@ -477,13 +224,13 @@ async fn needs_approval_quorum_of_distinct_approvers_then_signed() {
         .unwrap();
     assert!(matches!(own.outcome, SignOutcome::Pending(_)));
     let e = core
-        .approve(&principal(ALICE), "a-2", "mine")
+        .approve(&principal(ALICE), &RequestRef::id("a-2"), "mine")
         .await
         .unwrap_err();
     assert_eq!(e.code(), "self-approval");
     // Outsiders are no approvers.
     let e = core
-        .approve(&principal(OUTSIDER), "a-1", "x")
+        .approve(&principal(OUTSIDER), &RequestRef::id("a-1"), "x")
         .await
         .unwrap_err();
     assert_eq!(e.code(), "not-an-approver");
@@ -494,12 +241,21 @@ async fn needs_approval_quorum_of_distinct_approvers_then_signed() {
         .unwrap();
     assert_eq!(page.requests.len(), 2);
 
-    let r = core.approve(&principal(BOB), "a-1", "ok").await.unwrap();
+    let r = core
+        .approve(&principal(BOB), &RequestRef::id("a-1"), "ok")
+        .await
+        .unwrap();
     assert_eq!(r.state, RequestState::PendingApproval);
-    let r = core.approve(&principal(BOB), "a-1", "again").await.unwrap();
+    let r = core
+        .approve(&principal(BOB), &RequestRef::id("a-1"), "again")
+        .await
+        .unwrap();
     assert_eq!(r.state, RequestState::PendingApproval);
     assert_eq!(r.pending.unwrap().approvals.len(), 1);
-    let r = core.approve(&principal(CAROL), "a-1", "ok").await.unwrap();
+    let r = core
+        .approve(&principal(CAROL), &RequestRef::id("a-1"), "ok")
+        .await
+        .unwrap();
     assert_eq!(r.state, RequestState::Signed, "{r:?}");
     let result = r.result.unwrap();
     assert_eq!(result.outbox_sequence, Some(1));
@@ -525,11 +281,14 @@ async fn needs_approval_quorum_of_distinct_approvers_then_signed() {
     ]));
 
     // Reject releases the hold.
-    let r = core.reject(&principal(BOB), "a-2", "no").await.unwrap();
+    let r = core
+        .reject(&principal(BOB), &RequestRef::id("a-2"), "no")
+        .await
+        .unwrap();
     assert_eq!(r.state, RequestState::Rejected);
     assert_eq!(wallet_usage(core.state()), (1, "80000000".into()));
     let e = core
-        .approve(&principal(CAROL), "a-2", "late")
+        .approve(&principal(CAROL), &RequestRef::id("a-2"), "late")
         .await
         .unwrap_err();
     assert_eq!(e.code(), "not-pending");
@@ -549,7 +308,10 @@ async fn expiry_releases_the_hold() {
     assert_eq!(core.expire_pending(now_unix()).unwrap(), 0);
     assert_eq!(core.expire_pending(now_unix() + 3_601).unwrap(), 1);
     assert_eq!(wallet_usage(core.state()).0, 0);
-    let r = core.get_request(&principal(PAYER), "x-1").await.unwrap();
+    let r = core
+        .get_request(&principal(PAYER), &RequestRef::id("x-1"))
+        .await
+        .unwrap();
     assert_eq!(r.state, RequestState::Expired);
     let e = core
         .sign(
@@ -642,8 +404,8 @@ async fn an_unwritable_audit_fails_closed() {
     assert!(matches!(e, CoreError::StateUnavailable { .. }), "{e:?}");
     assert_eq!(outbox_len(&core), 0);
     assert_eq!(wallet_usage(core.state()).0, 0);
-    assert_eq!(core.state().ledger_reservations.len(), 0);
-    assert!(core.state().requests.is_empty());
+    assert_eq!(core.state().count(Tree::LedgerReservations).unwrap(), 0);
+    assert_eq!(core.state().count(Tree::Requests).unwrap(), 0);
     core.faults().fail_audit(false);
     let reply = core
         .sign(
@@ -684,32 +446,9 @@ async fn concurrent_requests_never_exceed_the_window_cap() {
     assert_eq!(refused, 10);
     assert_eq!(outbox_len(&core), 6);
     assert!(matches!(
-        audit::verify(core.state(), &unsealed_audit_key(&env, &core)),
+        audit::verify(core.state(), &env.audit_key_of_copy()),
         Ok(VerifyOutcome::Intact { .. })
     ));
-}
-
-fn unsealed_audit_key(env: &Env, _core: &SigningCore) -> custos::secret::Secret32 {
-    // The core holds the store's lock; a copy of the directory can be opened alongside.
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(&env.store, copy.path());
-    let ks = KeyStore::open(copy.path()).unwrap();
-    ks.unseal(&SecretString::new(PASS.into()))
-        .unwrap()
-        .audit_key()
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 #[tokio::test]
@@ -726,24 +465,19 @@ async fn audit_verify_finds_tampered_and_missing_records() {
             .unwrap();
         }
     }
-    let key = {
-        let ks = KeyStore::open(&env.store).unwrap();
-        ks.unseal(&SecretString::new(PASS.into()))
-            .unwrap()
-            .audit_key()
-    };
-    let state = SledState::open(&env.state).unwrap();
+    let key = env.audit_key();
+    let state = env.open_state();
     assert_eq!(
         audit::verify(&state, &key).unwrap(),
         VerifyOutcome::Intact { records: 7 }
     );
     // Tamper with record 4's bytes.
     let k4 = 4u64.to_be_bytes();
-    let original = state.audit.get(k4).unwrap().unwrap();
+    let original = state.engine().get_raw(Tree::Audit, &k4).unwrap().unwrap();
     let tampered = String::from_utf8_lossy(&original[32..]).replace("v-1", "v-9");
     let mut bytes = original[..32].to_vec();
     bytes.extend_from_slice(tampered.as_bytes());
-    state.audit.insert(k4, bytes).unwrap();
+    raw_put(&state, Tree::Audit, &k4, bytes);
     match audit::verify(&state, &key).unwrap() {
         VerifyOutcome::Broken { seq, message } => {
             assert_eq!(seq, 4);
@@ -751,7 +485,7 @@ async fn audit_verify_finds_tampered_and_missing_records() {
         }
         other => panic!("{other:?}"),
     }
-    state.audit.insert(k4, original).unwrap();
+    raw_put(&state, Tree::Audit, &k4, original);
     // A wrong key breaks at record 1.
     let wrong = custos::secret::Secret32::new([9; 32]);
     assert!(matches!(
@@ -760,7 +494,8 @@ async fn audit_verify_finds_tampered_and_missing_records() {
     ));
     // Delete record 5; then the last one.
     let k5 = 5u64.to_be_bytes();
-    let five = state.audit.remove(k5).unwrap().unwrap();
+    let five = state.engine().get_raw(Tree::Audit, &k5).unwrap().unwrap();
+    raw_remove(&state, Tree::Audit, &k5);
     assert_eq!(
         audit::verify(&state, &key).unwrap(),
         VerifyOutcome::Broken {
@@ -768,8 +503,8 @@ async fn audit_verify_finds_tampered_and_missing_records() {
             message: "record 5 missing".into()
         }
     );
-    state.audit.insert(k5, five).unwrap();
-    state.audit.remove(7u64.to_be_bytes()).unwrap();
+    raw_put(&state, Tree::Audit, &k5, five);
+    raw_remove(&state, Tree::Audit, &7u64.to_be_bytes());
     assert_eq!(
         audit::verify(&state, &key).unwrap(),
         VerifyOutcome::Broken {
@@ -839,25 +574,25 @@ async fn a_request_left_authorized_by_a_crash_is_signed_once_on_retry() {
     // Rewind the request to "authorized" without its result, as a crash after the first commit
     // would leave it (and drop its outbox entry).
     {
-        let state = SledState::open(&env.state).unwrap();
-        let mut r = custos::state::requests::get(&state, "k-1")
-            .unwrap()
-            .unwrap();
+        let state = env.open_state();
+        let key = custos::state::requests::request_key(PAYER, "k-1");
+        let mut r = custos::state::requests::get(&state, &key).unwrap().unwrap();
         r.state = custos::state::requests::StoredState::Authorized;
         r.result = None;
-        r.outbox_seq = None;
+        let seq = r.outbox_seq.take().unwrap();
         state
-            .requests
-            .insert("k-1", serde_json::to_vec(&r).unwrap())
+            .transact(|tx| {
+                custos::state::requests::put_in(tx, &r)?;
+                tx.remove(Tree::Outbox, &seq.to_be_bytes())?;
+                tx.remove(Tree::Meta, b"outbox_head")?;
+                Ok(())
+            })
             .unwrap();
-        state.outbox.clear().unwrap();
-        state.meta.remove(b"outbox_head").unwrap();
         state.flush().unwrap();
     }
     let core = env.open_sealed();
     // Unsealing runs the recovery pass, which signs it.
-    core.unseal_with_passphrase(&SecretString::new(PASS.into()))
-        .unwrap();
+    unseal(&core);
     assert_eq!(outbox_len(&core), 1);
     let reply = core
         .sign(&principal(PAYER), btc_request("k-1", &psbt))

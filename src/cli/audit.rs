@@ -5,16 +5,19 @@
 //! mismatch", "record 17 missing", "record 17: prev does not match record 16") and exit 1.
 //! `tail` prints the newest records and needs no key (they hold nothing secret; `verify` is what
 //! authenticates them). Both open the state database, so the server must not be running.
+//! `verify --expect-head SEQ:MAC` also checks that the chain contains a head an operator (or the
+//! broadcaster, from an outbox entry) kept: a truncated or rewritten chain fails it.
 
 use std::path::PathBuf;
 
 use clap::Subcommand;
 
 use super::common::StoreArgs;
+use super::state::{open_state, open_state_unsealed};
 use super::{CliError, CliResult};
 use crate::policy::eval::format_time;
+use crate::state::anchor::{self, format_head, parse_head};
 use crate::state::audit::{self, VerifyOutcome};
-use crate::state::sled::SledState;
 
 /// `custos audit …`
 #[derive(Debug, Subcommand)]
@@ -27,6 +30,10 @@ pub enum AuditCommand {
         #[command(flatten)]
         #[allow(missing_docs)]
         store: StoreArgs,
+        /// A head an operator kept (`SEQ:MAC`, as the outbox entries and `verify` print it): the
+        /// chain must contain it, or it was truncated or rewritten since.
+        #[arg(long, value_name = "SEQ:MAC")]
+        expect_head: Option<String>,
     },
     /// Print the newest records (not authenticated: run `verify` for that).
     Tail {
@@ -42,30 +49,36 @@ pub enum AuditCommand {
     },
 }
 
-fn open_state(dir: &std::path::Path) -> Result<SledState, CliError> {
-    if !dir.join("conf").is_file() {
-        return Err(CliError::operational(format!(
-            "no state database at {}",
-            dir.display()
-        )));
-    }
-    SledState::open(dir).map_err(|e| {
-        CliError::operational(format!(
-            "cannot open the state database {} (is the server running?): {e}",
-            dir.display()
-        ))
-    })
-}
-
 /// Runs `custos audit …`.
 pub fn run(command: AuditCommand) -> CliResult {
     match command {
-        AuditCommand::Verify { state, store } => {
-            let db = open_state(&state)?;
-            let key = store.open()?.unsealed.audit_key();
+        AuditCommand::Verify {
+            state,
+            store,
+            expect_head,
+        } => {
+            let expected = expect_head
+                .as_deref()
+                .map(parse_head)
+                .transpose()
+                .map_err(|e| CliError::usage(format!("--expect-head: {e}")))?;
+            let (unsealed, db) = open_state_unsealed(&state, &store)?;
+            let key = unsealed.audit_key();
             match audit::verify(&db, &key).map_err(CliError::operational)? {
                 VerifyOutcome::Intact { records } => {
-                    println!("audit chain intact: {records} records");
+                    if let Some(head) = expected {
+                        anchor::check(&db, head).map_err(|e| {
+                            CliError::operational(format!(
+                                "audit chain does not contain the expected head {}: {e}",
+                                format_head(head)
+                            ))
+                        })?;
+                    }
+                    let head = audit::head_with_mac(&db).map_err(CliError::operational)?;
+                    println!(
+                        "audit chain intact: {records} records, head {}",
+                        format_head(head)
+                    );
                     Ok(())
                 }
                 VerifyOutcome::Broken { message, .. } => Err(CliError::operational(format!(

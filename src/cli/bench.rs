@@ -16,7 +16,7 @@ use crate::keys::Chain;
 use crate::policy::limits::{EmptyLedger, LedgerKey, ReservationPlan};
 use crate::policy::model::Scope;
 use crate::policy::{Policy, PolicyRequest};
-use crate::state::sled::SledState;
+use crate::state::State;
 use crate::state::StateStore;
 
 /// `custos bench …`
@@ -99,7 +99,7 @@ pub fn run(command: BenchCommand) -> CliResult {
         "parsed and validated {rules} rules in {:.1} ms",
         t.elapsed().as_secs_f64() * 1e3
     );
-    let store = SledState::temporary().map_err(op)?;
+    let store = State::scratch().map_err(op)?;
     let now: i64 = 1_750_000_000;
     let t = Instant::now();
     let plans = (0..entries).map(|i| {
@@ -133,8 +133,8 @@ pub fn run(command: BenchCommand) -> CliResult {
     store.flush().map_err(op)?;
     println!(
         "loaded {} ledger entries ({} buckets) in {:.1} s",
-        store.reservation_count(),
-        store.ledger_buckets.len(),
+        store.reservation_count().map_err(op)?,
+        store.count(crate::state::Tree::LedgerBuckets).map_err(op)?,
         t.elapsed().as_secs_f64()
     );
 

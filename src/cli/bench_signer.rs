@@ -140,7 +140,7 @@ pub fn run(args: SignerArgs) -> CliResult {
         store_dir: dir.join("store"),
         state_dir: dir.join("state"),
         policy_path: dir.join("policy.toml"),
-        bitcoin: Default::default(),
+        ..CoreConfig::new(Default::default(), Default::default(), Default::default())
     })
     .map_err(op)?;
     with_spinner("unsealing the signer (argon2id)…", || {

@@ -1,6 +1,6 @@
 //! `custos demo`: the README's first command. An offline walkthrough of the key store and the
 //! chain modules, then the main story: the gRPC signer with the example policy, driven over
-//! loopback mutual TLS as real clients drive it ([`server`]).
+//! loopback mutual TLS as real clients drive it (`server`).
 //!
 //! It works in a throwaway directory (or `--dir DIR`, kept), with demo keys from the BIP39 test
 //! mnemonic "abandon ×11 about" and a demo passphrase printed in clear — both public, for a
@@ -8,6 +8,11 @@
 //! numbers them and turns the first failure into a non-zero exit naming the step. The payload
 //! files are written to the directory so they can be replayed through `custos psbt inspect` and
 //! `custos eth inspect`.
+//!
+//! Files: `demo/btc.rs` and `demo/eth.rs` hold the offline chain steps; `demo/server.rs` runs the
+//! signer steps, which live beside it in `demo/server/` (`lifecycle.rs`: environment, start, stop
+//! and audit check; `sign.rs`: the services' requests and approvals; `broadcast.rs`: the
+//! broadcaster).
 
 mod btc;
 mod eth;

@@ -32,7 +32,7 @@ use crate::keystore::{ensure_vacant, KeyStore};
 use crate::policy::Policy;
 use crate::secret::SecretString;
 use crate::service::devcerts::{write_file, write_issued, DevCa};
-use crate::service::principal::LOCAL_SCHEME;
+use crate::signing::contract::LOCAL_SCHEME;
 
 /// The example policy, built in as the default of `--policy`.
 pub const EXAMPLE_POLICY: &str = include_str!("../../policies/exchange.toml");

@@ -28,6 +28,7 @@ pub mod serve;
 pub mod share_display;
 pub mod shares;
 pub mod sign;
+pub mod state;
 pub mod store;
 pub mod unsealer;
 pub mod wallet;
@@ -110,6 +111,9 @@ pub enum Command {
     /// The audit chain: verify it, show the newest records.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The state database: verify every record, prune old requests, accept a rollback.
+    #[command(subcommand)]
+    State(state::StateCommand),
 }
 
 /// Runs one parsed command line.
@@ -139,5 +143,6 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Reject(args) => sign::reject(args),
         Command::Pending(args) => sign::pending(args),
         Command::Audit(command) => audit::run(command),
+        Command::State(command) => state::run(command),
     }
 }

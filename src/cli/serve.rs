@@ -94,7 +94,11 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         store_dir: config.store_dir.clone(),
         state_dir: config.state_dir.clone(),
         policy_path: config.policy_file.clone(),
-        bitcoin: crate::chains::bitcoin::SignOptions::default(),
+        ..CoreConfig::new(
+            config.store_dir.clone(),
+            config.state_dir.clone(),
+            config.policy_file.clone(),
+        )
     })
     .map_err(|e| CliError::operational(format!("cannot open the signing core: {e}")))?;
     core.set_share_timeout(config.share_unseal_timeout_secs);
@@ -159,17 +163,22 @@ async fn serve(config: Config, tls: TlsMaterial, core: Arc<SigningCore>) -> CliR
     }
     let tasks = [
         tokio::spawn(expire_periodically(core.clone())),
-        tokio::spawn(reload_on_sighup(core)),
+        tokio::spawn(reload_on_sighup(core.clone())),
     ];
     shutdown_signal().await;
     tracing::info!("shutting down");
     for task in &tasks {
         task.abort();
     }
-    server.shutdown().await.map_err(CliError::operational)
+    let stopped = server.shutdown().await.map_err(CliError::operational);
+    // A clean shutdown anchors the final audit head in the key store (see state::anchor).
+    let anchoring = core.clone();
+    let _ = tokio::task::spawn_blocking(move || anchoring.anchor_now()).await;
+    stopped
 }
 
-/// Expires pending requests past their time, and partial share unseals past theirs, every
+/// Expires pending requests past their time and partial share unseals past theirs, and anchors
+/// the audit head in the key store, every
 /// [`EXPIRY_INTERVAL`].
 async fn expire_periodically(core: Arc<SigningCore>) {
     let mut ticker = tokio::time::interval(EXPIRY_INTERVAL);
@@ -178,10 +187,16 @@ async fn expire_periodically(core: Arc<SigningCore>) {
         ticker.tick().await;
         core.expire_share_session(now_unix());
         let sweep = core.clone();
-        match tokio::task::spawn_blocking(move || sweep.expire_pending(now_unix())).await {
+        match tokio::task::spawn_blocking(move || {
+            let expired = sweep.expire_pending(now_unix());
+            sweep.anchor_now();
+            expired
+        })
+        .await
+        {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(expired = n, "expired pending requests"),
-            Ok(Err(crate::service::CoreError::Sealed)) => {
+            Ok(Err(crate::signing::contract::CoreError::Sealed)) => {
                 tracing::debug!("sealed: pending requests expire after the next unseal")
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed"),

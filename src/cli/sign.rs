@@ -69,6 +69,9 @@ pub struct VoteArgs {
     /// The pending request.
     #[arg(long)]
     pub request_id: String,
+    /// The requester, when requests of several services share the id.
+    #[arg(long, value_name = "PRINCIPAL", default_value = "")]
+    pub requester: String,
     /// Why (recorded in the audit log; required by the server for a rejection).
     #[arg(long, value_name = "TEXT", default_value = "")]
     pub reason: String,
@@ -188,13 +191,22 @@ fn vote(args: VoteArgs, vote: Vote) -> CliResult {
     let record = block_on(async {
         let mut signer = SignerClient::new(args.client.connect().await?);
         let (request_id, reason) = (args.request_id.clone(), args.reason.clone());
+        let requester = args.requester.clone();
         match vote {
             Vote::Approve => signer
-                .approve(ApproveRequest { request_id, reason })
+                .approve(ApproveRequest {
+                    request_id,
+                    reason,
+                    requester,
+                })
                 .await
                 .map(|reply| reply.into_inner().request),
             Vote::Reject => signer
-                .reject(RejectRequest { request_id, reason })
+                .reject(RejectRequest {
+                    request_id,
+                    reason,
+                    requester,
+                })
                 .await
                 .map(|reply| reply.into_inner().request),
         }

@@ -69,6 +69,7 @@
 //! secret in clear: `tests/cli_keystore.rs` searches every byte of it for a known mnemonic's
 //! entropy, seed, xprv and first private keys.
 
+pub mod anchor;
 pub mod backup;
 pub mod ceremony_log;
 pub mod envelope;
@@ -86,6 +87,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use anchor::StateAnchor;
 pub use ceremony_log::{CeremonyDraft, CeremonyEntry, LogCheck, StoredEntry};
 pub use error::KeystoreError;
 pub use init::{Created, InitFacts, InitialUnsealer};
@@ -319,6 +321,15 @@ impl KeyStore {
         Ok(true)
     }
 
+    /// Writes `bytes` under `id` (replacing what was there) and flushes.
+    pub(crate) fn put(&self, id: &str, bytes: Vec<u8>) -> Result<(), KeystoreError> {
+        self.inner
+            .db
+            .insert(id.as_bytes(), bytes)
+            .map_err(|e| storage(self.dir(), e))?;
+        self.flush()
+    }
+
     pub(crate) fn store_id(&self) -> &[u8; 16] {
         &self.inner.store_id
     }
@@ -501,13 +512,9 @@ fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
 }
 
 fn open_db(dir: &Path) -> Result<sled::Db, KeystoreError> {
-    // No background flusher: every write here is flushed explicitly before it returns, and
-    // without that thread the store's file lock is released as soon as the last handle drops
-    // (with it, a close followed by an open in the same process can find the lock still held).
-    sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .open()
+    // No background flusher: every write here is flushed explicitly before it returns. A reopen
+    // in the same process waits for the previous instance's lock (`crate::embedded_db`).
+    crate::embedded_db::open(dir, sled::Config::new().path(dir).flush_every_ms(None))
         .map_err(|e| storage(dir, e))
 }
 

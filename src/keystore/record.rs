@@ -11,6 +11,7 @@
 //! | `wallet/<name>` | 4 | nonce (24), ciphertext + tag (16 … 65536 bytes) |
 //! | `slot/shamir` | 2 | unsealer `2`, share set, threshold, commitments, retired sets, nonce, wrapped DEK ([`super::shamir_slot`]) |
 //! | `ceremony/<seq>`, `ceremony/head` | 5 | a log entry or the log head (1 … 65600 bytes, [`super::ceremony_log`]) |
+//! | `anchor/state` | 8 | nonce (24), ciphertext + tag (16 … 4096 bytes): the state's audit head |
 //!
 //! Each record is `version (u8) ‖ kind (u8) ‖ body ‖ check`, where `check` is the first 8 bytes of
 //! SHA-256 over the id and everything before it. The check is not a security measure (the AEAD is):
@@ -36,6 +37,8 @@ pub const PASSPHRASE_SLOT_ID: &str = "slot/passphrase";
 pub const SEED_PREFIX: &str = "seed/";
 /// Prefix of sealed wallet ids.
 pub const WALLET_PREFIX: &str = "wallet/";
+/// Id of the sealed anchor of the state database's audit head (`crate::keystore::anchor`).
+pub const ANCHOR_ID: &str = "anchor/state";
 
 const MAGIC: &[u8; 16] = b"custos-keystore\0";
 const CHECK_LEN: usize = 8;
@@ -58,6 +61,8 @@ pub enum RecordKind {
     Wallet = 4,
     /// A ceremony log entry or its head.
     Ceremony = 5,
+    /// The sealed anchor of the state's audit head.
+    Anchor = 8,
 }
 
 impl RecordKind {
@@ -69,6 +74,8 @@ impl RecordKind {
             Some(RecordKind::Slot)
         } else if is_ceremony_id(id) {
             Some(RecordKind::Ceremony)
+        } else if id == ANCHOR_ID {
+            Some(RecordKind::Anchor)
         } else if id.strip_prefix(SEED_PREFIX).is_some_and(valid_seed_id) {
             Some(RecordKind::Seed)
         } else if id
@@ -134,6 +141,8 @@ pub enum Record {
     ShamirSlot(ShamirSlot),
     /// `ceremony/<seq>` or `ceremony/head` (parsed by the log).
     Ceremony(Vec<u8>),
+    /// `anchor/state`
+    Anchor(SealedBox),
 }
 
 impl Record {
@@ -146,6 +155,7 @@ impl Record {
             Record::Wallet(_) => RecordKind::Wallet,
             Record::ShamirSlot(_) => RecordKind::Slot,
             Record::Ceremony(_) => RecordKind::Ceremony,
+            Record::Anchor(_) => RecordKind::Anchor,
         }
     }
 }
@@ -187,7 +197,7 @@ pub fn encode_record(id: &str, record: &Record) -> Vec<u8> {
             out.push(slot.wrapped_dek.ciphertext.len() as u8);
             out.extend_from_slice(&slot.wrapped_dek.ciphertext);
         }
-        Record::Seed(sealed) | Record::Wallet(sealed) => {
+        Record::Seed(sealed) | Record::Wallet(sealed) | Record::Anchor(sealed) => {
             out.extend_from_slice(&sealed.nonce);
             out.extend_from_slice(&sealed.ciphertext);
         }
@@ -297,13 +307,13 @@ fn decode_body(kind: RecordKind, id: &str, bytes: &[u8]) -> Result<Record, Strin
                 wrapped_dek: SealedBox { nonce, ciphertext },
             })
         }
-        RecordKind::Seed | RecordKind::Wallet => {
+        RecordKind::Seed | RecordKind::Wallet | RecordKind::Anchor => {
             let nonce = body.array()?;
             let ciphertext = body.rest().to_vec();
-            let max = if kind == RecordKind::Seed {
-                MAX_SEED_CIPHERTEXT
-            } else {
+            let max = if kind == RecordKind::Wallet {
                 MAX_WALLET_CIPHERTEXT
+            } else {
+                MAX_SEED_CIPHERTEXT
             };
             if ciphertext.len() < TAG_LEN || ciphertext.len() > max {
                 return Err(format!(
@@ -312,10 +322,10 @@ fn decode_body(kind: RecordKind, id: &str, bytes: &[u8]) -> Result<Record, Strin
                 ));
             }
             let sealed = SealedBox { nonce, ciphertext };
-            if kind == RecordKind::Seed {
-                Record::Seed(sealed)
-            } else {
-                Record::Wallet(sealed)
+            match kind {
+                RecordKind::Seed => Record::Seed(sealed),
+                RecordKind::Wallet => Record::Wallet(sealed),
+                _ => Record::Anchor(sealed),
             }
         }
     };

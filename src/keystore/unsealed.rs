@@ -19,6 +19,8 @@ use crate::wallet::Wallet;
 
 /// The label of the audit-chain key derived from the DEK.
 const AUDIT_KEY_LABEL: &[u8] = b"custos audit v1";
+/// The label of the state-record key derived from the DEK.
+const STATE_KEY_LABEL: &[u8] = b"custos state v1";
 
 /// An unsealed key store: holds the DEK (zeroized on drop) and the store handle (so the store
 /// stays locked while this lives).
@@ -91,6 +93,12 @@ impl Unsealed {
         derive_subkey(&self.dek, AUDIT_KEY_LABEL)
     }
 
+    /// The key that authenticates the state database's records (`crate::state::auth`):
+    /// HMAC-SHA256(DEK, "custos state v1"). Stable for the life of the store.
+    pub fn state_key(&self) -> Secret32 {
+        derive_subkey(&self.dek, STATE_KEY_LABEL)
+    }
+
     /// The ids of the seeds in the store, sorted.
     pub fn seed_ids(&self) -> Result<Vec<SeedId>, KeystoreError> {
         Ok(self
@@ -102,13 +110,15 @@ impl Unsealed {
     }
 
     /// Decrypts one sealed record's payload.
-    fn open_record(
+    pub(super) fn open_record(
         &self,
         id: &str,
         kind: RecordKind,
     ) -> Result<Option<crate::secret::SecretBytes>, KeystoreError> {
         let sealed = match self.store.record(id)? {
-            Some(Record::Seed(sealed)) | Some(Record::Wallet(sealed)) => sealed,
+            Some(Record::Seed(sealed))
+            | Some(Record::Wallet(sealed))
+            | Some(Record::Anchor(sealed)) => sealed,
             Some(_) => return Err(KeystoreError::corrupt(id, "unexpected record kind")),
             None => return Ok(None),
         };
@@ -320,6 +330,9 @@ impl Unsealed {
                     masters.push((seed, master));
                 }
                 Some(RecordKind::Wallet) => wallet_names.push(id[WALLET_PREFIX.len()..].to_owned()),
+                Some(RecordKind::Anchor) => {
+                    self.state_anchor()?;
+                }
                 None => {
                     return Err(KeystoreError::corrupt(
                         id,

@@ -23,6 +23,20 @@
 //! A rule's conditions all have to hold; an absent condition matches anything. Amounts are exact
 //! base units in 256 bits ([`crate::amount`]); no floats anywhere. Windows and the ledger: see
 //! [`limits`] and [`crate::state`].
+//!
+//! ## Files
+//!
+//! - [`file`](mod@file): the TOML shapes, with spans; [`parse`]: text -> validated [`Policy`] (`parse/span.rs`
+//!   places problems at their line and column; `parse/validate.rs`, `parse/assets.rs`,
+//!   `parse/rule.rs` and `parse/schedule.rs` check what the file means); [`model`]: the validated
+//!   policy; [`amount_units`]: amounts, durations and fee rates as written.
+//! - [`eval`]: the decision on one request (`eval.rs`, through the candidate rules of `index`),
+//!   with `eval/explain.rs` (the every-rule trace of `explain`), `eval/rule_checks.rs` (one rule's
+//!   conditions and limits), `eval/schedule.rs`, `eval/request.rs` (the request and its time) and
+//!   `eval/quorum.rs` (who counts towards an approval); [`limits`]: windows, ledger keys and
+//!   reservation plans.
+//! - [`hash`]: the canonical hash; [`diff`]: what changed between two policies; [`tests_file`]:
+//!   a policy's test cases.
 
 pub mod amount_units;
 pub mod diff;

@@ -38,7 +38,7 @@ use super::model::{Policy, Scope};
 use crate::amount::Amount;
 use crate::intent::{ActionKind, Asset, Destination, Intent};
 use crate::network::{Chain, Network};
-use crate::state::sled::SledState;
+use crate::state::State;
 use crate::state::{ReserveOutcome, StateStore};
 
 /// A test file.
@@ -285,7 +285,7 @@ impl Case {
 /// Records a case's history in the ledger.
 fn load_history(
     policy: &Policy,
-    store: &SledState,
+    store: &State,
     case: &Case,
     req: &PolicyRequest,
     tag: &str,
@@ -327,7 +327,7 @@ fn load_history(
 
 fn check(
     policy: &Policy,
-    store: &SledState,
+    store: &State,
     case: &Case,
     name: String,
     tag: &str,
@@ -412,7 +412,7 @@ pub fn run_tests(policy: &Policy, tests: &TestFile) -> Result<Vec<CaseResult>, S
     let mut results = Vec::new();
     let mut names: BTreeMap<String, usize> = BTreeMap::new();
     for (i, case) in tests.case.iter().enumerate() {
-        let store = SledState::temporary().map_err(|e| e.to_string())?;
+        let store = State::scratch().map_err(|e| e.to_string())?;
         let name = case
             .name
             .clone()
@@ -421,7 +421,7 @@ pub fn run_tests(policy: &Policy, tests: &TestFile) -> Result<Vec<CaseResult>, S
         results.push(check(policy, &store, case, name, &i.to_string(), false));
     }
     for seq in &tests.sequence {
-        let store = SledState::temporary().map_err(|e| e.to_string())?;
+        let store = State::scratch().map_err(|e| e.to_string())?;
         for (i, step) in seq.steps.iter().enumerate() {
             let name = format!(
                 "sequence '{}' step {}{}",

@@ -3,12 +3,12 @@
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::core::{CoreError, Privilege, SignerCore};
 use super::edge::Edge;
-use super::model::UnsealSecret;
 use super::proto;
 use super::proto::admin_server::Admin;
 use crate::secret::SecretString;
+use crate::signing::contract::UnsealSecret;
+use crate::signing::contract::{CoreError, Privilege, SignerCore};
 
 /// The Admin service over a core.
 #[derive(Debug)]

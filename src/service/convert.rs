@@ -7,9 +7,10 @@ use prost_types::Timestamp;
 use crate::intent::{ActionKind, Intent};
 use crate::keys::Chain;
 
-use super::core::CoreError;
-use super::model;
 use super::proto;
+use crate::signing::contract as model;
+use crate::signing::contract::CoreError;
+use crate::signing::contract::RequestRef;
 
 /// The longest request id accepted.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -35,6 +36,25 @@ pub fn request_id(id: &str) -> Result<String, CoreError> {
         ));
     }
     Ok(id.to_owned())
+}
+
+/// A request reference from an id and an optional requester (empty = none).
+pub fn request_ref(id: &str, requester: &str) -> Result<RequestRef, CoreError> {
+    let request_id = request_id(id)?;
+    let requester = match requester {
+        "" => None,
+        r if r.len() > 1024 => {
+            return Err(CoreError::invalid(
+                "requester",
+                format!("{} bytes, at most 1024", r.len()),
+            ))
+        }
+        r => Some(r.to_owned()),
+    };
+    Ok(RequestRef {
+        request_id,
+        requester,
+    })
 }
 
 fn non_empty(field: &str, value: String) -> Result<String, CoreError> {
@@ -319,6 +339,8 @@ pub fn outbox_entry(entry: &model::OutboxEntry) -> proto::OutboxEntry {
         raw_tx_hex: entry.raw_tx_hex.clone(),
         tx_id: entry.tx_id.clone(),
         signed_at: Some(Timestamp::from(entry.signed_at)),
+        audit_sequence: entry.audit_sequence,
+        audit_mac: entry.audit_mac.clone(),
     }
 }
 

@@ -277,7 +277,8 @@ pub fn write_file(path: &Path, bytes: &[u8], private: bool) -> Result<(), DevCer
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::principal::{Principal, PrincipalSource};
+    use crate::service::identity::principal_from_certificate_der;
+    use crate::signing::contract::PrincipalSource;
 
     fn der(pem: &str) -> Vec<u8> {
         let mut reader = std::io::BufReader::new(pem.as_bytes());
@@ -292,12 +293,12 @@ mod tests {
     fn client_certificate_names_its_principal() {
         let ca = DevCa::generate("test CA").unwrap();
         let client = ca.client_cert("spiffe://custos.dev/payments").unwrap();
-        let principal = Principal::from_certificate_der(&der(&client.cert_pem)).unwrap();
+        let principal = principal_from_certificate_der(&der(&client.cert_pem)).unwrap();
         assert_eq!(principal.as_str(), "spiffe://custos.dev/payments");
         assert_eq!(principal.source(), PrincipalSource::SanUri);
 
         let dns = ca.client_cert_dns("Payments.Internal").unwrap();
-        let principal = Principal::from_certificate_der(&der(&dns.cert_pem)).unwrap();
+        let principal = principal_from_certificate_der(&der(&dns.cert_pem)).unwrap();
         assert_eq!(principal.as_str(), "payments.internal");
         assert_eq!(principal.source(), PrincipalSource::SanDns);
     }
@@ -306,7 +307,7 @@ mod tests {
     fn certificates_cannot_claim_a_host_principal() {
         let ca = DevCa::generate("test CA").unwrap();
         let client = ca.client_cert("local:sighup").unwrap();
-        let error = Principal::from_certificate_der(&der(&client.cert_pem)).unwrap_err();
+        let error = principal_from_certificate_der(&der(&client.cert_pem)).unwrap_err();
         assert!(
             error.to_string().contains("reserved host principal"),
             "{error}"

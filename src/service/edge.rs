@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::core::{CoreError, Privilege, SignerCore};
-use super::metrics::{Metrics, Outcome};
-use super::principal::Principal;
+use super::identity::principal_from_request;
+use super::metrics_http::outcome_of;
 use super::status::to_status;
+use crate::signing::contract::Principal;
+use crate::signing::contract::{CoreError, Privilege, SignerCore};
+use crate::signing::metrics::{Metrics, Outcome};
 
 /// The shared state of the three services.
 #[derive(Debug)]
@@ -37,7 +39,7 @@ impl<C: SignerCore> Edge<C> {
         request: &Request<T>,
         privilege: Option<Privilege>,
     ) -> Result<Principal, Status> {
-        let result = Principal::from_request(request).and_then(|principal| {
+        let result = principal_from_request(request).and_then(|principal| {
             if let Some(privilege) = privilege {
                 self.core.authorize(&principal, privilege)?;
             }
@@ -69,7 +71,7 @@ impl<C: SignerCore> Edge<C> {
         error: &CoreError,
     ) -> Status {
         let status = to_status(error);
-        let outcome = Outcome::of(status.code());
+        let outcome = outcome_of(status.code());
         self.metrics.record_request(method, outcome);
         let principal = principal.map(Principal::as_str).unwrap_or("-");
         match outcome {

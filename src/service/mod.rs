@@ -1,34 +1,33 @@
-//! The gRPC edge: tonic services over mutual TLS, a thin adapter over the transport-free core.
+//! The gRPC edge: tonic services over mutual TLS, a thin adapter over the transport-free core
+//! ([`crate::signing`], through the contract in [`crate::signing::contract`]).
 //!
 //! - [`proto`]: the generated API (`proto/custos/v1/*.proto`) and its descriptor set;
 //! - [`tls`]: server and client TLS from PEM files; client certificates are mandatory;
-//! - [`principal`]: the caller's identity from its certificate (SAN URI, else DNS name);
-//! - [`core`]: the [`SignerCore`] trait the handlers delegate to, its error type, and
-//!   [`StandbyCore`] (status and seal state, nothing else) until the signing pipeline is wired;
-//! - [`model`]: the core's plain request and result types; [`convert`]: to and from protobuf;
+//! - [`identity`]: the caller's [`Principal`](crate::signing::contract::Principal) from its
+//!   certificate (SAN URI, else DNS name);
+//! - [`convert`]: protobuf to and from the contract's plain types;
 //! - [`signer`], [`outbox`], [`admin`]: the handlers; [`edge`]: what each handler does around
 //!   its core call;
 //! - [`status`]: the one mapping from errors to gRPC statuses (with the stable code);
-//! - [`metrics`]: Prometheus exposition on its own listener;
+//! - [`metrics_http`]: the metrics registry served on its own listener;
 //! - [`server`]: assembles the services, health and reflection, and runs them;
+//! - [`standby`]: a core with nothing behind it, for tests of the transport alone;
 //! - [`devcerts`]: a development CA and certificates for `custos dev env` and tests.
 
 pub mod admin;
 pub mod convert;
-pub mod core;
 pub mod devcerts;
 pub mod edge;
-pub mod metrics;
-pub mod model;
+pub mod identity;
+pub mod metrics_http;
 pub mod outbox;
-pub mod principal;
 pub mod proto;
 pub mod server;
 pub mod signer;
+pub mod standby;
 pub mod status;
 pub mod tls;
 
-pub use self::core::{AccessMap, CoreError, Privilege, SignerCore, StandbyCore};
-pub use principal::{Principal, PrincipalSource};
 pub use server::{start, RunningServer, ServeError};
+pub use standby::StandbyCore;
 pub use tls::{TlsError, TlsMaterial};

@@ -6,11 +6,11 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::core::{Privilege, SignerCore};
 use super::edge::Edge;
 use super::proto;
 use super::proto::outbox_server::Outbox;
 use super::status::to_status;
+use crate::signing::contract::{Privilege, SignerCore};
 
 /// The Outbox service over a core.
 #[derive(Debug)]

@@ -16,16 +16,17 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use super::admin::AdminService;
-use super::core::SignerCore;
 use super::edge::Edge;
-use super::metrics::{self, Metrics};
-use super::model::SealState;
+use super::metrics_http;
 use super::outbox::OutboxService;
 use super::proto::admin_server::{self, AdminServer};
 use super::proto::outbox_server::{self, OutboxServer};
 use super::proto::signer_server::{self, SignerServer};
 use super::signer::SignerService;
 use super::tls::{server_tls, TlsMaterial};
+use crate::signing::contract::SealState;
+use crate::signing::contract::SignerCore;
+use crate::signing::metrics::Metrics;
 
 /// Why the server could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -166,7 +167,7 @@ pub async fn start<C: SignerCore>(
     let metrics_addr = match metrics_listener {
         Some(listener) => {
             let addr = listener.local_addr()?;
-            side_tasks.push(tokio::spawn(metrics::serve(listener, metrics.clone())));
+            side_tasks.push(tokio::spawn(metrics_http::serve(listener, metrics.clone())));
             Some(addr)
         }
         None => None,

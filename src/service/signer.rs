@@ -3,10 +3,10 @@
 use tonic::{Request, Response, Status};
 
 use super::convert;
-use super::core::{Privilege, SignerCore};
 use super::edge::Edge;
 use super::proto;
 use super::proto::signer_server::Signer;
+use crate::signing::contract::{CoreError, Privilege, SignerCore};
 
 /// The Signer service over a core.
 #[derive(Debug)]
@@ -43,8 +43,9 @@ impl<C: SignerCore> Signer for SignerService<C> {
         request: Request<proto::GetRequestRequest>,
     ) -> Result<Response<proto::GetRequestResponse>, Status> {
         let principal = self.edge.authenticate("GetRequest", &request, None)?;
-        let result = match convert::request_id(&request.get_ref().request_id) {
-            Ok(id) => self.edge.core.get_request(&principal, &id).await,
+        let r = request.get_ref();
+        let result = match convert::request_ref(&r.request_id, &r.requester) {
+            Ok(rref) => self.edge.core.get_request(&principal, &rref).await,
             Err(error) => Err(error),
         }
         .map(|record| proto::GetRequestResponse {
@@ -79,11 +80,11 @@ impl<C: SignerCore> Signer for SignerService<C> {
             .edge
             .authenticate("Approve", &request, Some(Privilege::Approve))?;
         let request = request.into_inner();
-        let result = match convert::request_id(&request.request_id) {
-            Ok(id) => {
+        let result = match convert::request_ref(&request.request_id, &request.requester) {
+            Ok(rref) => {
                 self.edge
                     .core
-                    .approve(&principal, &id, &request.reason)
+                    .approve(&principal, &rref, &request.reason)
                     .await
             }
             Err(error) => Err(error),
@@ -102,15 +103,14 @@ impl<C: SignerCore> Signer for SignerService<C> {
             .edge
             .authenticate("Reject", &request, Some(Privilege::Approve))?;
         let request = request.into_inner();
-        let result = match convert::request_id(&request.request_id) {
-            Ok(_) if request.reason.trim().is_empty() => Err(super::core::CoreError::invalid(
-                "reason",
-                "a rejection needs a reason",
-            )),
-            Ok(id) => {
+        let result = match convert::request_ref(&request.request_id, &request.requester) {
+            Ok(_) if request.reason.trim().is_empty() => {
+                Err(CoreError::invalid("reason", "a rejection needs a reason"))
+            }
+            Ok(rref) => {
                 self.edge
                     .core
-                    .reject(&principal, &id, &request.reason)
+                    .reject(&principal, &rref, &request.reason)
                     .await
             }
             Err(error) => Err(error),
@@ -144,12 +144,9 @@ impl<C: SignerCore> Signer for SignerService<C> {
         let principal = self.edge.authenticate("GetAddress", &request, None)?;
         let request = request.into_inner();
         let result = if request.wallet.is_empty() {
-            Err(super::core::CoreError::invalid(
-                "wallet",
-                "must not be empty",
-            ))
+            Err(CoreError::invalid("wallet", "must not be empty"))
         } else if request.index >= 1 << 31 {
-            Err(super::core::CoreError::invalid(
+            Err(CoreError::invalid(
                 "index",
                 format!("{} is a hardened index; expected below 2^31", request.index),
             ))

@@ -8,7 +8,7 @@
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
 
-use super::core::CoreError;
+use crate::signing::contract::CoreError;
 
 /// Metadata key of the stable code.
 pub const CODE_METADATA: &str = "custos-code";
@@ -27,6 +27,7 @@ pub fn grpc_code(error: &CoreError) -> Code {
         CoreError::NotFound { .. } => Code::NotFound,
         CoreError::Sealed | CoreError::Precondition { .. } => Code::FailedPrecondition,
         CoreError::StateUnavailable { .. } => Code::Unavailable,
+        CoreError::StateTampered { .. } => Code::DataLoss,
         CoreError::NotImplemented { .. } => Code::Unimplemented,
         CoreError::Internal { .. } => Code::Internal,
     }

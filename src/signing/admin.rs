@@ -12,13 +12,12 @@ use crate::keys::{Chain, Network, Purpose};
 use crate::keystore::KeystoreError;
 use crate::policy::model::Effect;
 use crate::policy::Policy;
-use crate::service::core::{CoreError, CoreResult, Privilege, SignerCore};
-use crate::service::model::{
+use crate::signing::contract::Principal;
+use crate::signing::contract::{
     AddressInfo, CreateWallet, PolicyReload, StatusInfo, UnsealerInfo, WalletSummary,
 };
-use crate::service::principal::Principal;
+use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
 use crate::state::audit::AuditEntry;
-use crate::state::outbox as outbox_state;
 use crate::wallet::Wallet;
 
 use super::{now_unix, unavailable, LoadedPolicy, SigningCore};
@@ -48,7 +47,7 @@ pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInf
             .into_iter()
             .map(str::to_owned)
             .collect(),
-        outbox_head: outbox_state::head(&core.state).map_err(unavailable)?,
+        outbox_head: core.durable_outbox_head(),
         unsealers,
     })
 }

@@ -3,34 +3,43 @@
 //! A request that needs approval is stored pending with its limits **held** until the quorum's
 //! expiry (so pending requests count against windows and cannot dodge a limit). Rules:
 //!
-//! - An approver must hold one of the quorum's roles (`FAILED_PRECONDITION not-an-approver`); the
-//!   requester never approves its own request (`FAILED_PRECONDITION self-approval`).
-//! - Each approver counts once: approving again is a no-op that answers the current record (so a
-//!   client retrying an `Approve` gets a plain answer), not a second vote.
-//! - When the quorum is met, the policy is evaluated again (at that time, with the request's own
-//!   hold left out of the windows) and the caps are re-checked atomically while the hold is turned
-//!   into a reservation ([`crate::state::sled::reserve_again_in`]); then the request is signed into
-//!   the outbox. If the policy or a cap now refuses, the request ends `denied` (hold released) and
-//!   `Approve` answers the record, whose `error` says why.
+//! - Request ids are scoped by requester: `Approve`/`Reject` name the requester when the id alone
+//!   is ambiguous (several pending requests from different services share it).
+//! - The requester never approves or rejects its own request (`FAILED_PRECONDITION
+//!   self-approval`); an approver must hold one of the roles of the quorum in force
+//!   (`FAILED_PRECONDITION not-an-approver`).
+//! - **Each vote is judged by the policy in force.** The request is evaluated again at every vote
+//!   (without its own hold in the windows): if the policy now denies it, the vote ends it `denied`;
+//!   if it now needs a bigger or different quorum, the request stays pending under that quorum and
+//!   only the votes that still qualify count; if it no longer needs approval, or the quorum is met,
+//!   the caps are re-checked atomically while the hold becomes a reservation
+//!   ([`crate::state::ledger::reserve_again_in`]) and the request is signed into the outbox. A cap
+//!   that now refuses ends it `denied`; `Approve` answers the record, whose `error` says why.
+//! - Each approver counts once: approving again is a no-op that answers the current record.
+//! - Every vote and every ending re-reads the request **inside its transaction**: a vote racing
+//!   the expiry sweep (or a rejection) finds the request no longer pending and changes nothing, so
+//!   an expired request cannot be revived.
 //! - `Reject` (by a holder of a quorum role) ends it `rejected`; expiry ends it `expired`; both
 //!   release the hold and the Ethereum nonce claim.
 //! - Expiry is lazy (any access to an expired request expires it) plus the sweep
 //!   [`super::SigningCore::expire_pending`] the server calls periodically.
 
-use crate::policy::limits::{LedgerKey, Usage, UsageView};
+use crate::policy::limits::{LedgerKey, ReservationPlan, Usage, UsageView};
 use crate::policy::{Outcome, PolicyRequest, Quorum};
-use crate::service::core::{CoreError, CoreResult};
-use crate::service::model::{ListPending, PendingPage, RequestRecord};
-use crate::service::principal::Principal;
+use crate::signing::contract::Principal;
+use crate::signing::contract::{CoreError, CoreResult};
+use crate::signing::contract::{ListPending, PendingPage, RequestRecord, RequestRef};
 use crate::state::buckets::minute_of;
+use crate::state::ledger::{release_in, reserve_again_in, ReservationInfo};
 use crate::state::nonces;
-use crate::state::requests::{self, StoredRequest, StoredState, StoredVote};
-use crate::state::sled::{release_in, reserve_again_in, ReservationInfo, SledState};
-use crate::state::ReserveOutcome;
+use crate::state::requests::{
+    self, request_key, StoredDecision, StoredQuorum, StoredRequest, StoredState, StoredVote,
+};
+use crate::state::{ReserveOutcome, State};
 
 use super::pipeline::{self, entry};
 use super::records::{self, denial};
-use super::{decode, now_unix, unavailable, Keys, SigningCore, HOST_PRINCIPAL};
+use super::{decode, now_unix, Keys, SigningCore, HOST_PRINCIPAL};
 
 fn not_found(id: &str) -> CoreError {
     CoreError::NotFound {
@@ -49,15 +58,64 @@ fn not_pending(r: &StoredRequest) -> CoreError {
     }
 }
 
+/// The key of the request `rref` names. With a requester, that one; without, the caller's own
+/// request under that id (`own_first`, for `GetRequest`), else the one request with that id (or,
+/// among several, the one still pending); otherwise INVALID_ARGUMENT asking for the requester.
+fn resolve(
+    core: &SigningCore,
+    principal: &Principal,
+    rref: &RequestRef,
+    own_first: bool,
+) -> CoreResult<String> {
+    if let Some(requester) = &rref.requester {
+        return Ok(request_key(requester, &rref.request_id));
+    }
+    if own_first {
+        let own = request_key(principal.as_str(), &rref.request_id);
+        if requests::get(&core.state, &own)
+            .map_err(|e| core.fail(e))?
+            .is_some()
+        {
+            return Ok(own);
+        }
+    }
+    let keys = requests::keys_with_id(&core.state, &rref.request_id).map_err(|e| core.fail(e))?;
+    if let [one] = keys.as_slice() {
+        return Ok(one.clone());
+    }
+    // Several requesters used the id: the one still pending, if only one is.
+    let mut pending = Vec::new();
+    for key in &keys {
+        if let Some(r) = requests::get(&core.state, key).map_err(|e| core.fail(e))? {
+            if r.state == StoredState::PendingApproval {
+                pending.push(key.clone());
+            }
+        }
+    }
+    match (keys.len(), pending.as_slice()) {
+        (0, _) => Err(not_found(&rref.request_id)),
+        (_, [one]) => Ok(one.clone()),
+        (n, _) => Err(CoreError::invalid(
+            "requester",
+            format!(
+                "{n} requests from different requesters use the id '{}': name the requester",
+                rref.request_id
+            ),
+        )),
+    }
+}
+
 /// `Signer.GetRequest`: the requester sees its own requests; approvers and admins see all. Others
 /// get NOT_FOUND (ids are not confirmed to exist).
 pub async fn get_request(
     core: &SigningCore,
     principal: &Principal,
-    id: &str,
+    rref: &RequestRef,
 ) -> CoreResult<RequestRecord> {
-    let r = requests::get(&core.state, id)
-        .map_err(unavailable)?
+    let id = &rref.request_id;
+    let key = resolve(core, principal, rref, true)?;
+    let r = requests::get(&core.state, &key)
+        .map_err(|e| core.fail(e))?
         .ok_or_else(|| not_found(id))?;
     if r.requester != principal.as_str() && !core.is_admin_or_approver(principal.as_str()) {
         return Err(not_found(id));
@@ -68,8 +126,8 @@ pub async fn get_request(
             .is_some_and(|q| q.expires_at <= now_unix())
     {
         if let Ok(keys) = core.keys() {
-            if let Some(expired) = expire_one(core, &keys, id, now_unix())? {
-                core.flusher.flush().await.map_err(unavailable)?;
+            if let Some(expired) = expire_one(core, &keys, &key, now_unix())? {
+                core.flusher.flush().await.map_err(|e| core.fail(e))?;
                 return records::record(&expired);
             }
         }
@@ -98,8 +156,8 @@ pub fn list_pending(
     let mut cursor = after;
     let mut next = None;
     'pages: loop {
-        let page =
-            requests::pending_page(&core.state, cursor.as_deref(), size).map_err(unavailable)?;
+        let page = requests::pending_page(&core.state, cursor.as_deref(), size)
+            .map_err(|e| core.fail(e))?;
         if page.is_empty() {
             break;
         }
@@ -126,7 +184,7 @@ pub fn list_pending(
 /// whose hold is already recorded). May under-count at bucket edges; the atomic re-check in
 /// `reserve_again_in` is exact.
 struct WithoutOwn<'a> {
-    state: &'a SledState,
+    state: &'a State,
     own: Option<ReservationInfo>,
 }
 
@@ -148,22 +206,31 @@ impl UsageView for WithoutOwn<'_> {
     }
 }
 
-fn check_approver(core: &SigningCore, principal: &str, r: &StoredRequest) -> CoreResult<()> {
+/// The requester never votes on its own request; a voter must hold one of `quorum`'s roles.
+fn check_voter(
+    core: &SigningCore,
+    principal: &str,
+    r: &StoredRequest,
+    quorum: &StoredQuorum,
+) -> CoreResult<()> {
     if principal == r.requester {
         return Err(CoreError::Precondition {
             code: "self-approval".into(),
             reason: "the requester cannot approve or reject its own request".into(),
         });
     }
-    let q = r.quorum.as_ref().ok_or_else(|| not_pending(r))?;
     let policy = core.policy();
     let roles = policy.policy.roles_of(principal);
-    if !q.roles.iter().any(|role| roles.contains(role.as_str())) {
+    if !quorum
+        .roles
+        .iter()
+        .any(|role| roles.contains(role.as_str()))
+    {
         return Err(CoreError::Precondition {
             code: "not-an-approver".into(),
             reason: format!(
                 "'{principal}' holds none of the roles this quorum needs ({})",
-                q.roles.join(", ")
+                quorum.roles.join(", ")
             ),
         });
     }
@@ -171,76 +238,68 @@ fn check_approver(core: &SigningCore, principal: &str, r: &StoredRequest) -> Cor
 }
 
 /// Loads a pending request for a vote: expires it (and says so) if its time has passed.
-async fn pending_for_vote(core: &SigningCore, keys: &Keys, id: &str) -> CoreResult<StoredRequest> {
-    let r = requests::get(&core.state, id)
-        .map_err(unavailable)?
-        .ok_or_else(|| not_found(id))?;
+async fn pending_for_vote(core: &SigningCore, keys: &Keys, key: &str) -> CoreResult<StoredRequest> {
+    let r = requests::get(&core.state, key)
+        .map_err(|e| core.fail(e))?
+        .ok_or_else(|| not_found(key))?;
     if r.state != StoredState::PendingApproval {
         return Err(not_pending(&r));
     }
     let now = now_unix();
     if r.quorum.as_ref().is_some_and(|q| q.expires_at <= now) {
-        let expired = expire_one(core, keys, id, now)?;
-        core.flusher.flush().await.map_err(unavailable)?;
+        let expired = expire_one(core, keys, key, now)?;
+        core.flusher.flush().await.map_err(|e| core.fail(e))?;
         return Err(records::state_error(&expired.unwrap_or(r)));
     }
     Ok(r)
+}
+
+/// What one vote does, decided by the policy in force before the vote's transaction.
+enum VoteEffect {
+    /// The policy now refuses the request.
+    Deny(StoredDecision),
+    /// Still waiting, under this quorum.
+    Pending(StoredQuorum),
+    /// Quorum met (or no longer needed): reserve afresh with this plan, then sign.
+    Authorize(Option<ReservationPlan>),
+}
+
+fn quorum_of(q: &StoredQuorum) -> Quorum {
+    Quorum {
+        count: q.count,
+        roles: q.roles.iter().cloned().collect(),
+        expires_secs: 0,
+    }
 }
 
 /// `Signer.Approve`.
 pub async fn approve(
     core: &SigningCore,
     principal: &Principal,
-    id: &str,
+    rref: &RequestRef,
     reason: &str,
 ) -> CoreResult<RequestRecord> {
     let keys = core.keys()?;
-    let _guard = core.lock_request(id).await;
-    let mut r = pending_for_vote(core, &keys, id).await?;
-    check_approver(core, principal.as_str(), &r)?;
+    let key = resolve(core, principal, rref, false)?;
+    let _guard = core.lock_request(&key).await;
+    let r = pending_for_vote(core, &keys, &key).await?;
+    let stored_quorum = r.quorum.clone().ok_or_else(|| not_pending(&r))?;
     if r.approvals
         .iter()
         .any(|v| v.principal == principal.as_str())
     {
-        return records::record(&r);
-    }
-    let now = now_unix();
-    r.approvals.push(StoredVote {
-        principal: principal.to_string(),
-        at: now,
-        reason: reason.to_owned(),
-    });
-    r.updated_at = now;
-    let policy = core.policy();
-    let q = r.quorum.clone().ok_or_else(|| not_pending(&r))?;
-    let voters: Vec<String> = r.approvals.iter().map(|v| v.principal.clone()).collect();
-    let quorum = Quorum {
-        count: q.count,
-        roles: q.roles.iter().cloned().collect(),
-        expires_secs: 0,
-    };
-    let met = policy
-        .policy
-        .quorum_status(&quorum, &r.requester, &voters)
-        .met;
-    let vote = entry("approve", principal.as_str(), &r, &policy.hash, now);
-    if !met {
-        core.state
-            .transact(|tx| {
-                core.audit_in(tx, &keys.audit_key, &vote)?;
-                requests::put_in(tx, &r)
-            })
-            .map_err(unavailable)?;
-        core.flusher.flush().await.map_err(unavailable)?;
+        check_voter(core, principal.as_str(), &r, &stored_quorum)?;
         return records::record(&r);
     }
 
-    // Quorum met: decide again, now, without the request's own hold in the windows.
+    // Judge the request by the policy in force, now, without its own hold in the windows.
+    let policy = core.policy();
     let wallet = keys.wallet(&r.wallet)?;
     let decoded = decode::decode(&wallet, &r.payload, &policy.tokens, &core.config.bitcoin)?;
+    let now = now_unix();
     let view = WithoutOwn {
         state: &core.state,
-        own: core.state.reservation(id).map_err(unavailable)?,
+        own: core.state.reservation(&key).map_err(|e| core.fail(e))?,
     };
     let decision = policy
         .policy
@@ -255,38 +314,99 @@ pub async fn approve(
         .map_err(|e| CoreError::StateUnavailable {
             reason: e.to_string(),
         })?;
+    let mut voters: Vec<String> = r.approvals.iter().map(|v| v.principal.clone()).collect();
+    voters.push(principal.to_string());
+    let effect = match &decision.outcome {
+        Outcome::Deny => {
+            check_voter(core, principal.as_str(), &r, &stored_quorum)?;
+            VoteEffect::Deny(records::stored_decision(&decision, &policy.hash))
+        }
+        Outcome::Allow => {
+            check_voter(core, principal.as_str(), &r, &stored_quorum)?;
+            VoteEffect::Authorize(decision.reservation.clone())
+        }
+        Outcome::NeedsApproval { quorum } => {
+            let now_quorum = StoredQuorum {
+                count: quorum.count,
+                roles: quorum.roles.iter().cloned().collect(),
+                expires_at: stored_quorum.expires_at,
+            };
+            check_voter(core, principal.as_str(), &r, &now_quorum)?;
+            let met = policy
+                .policy
+                .quorum_status(&quorum_of(&now_quorum), &r.requester, &voters)
+                .met;
+            if met {
+                VoteEffect::Authorize(decision.reservation.clone())
+            } else {
+                VoteEffect::Pending(now_quorum)
+            }
+        }
+    };
+
     let after = core
         .state
         .transact(|tx| {
-            let mut r = r.clone();
-            core.audit_in(tx, &keys.audit_key, &vote)?;
-            let refused = match (&decision.outcome, &decision.reservation) {
-                (Outcome::Deny, _) => Some(records::stored_decision(&decision, &policy.hash)),
-                (_, Some(plan)) => match reserve_again_in(&tx.ledger, id, plan, None)? {
-                    ReserveOutcome::LimitExceeded {
-                        rule,
-                        code,
-                        message,
-                    } => Some(denial(
-                        &rule,
-                        code,
-                        format!("rule '{rule}': {message}"),
-                        &policy.hash,
-                    )),
-                    _ => None,
-                },
-                (_, None) => {
-                    release_in(&tx.ledger, id)?;
+            // Re-read: only a request still pending, not yet due and without this vote is voted on.
+            let Some(mut r) = requests::get_in(tx, &key)? else {
+                return Ok(None);
+            };
+            let live = r.state == StoredState::PendingApproval
+                && r.quorum.as_ref().is_some_and(|q| q.expires_at > now);
+            if !live
+                || r.approvals
+                    .iter()
+                    .any(|v| v.principal == principal.as_str())
+            {
+                return Ok(Some(r));
+            }
+            r.approvals.push(StoredVote {
+                principal: principal.to_string(),
+                at: now,
+                reason: reason.to_owned(),
+            });
+            r.updated_at = now;
+            core.audit_in(
+                tx,
+                &keys.audit_key,
+                &entry("approve", principal.as_str(), &r, &policy.hash, now),
+            )?;
+            let refused = match &effect {
+                VoteEffect::Deny(d) => Some(d.clone()),
+                VoteEffect::Pending(q) => {
+                    if r.quorum.as_ref() != Some(q) {
+                        r.quorum = Some(q.clone());
+                    }
+                    requests::put_in(tx, &r)?;
+                    return Ok(Some(r));
+                }
+                VoteEffect::Authorize(Some(plan)) => {
+                    match reserve_again_in(tx, &key, plan, None)? {
+                        ReserveOutcome::LimitExceeded {
+                            rule,
+                            code,
+                            message,
+                        } => Some(denial(
+                            &rule,
+                            code,
+                            format!("rule '{rule}': {message}"),
+                            &policy.hash,
+                        )),
+                        _ => None,
+                    }
+                }
+                VoteEffect::Authorize(None) => {
+                    release_in(tx, &key)?;
                     None
                 }
             };
             match refused {
                 Some(d) => {
-                    release_in(&tx.ledger, id)?;
-                    if let Some(key) = &r.nonce_key {
-                        nonces::release_in(tx, key, id)?;
+                    release_in(tx, &key)?;
+                    if let Some(nonce) = &r.nonce_key {
+                        nonces::release_in(tx, nonce, &key)?;
                     }
-                    r.error = Some(format!("quorum met, but refused on re-check: {}", d.reason));
+                    r.error = Some(format!("refused on re-check at a vote: {}", d.reason));
                     r.decision = Some(d);
                     r.state = StoredState::Denied;
                     let e = entry("quorum.denied", principal.as_str(), &r, &policy.hash, now);
@@ -294,15 +414,26 @@ pub async fn approve(
                 }
                 None => {
                     r.state = StoredState::Authorized;
+                    r.authorized_at = Some(now);
                     let e = entry("quorum.met", principal.as_str(), &r, &policy.hash, now);
                     core.audit_in(tx, &keys.audit_key, &e)?;
                 }
             }
             requests::put_in(tx, &r)?;
-            Ok(r)
+            Ok(Some(r))
         })
-        .map_err(unavailable)?;
-    core.flusher.flush().await.map_err(unavailable)?;
+        .map_err(|e| core.fail(e))?
+        .ok_or_else(|| not_found(&rref.request_id))?;
+    core.flusher.flush().await.map_err(|e| core.fail(e))?;
+    if after.state == StoredState::PendingApproval
+        && !after
+            .approvals
+            .iter()
+            .any(|v| v.principal == principal.as_str())
+    {
+        // The request was no longer open for votes when the transaction ran (it expired).
+        return Err(not_pending(&after));
+    }
     if after.state != StoredState::Authorized {
         return records::record(&after);
     }
@@ -310,9 +441,9 @@ pub async fn approve(
         Ok(_) | Err(CoreError::Internal { .. }) => {}
         Err(e) => return Err(e),
     }
-    let done = requests::get(&core.state, id)
-        .map_err(unavailable)?
-        .ok_or_else(|| not_found(id))?;
+    let done = requests::get(&core.state, &key)
+        .map_err(|e| core.fail(e))?
+        .ok_or_else(|| not_found(&rref.request_id))?;
     records::record(&done)
 }
 
@@ -320,35 +451,46 @@ pub async fn approve(
 pub async fn reject(
     core: &SigningCore,
     principal: &Principal,
-    id: &str,
+    rref: &RequestRef,
     reason: &str,
 ) -> CoreResult<RequestRecord> {
     let keys = core.keys()?;
-    let _guard = core.lock_request(id).await;
-    let r = pending_for_vote(core, &keys, id).await?;
-    check_approver(core, principal.as_str(), &r)?;
+    let key = resolve(core, principal, rref, false)?;
+    let _guard = core.lock_request(&key).await;
+    let r = pending_for_vote(core, &keys, &key).await?;
+    let quorum = r.quorum.clone().ok_or_else(|| not_pending(&r))?;
+    check_voter(core, principal.as_str(), &r, &quorum)?;
     let done = end(
         core,
         &keys,
-        id,
+        &key,
         StoredState::Rejected,
         "reject",
         principal.as_str(),
         reason,
         now_unix(),
-    )?
-    .unwrap_or(r);
-    core.flusher.flush().await.map_err(unavailable)?;
-    records::record(&done)
+    )?;
+    core.flusher.flush().await.map_err(|e| core.fail(e))?;
+    match done {
+        Some(done) => records::record(&done),
+        // Ended meanwhile (expired, or rejected by someone else): say what it is now.
+        None => {
+            let now = requests::get(&core.state, &key)
+                .map_err(|e| core.fail(e))?
+                .unwrap_or(r);
+            Err(not_pending(&now))
+        }
+    }
 }
 
 /// Ends a pending request (rejected or expired): releases its hold and nonce claim, audits.
-/// `None` if it was no longer pending (or, for expiry, not yet due).
+/// `None` if it was no longer pending (or, for expiry, not yet due) when the transaction re-read
+/// it.
 #[allow(clippy::too_many_arguments)]
 fn end(
     core: &SigningCore,
     keys: &Keys,
-    id: &str,
+    key: &str,
     state: StoredState,
     event: &str,
     principal: &str,
@@ -358,16 +500,16 @@ fn end(
     let policy_hash = core.policy().hash.clone();
     core.state
         .transact(|tx| {
-            let Some(mut r) = requests::get_in(tx, id)? else {
+            let Some(mut r) = requests::get_in(tx, key)? else {
                 return Ok(None);
             };
             let due = r.quorum.as_ref().is_some_and(|q| q.expires_at <= now);
             if r.state != StoredState::PendingApproval || (state == StoredState::Expired && !due) {
                 return Ok(None);
             }
-            release_in(&tx.ledger, id)?;
-            if let Some(key) = &r.nonce_key {
-                nonces::release_in(tx, key, id)?;
+            release_in(tx, key)?;
+            if let Some(nonce) = &r.nonce_key {
+                nonces::release_in(tx, nonce, key)?;
             }
             r.state = state;
             r.updated_at = now;
@@ -380,20 +522,20 @@ fn end(
             requests::put_in(tx, &r)?;
             Ok(Some(r))
         })
-        .map_err(unavailable)
+        .map_err(|e| core.fail(e))
 }
 
-/// Expires one request if it is pending and due (not flushed).
+/// Expires one request (by key) if it is pending and due (not flushed).
 pub(crate) fn expire_one(
     core: &SigningCore,
     keys: &Keys,
-    id: &str,
+    key: &str,
     now: i64,
 ) -> CoreResult<Option<StoredRequest>> {
     end(
         core,
         keys,
-        id,
+        key,
         StoredState::Expired,
         "expire",
         HOST_PRINCIPAL,
@@ -408,13 +550,13 @@ pub(crate) fn expire_due(core: &SigningCore, now: i64) -> CoreResult<usize> {
         return Ok(0);
     };
     let mut count = 0;
-    for id in requests::pending_due(&core.state, now).map_err(unavailable)? {
-        if expire_one(core, &keys, &id, now)?.is_some() {
+    for key in requests::pending_due(&core.state, now).map_err(|e| core.fail(e))? {
+        if expire_one(core, &keys, &key, now)?.is_some() {
             count += 1;
         }
     }
     if count > 0 {
-        core.flusher.flush_blocking().map_err(unavailable)?;
+        core.flusher.flush_blocking().map_err(|e| core.fail(e))?;
     }
     Ok(count)
 }

@@ -11,8 +11,8 @@ use crate::backend::KeyBackend;
 use crate::chains::bitcoin::{self, BitcoinSigned, DecodedPsbt, SignOptions};
 use crate::chains::ethereum::{self, DecodedEth, EthPayload, EthSigned};
 use crate::intent::Intent;
-use crate::service::core::CoreError;
-use crate::service::model::SignPayload;
+use crate::signing::contract::CoreError;
+use crate::signing::contract::SignPayload;
 use crate::state::requests::{StoredOutput, StoredPayload};
 use crate::wallet::Wallet;
 

@@ -1,6 +1,6 @@
 //! Group commit: one `fsync` for every transaction committed meanwhile.
 //!
-//! A step commits its sled transaction, then calls [`GroupCommit::flush`] and waits; only then
+//! A step commits its transaction, then calls [`GroupCommit::flush`] and waits; only then
 //! does its answer (or signature) leave. Each caller takes a ticket (a counter incremented after
 //! its commit). Callers queue on one async mutex; whoever holds it reads the newest ticket issued
 //! so far, runs `db.flush()` once (on the blocking pool), and records that every ticket up to it is
@@ -14,12 +14,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::state::sled::SledState;
-use crate::state::StateError;
+use std::sync::Arc;
+
+use crate::state::{State, StateError};
 
 /// The group-commit flusher of one database.
 pub struct GroupCommit {
-    state: SledState,
+    state: Arc<State>,
     issued: AtomicU64,
     durable: AtomicU64,
     flushes: AtomicU64,
@@ -28,7 +29,7 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// A flusher for `state`'s database.
-    pub fn new(state: SledState) -> Self {
+    pub fn new(state: Arc<State>) -> Self {
         GroupCommit {
             state,
             issued: AtomicU64::new(0),

@@ -1,5 +1,5 @@
 //! The transport-free signing core: one request from payload to outbox, the way `DESIGN.md`
-//! ("One signing request") orders it, behind [`crate::service::core::SignerCore`].
+//! ("One signing request") orders it, behind [`crate::signing::contract::SignerCore`].
 //!
 //! # The pipeline ([`pipeline`])
 //!
@@ -44,8 +44,10 @@
 
 pub mod admin;
 pub mod approvals;
+pub mod contract;
 pub mod decode;
 pub mod flush;
+pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod records;
@@ -65,16 +67,17 @@ use crate::backend::SoftwareBackend;
 use crate::keystore::{KeyStore, KeystoreError, Unsealed};
 use crate::policy::Policy;
 use crate::secret::{Secret32, SecretString};
-use crate::service::core::{CoreError, CoreResult, Privilege, SignerCore};
-use crate::service::metrics::Metrics;
-use crate::service::model::{
+use crate::signing::contract::Principal;
+use crate::signing::contract::{
     AckInfo, AddressInfo, CreateWallet, ListPending, OutboxStream, PendingPage, PolicyReload,
-    RequestRecord, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret, WalletSummary,
+    RequestRecord, RequestRef, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret,
+    WalletSummary,
 };
-use crate::service::principal::Principal;
+use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
+use crate::signing::metrics::Metrics;
 use crate::state::audit::{self, AuditEntry};
-use crate::state::sled::{SledState, StateTx, TxResult};
-use crate::state::StateError;
+use crate::state::engine::{abort, Engine, TxResult};
+use crate::state::{State, StateError, StateTx};
 use crate::wallet::Wallet;
 
 use flush::GroupCommit;
@@ -90,7 +93,31 @@ pub struct CoreConfig {
     pub policy_path: PathBuf,
     /// Bitcoin signing options.
     pub bitcoin: crate::chains::bitcoin::SignOptions,
+    /// An `authorized` request older than this (seconds since it was authorized) is expired,
+    /// its reservation released, instead of being signed by a retry or the recovery pass.
+    pub authorization_max_age_secs: u64,
+    /// Allow unsealing over a state whose audit chain is behind the key store's anchor (a
+    /// restored backup). Unsafe: the state may have been rolled back to replay or undo work;
+    /// the override is recorded in the audit chain.
+    pub unsafe_accept_state_rollback: bool,
 }
+
+impl CoreConfig {
+    /// A configuration with the default bounds.
+    pub fn new(store_dir: PathBuf, state_dir: PathBuf, policy_path: PathBuf) -> Self {
+        CoreConfig {
+            store_dir,
+            state_dir,
+            policy_path,
+            bitcoin: crate::chains::bitcoin::SignOptions::default(),
+            authorization_max_age_secs: DEFAULT_AUTHORIZATION_MAX_AGE_SECS,
+            unsafe_accept_state_rollback: false,
+        }
+    }
+}
+
+/// One hour: how long an authorization left unsigned by a crash may still be signed.
+pub const DEFAULT_AUTHORIZATION_MAX_AGE_SECS: u64 = 3600;
 
 /// Why the core could not open.
 #[derive(Debug, thiserror::Error)]
@@ -175,7 +202,7 @@ impl Keys {
 pub struct SigningCore {
     config: CoreConfig,
     keystore: KeyStore,
-    state: SledState,
+    state: Arc<State>,
     flusher: GroupCommit,
     policy: RwLock<Arc<LoadedPolicy>>,
     keys: RwLock<Option<Arc<Keys>>>,
@@ -199,9 +226,21 @@ pub(crate) fn system_time(secs: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0))
 }
 
+/// The API error of a state failure (see [`SigningCore::fail`] for the one that also reports
+/// tampering).
 pub(crate) fn unavailable(e: StateError) -> CoreError {
-    CoreError::StateUnavailable {
-        reason: e.to_string(),
+    match e {
+        StateError::Sealed => CoreError::Sealed,
+        StateError::Tampered { .. } => CoreError::StateTampered {
+            reason: e.to_string(),
+        },
+        StateError::Rollback(reason) => CoreError::Precondition {
+            code: "state-rollback".into(),
+            reason,
+        },
+        other => CoreError::StateUnavailable {
+            reason: other.to_string(),
+        },
     }
 }
 
@@ -212,20 +251,26 @@ impl SigningCore {
     /// Opens the key store (sealed; its lock held), the state database, and loads and validates
     /// the policy.
     pub fn open(config: CoreConfig) -> Result<SigningCore, SigningOpenError> {
+        let engine = crate::state::sled::SledEngine::open(&config.state_dir).map_err(|source| {
+            SigningOpenError::State {
+                dir: config.state_dir.clone(),
+                source,
+            }
+        })?;
+        Self::open_with_engine(config, Arc::new(engine))
+    }
+
+    /// [`SigningCore::open`] over a state engine opened by the caller.
+    pub fn open_with_engine(
+        config: CoreConfig,
+        engine: Arc<dyn Engine>,
+    ) -> Result<SigningCore, SigningOpenError> {
         let policy = Policy::load(&config.policy_path).map_err(SigningOpenError::Policy)?;
         let keystore = KeyStore::open(&config.store_dir)?;
-        let state =
-            SledState::open(&config.state_dir).map_err(|source| SigningOpenError::State {
-                dir: config.state_dir.clone(),
-                source,
-            })?;
-        let head =
-            crate::state::outbox::head(&state).map_err(|source| SigningOpenError::State {
-                dir: config.state_dir.clone(),
-                source,
-            })?;
+        let state = Arc::new(State::new(engine));
         let (seal, _) = watch::channel(SealState::Sealed);
-        let (outbox_head, _) = watch::channel(head);
+        // The durable outbox head; read (authenticated) at unseal.
+        let (outbox_head, _) = watch::channel(0);
         let faults = FaultPlan::default();
         if cfg!(debug_assertions)
             && std::env::var_os("CUSTOS_UNSAFE_TEST_FAIL_AUDIT").is_some_and(|v| v == "1")
@@ -268,9 +313,7 @@ impl SigningCore {
         let Some(metrics) = self.metrics() else {
             return;
         };
-        let Ok(head) = crate::state::outbox::head(&self.state) else {
-            return;
-        };
+        let head = *self.outbox_head.borrow();
         let policy = self.policy();
         let slowest = policy
             .policy
@@ -321,8 +364,42 @@ impl SigningCore {
     }
 
     /// The state database (tests and tools read it; the core owns the writes).
-    pub fn state(&self) -> &SledState {
+    pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// The outbox head that is durable (what streams may deliver).
+    pub fn durable_outbox_head(&self) -> u64 {
+        *self.outbox_head.borrow()
+    }
+
+    /// The API error of a state failure; a record that fails authentication is also logged,
+    /// counted (`custos_state_tampered_total`) and audited (`state.tampered`), best effort.
+    pub(crate) fn fail(&self, e: StateError) -> CoreError {
+        if let StateError::Tampered { tree, key, reason } = &e {
+            tracing::error!(tree, key = %key, reason = %reason, "state record fails authentication; not acted on");
+            if let Some(metrics) = self.metrics() {
+                metrics.record_tampered(tree);
+            }
+            if let Ok(keys) = self.keys() {
+                let entry = AuditEntry {
+                    at: now_unix(),
+                    event: "state.tampered".into(),
+                    principal: HOST_PRINCIPAL.into(),
+                    policy_hash: self.policy().hash.clone(),
+                    detail: Some(e.to_string()),
+                    ..AuditEntry::default()
+                };
+                let written = self
+                    .state
+                    .transact(|tx| audit::append_in(tx, &keys.audit_key, &entry))
+                    .and_then(|_| self.flusher.flush_blocking());
+                if let Err(error) = written {
+                    tracing::error!(%error, "the tampering could not be audited");
+                }
+            }
+        }
+        unavailable(e)
     }
 
     /// The fault plan (debug builds can make the audit unwritable).
@@ -356,16 +433,26 @@ impl SigningCore {
         key: &Secret32,
         entry: &AuditEntry,
     ) -> TxResult<u64> {
+        self.audit_with_mac_in(tx, key, entry).map(|(seq, _)| seq)
+    }
+
+    /// [`SigningCore::audit_in`], also returning the record's MAC (the new audit head).
+    pub(crate) fn audit_with_mac_in(
+        &self,
+        tx: &StateTx<'_>,
+        key: &Secret32,
+        entry: &AuditEntry,
+    ) -> TxResult<(u64, [u8; 32])> {
         if self.faults.audit_fails() {
-            return Err(crate::state::sled::abort(StateError::Storage(
+            return Err(abort(StateError::Storage(
                 "audit log unwritable (injected fault)".into(),
             )));
         }
-        audit::append_in(tx, key, entry)
+        audit::append_with_mac_in(tx, key, entry)
     }
 
-    /// Serialises work on one request id within this process (a retry arriving while the first
-    /// attempt signs waits for it, then finds its result).
+    /// Serialises work on one request (by its key) within this process (a retry arriving while
+    /// the first attempt signs waits for it, then finds its result).
     pub(crate) async fn lock_request(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
         let lock = {
             let mut map = self.inflight.lock().expect("inflight lock poisoned");
@@ -448,9 +535,9 @@ impl SignerCore for SigningCore {
     async fn get_request(
         &self,
         principal: &Principal,
-        request_id: &str,
+        request: &RequestRef,
     ) -> CoreResult<RequestRecord> {
-        approvals::get_request(self, principal, request_id).await
+        approvals::get_request(self, principal, request).await
     }
 
     async fn list_pending(
@@ -464,19 +551,19 @@ impl SignerCore for SigningCore {
     async fn approve(
         &self,
         principal: &Principal,
-        request_id: &str,
+        request: &RequestRef,
         reason: &str,
     ) -> CoreResult<RequestRecord> {
-        approvals::approve(self, principal, request_id, reason).await
+        approvals::approve(self, principal, request, reason).await
     }
 
     async fn reject(
         &self,
         principal: &Principal,
-        request_id: &str,
+        request: &RequestRef,
         reason: &str,
     ) -> CoreResult<RequestRecord> {
-        approvals::reject(self, principal, request_id, reason).await
+        approvals::reject(self, principal, request, reason).await
     }
 
     async fn list_wallets(&self, principal: &Principal) -> CoreResult<Vec<WalletSummary>> {

@@ -4,18 +4,21 @@
 //! has a cursor (the last sequence it acknowledged) persisted in the state store; a stream without
 //! an explicit `after` starts there, so a broadcaster that restarts receives everything it had not
 //! acknowledged (and perhaps a few it had seen: at-least-once; tx ids dedupe). Entries are read
-//! from the database, never from memory, and live streams are woken (a `watch` on the outbox head)
-//! only after the entry's transaction is flushed.
+//! from the database, never from memory, and **only up to the durable head**: the `watch` on the
+//! outbox head moves only after the transaction that pushed an entry is flushed (group commit), so
+//! no stream ever sends an entry a crash could take back, and a sequence number a broadcaster has
+//! seen is never given to another transaction after a restart. Each entry carries the audit head of
+//! its `sign.signed` record, so a broadcaster also sees the audit chain only grow.
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::service::core::{CoreError, CoreResult, Privilege, SignerCore};
-use crate::service::model::{AckInfo, OutboxEntry, OutboxStream};
-use crate::service::principal::Principal;
+use crate::signing::contract::Principal;
+use crate::signing::contract::{AckInfo, OutboxEntry, OutboxStream};
+use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
 use crate::state::outbox::{self as outbox_state, StoredOutboxEntry};
 use crate::state::requests::StoredRequest;
-use crate::state::sled::SledState;
+use crate::state::State;
 
 use super::{system_time, unavailable, SigningCore};
 
@@ -32,13 +35,14 @@ fn entry(e: StoredOutboxEntry) -> OutboxEntry {
         raw_tx_hex: e.raw_tx_hex,
         tx_id: e.tx_id,
         signed_at: system_time(e.signed_at),
+        audit_sequence: e.audit_sequence,
+        audit_mac: e.audit_mac,
     }
 }
 
 /// Wakes live streams after `done` (already flushed) got an outbox entry.
 pub(crate) fn notify(core: &SigningCore, done: &StoredRequest) {
     if let Some(seq) = done.outbox_seq {
-        core.update_outbox_lag();
         core.outbox_head.send_if_modified(|head| {
             if seq > *head {
                 *head = seq;
@@ -47,6 +51,7 @@ pub(crate) fn notify(core: &SigningCore, done: &StoredRequest) {
                 false
             }
         });
+        core.update_outbox_lag();
     }
 }
 
@@ -59,7 +64,7 @@ pub fn stream_signed(
     core.authorize(principal, Privilege::StreamOutbox)?;
     let start = match after {
         Some(a) => a,
-        None => outbox_state::cursor(&core.state, principal.as_str()).map_err(unavailable)?,
+        None => outbox_state::cursor(&core.state, principal.as_str()).map_err(|e| core.fail(e))?,
     };
     let (tx, rx) = mpsc::channel(BATCH);
     let head = core.outbox_head.subscribe();
@@ -69,16 +74,16 @@ pub fn stream_signed(
 
 /// Sends every entry after `last`, then waits for the head to move; ends when the client goes.
 async fn pump(
-    state: SledState,
+    state: std::sync::Arc<State>,
     mut head: watch::Receiver<u64>,
     mut last: u64,
     tx: mpsc::Sender<Result<OutboxEntry, CoreError>>,
 ) {
     loop {
         // Mark the head seen before reading, so an entry signed meanwhile wakes us again.
-        head.borrow_and_update();
+        let durable = *head.borrow_and_update();
         loop {
-            let batch = match outbox_state::read_after(&state, last, BATCH) {
+            let batch = match outbox_state::read_after(&state, last, durable, BATCH) {
                 Ok(b) => b,
                 Err(e) => {
                     let _ = tx.send(Err(unavailable(e))).await;
@@ -105,16 +110,18 @@ async fn pump(
 /// `Outbox.Ack`: moves the principal's cursor forward (never back; beyond the head is refused).
 pub async fn ack(core: &SigningCore, principal: &Principal, sequence: u64) -> CoreResult<AckInfo> {
     core.authorize(principal, Privilege::StreamOutbox)?;
-    let head = outbox_state::head(&core.state).map_err(unavailable)?;
+    let head = core.durable_outbox_head();
     if sequence > head {
         return Err(CoreError::invalid(
             "sequence",
             format!("{sequence} is beyond the newest outbox entry ({head})"),
         ));
     }
-    let acked =
-        outbox_state::ack(&core.state, principal.as_str(), sequence).map_err(unavailable)?;
-    core.flusher.flush().await.map_err(unavailable)?;
+    let acked = core
+        .state
+        .transact(|tx| outbox_state::ack_in(tx, principal.as_str(), sequence))
+        .map_err(|e| core.fail(e))?;
+    core.flusher.flush().await.map_err(|e| core.fail(e))?;
     core.update_outbox_lag();
     Ok(AckInfo { acked, head })
 }

@@ -2,20 +2,21 @@
 //! [module docs](super)).
 
 use crate::policy::{Decision as PolicyDecision, Outcome, PolicyRequest};
-use crate::service::core::{CoreError, CoreResult};
-use crate::service::model::{SignPayload, SignReply, SignRequest};
-use crate::service::principal::Principal;
+use crate::signing::contract::Principal;
+use crate::signing::contract::{CoreError, CoreResult};
+use crate::signing::contract::{SignPayload, SignReply, SignRequest};
 use crate::state::audit::AuditEntry;
+use crate::state::ledger::{confirm_in, release_in, reserve_in};
 use crate::state::nonces::{self, ClaimOutcome, NonceClaim};
 use crate::state::outbox::{self as outbox_state, StoredOutboxEntry};
-use crate::state::requests::{self, StoredQuorum, StoredRequest, StoredState};
-use crate::state::sled::{confirm_in, release_in, reserve_in, StateTx, TxResult};
+use crate::state::requests::{self, request_key, StoredQuorum, StoredRequest, StoredState};
 use crate::state::ReserveOutcome;
+use crate::state::{engine::TxResult, StateTx};
 use crate::wallet::Wallet;
 
 use super::decode::{self, Decoded};
 use super::records::{self, denial};
-use super::{now_unix, unavailable, Keys, LoadedPolicy, SigningCore};
+use super::{now_unix, Keys, LoadedPolicy, SigningCore};
 
 /// The audit record of a request event.
 pub(crate) fn entry(
@@ -50,10 +51,11 @@ pub async fn sign(
     let started = std::time::Instant::now();
     let keys = core.keys()?;
     let (payload, sha) = decode::canonical(&req.payload);
-    let _guard = core.lock_request(&req.request_id).await;
+    let key = request_key(principal.as_str(), &req.request_id);
+    let _guard = core.lock_request(&key).await;
     loop {
-        if let Some(existing) = requests::get(&core.state, &req.request_id).map_err(unavailable)? {
-            return resume(core, &keys, principal, existing, &sha).await;
+        if let Some(existing) = requests::get(&core.state, &key).map_err(|e| core.fail(e))? {
+            return resume(core, &keys, existing, &sha).await;
         }
         let wallet = keys.wallet(&req.wallet)?;
         let policy = core.policy();
@@ -68,7 +70,7 @@ pub async fn sign(
                     at: now,
                     intent: intent.clone(),
                 },
-                &core.state,
+                &*core.state,
             )
             .map_err(|e| CoreError::StateUnavailable {
                 reason: e.to_string(),
@@ -97,6 +99,7 @@ pub async fn sign(
             updated_at: now,
             error: None,
             nonce_key: None,
+            authorized_at: None,
         };
         let nonce = decoded.nonce(&wallet);
         let Some(committed) =
@@ -104,7 +107,7 @@ pub async fn sign(
         else {
             continue; // another replica stored this id meanwhile: answer as a retry
         };
-        core.flusher.flush().await.map_err(unavailable)?;
+        core.flusher.flush().await.map_err(|e| core.fail(e))?;
         record_decision(core, &committed);
         return match committed.state {
             StoredState::Authorized => {
@@ -134,15 +137,15 @@ fn record_decision(core: &SigningCore, committed: &StoredRequest) {
     metrics.record_decision(&decision.rule, outcome);
 }
 
-/// A request id seen before: the first result, or signing a request a crash left authorized.
+/// A request id seen before (from this requester): the first result, or signing a request a
+/// crash left authorized — if its authorization still stands.
 async fn resume(
     core: &SigningCore,
     keys: &Keys,
-    principal: &Principal,
     existing: StoredRequest,
     sha: &str,
 ) -> CoreResult<SignReply> {
-    if existing.payload_sha256 != sha || existing.requester != principal.as_str() {
+    if existing.payload_sha256 != sha {
         return Err(CoreError::RequestIdConflict {
             request_id: existing.request_id,
         });
@@ -156,8 +159,8 @@ async fn resume(
                 .as_ref()
                 .is_some_and(|q| q.expires_at <= now)
             {
-                let expired = super::approvals::expire_one(core, keys, &existing.request_id, now)?;
-                core.flusher.flush().await.map_err(unavailable)?;
+                let expired = super::approvals::expire_one(core, keys, &existing.key(), now)?;
+                core.flusher.flush().await.map_err(|e| core.fail(e))?;
                 return Err(records::state_error(&expired.unwrap_or(existing)));
             }
             records::reply(&existing)
@@ -171,10 +174,102 @@ async fn resume(
                 &policy.tokens,
                 &core.config.bitcoin,
             )?;
-            finish(core, keys, existing, decoded, &wallet).await
+            let Some(ended) = recheck_authorization(core, keys, &existing, &decoded, now_unix())?
+            else {
+                return finish(core, keys, existing, decoded, &wallet).await;
+            };
+            core.flusher.flush().await.map_err(|e| core.fail(e))?;
+            Err(records::state_error(&ended))
         }
         _ => Err(records::state_error(&existing)),
     }
+}
+
+/// Before an `authorized` request left unsigned (by a crash, or a signer that failed) is signed
+/// by a retry or the recovery pass: its authorization must be fresh (younger than the core's
+/// bound) and the policy in force must not refuse it (evaluated at the time it was authorized,
+/// against an empty ledger: its own reservation is already counted). Otherwise the request ends
+/// — `expired` or `denied`, its reservation and nonce released, audited — and is returned;
+/// `None` means it may be signed.
+pub(crate) fn recheck_authorization(
+    core: &SigningCore,
+    keys: &Keys,
+    r: &StoredRequest,
+    decoded: &Decoded,
+    now: i64,
+) -> CoreResult<Option<StoredRequest>> {
+    let policy = core.policy();
+    let max_age = i64::try_from(core.config.authorization_max_age_secs).unwrap_or(i64::MAX);
+    let (state, event, why, decision) = match r.authorized_at {
+        None => (
+            StoredState::Expired,
+            "sign.authorization_expired",
+            "the request has no recorded authorization time".to_owned(),
+            None,
+        ),
+        Some(at) if now.saturating_sub(at) > max_age => (
+            StoredState::Expired,
+            "sign.authorization_expired",
+            format!(
+                "authorized {}s ago, longer than the {}s an authorization stays valid",
+                now.saturating_sub(at),
+                max_age
+            ),
+            None,
+        ),
+        Some(at) => {
+            let request = PolicyRequest {
+                principal: r.requester.clone(),
+                at,
+                intent: decoded.intent().clone(),
+            };
+            let now_decision = policy
+                .policy
+                .evaluate(&request, &crate::policy::limits::EmptyLedger)
+                .map_err(|e| CoreError::Internal {
+                    reason: e.to_string(),
+                })?;
+            if now_decision.outcome != Outcome::Deny {
+                return Ok(None);
+            }
+            let d = records::stored_decision(&now_decision, &policy.hash);
+            (
+                StoredState::Denied,
+                "sign.deny",
+                format!("the policy in force refuses it now: {}", d.reason),
+                Some(d),
+            )
+        }
+    };
+    let key = r.key();
+    core.state
+        .transact(|tx| {
+            let Some(mut current) = requests::get_in(tx, &key)? else {
+                return Ok(None);
+            };
+            if current.state != StoredState::Authorized {
+                return Ok(Some(current));
+            }
+            release_in(tx, &key)?;
+            if let Some(nonce) = &current.nonce_key {
+                nonces::release_in(tx, nonce, &key)?;
+            }
+            current.state = state;
+            current.updated_at = now;
+            current.error = Some(why.clone());
+            if let Some(d) = &decision {
+                current.decision = Some(d.clone());
+            }
+            core.audit_in(
+                tx,
+                &keys.audit_key,
+                &entry(event, super::HOST_PRINCIPAL, &current, &policy.hash, now),
+            )?;
+            requests::put_in(tx, &current)?;
+            Ok(Some(current))
+        })
+        .map_err(|e| core.fail(e))
+        .map(|ended| ended.or_else(|| Some(r.clone())))
 }
 
 /// Step 5: the decision, its reservation, nonce claim, request record and audit record, in one
@@ -188,7 +283,7 @@ fn commit_decision(
     nonce: Option<(u64, String, u64, String)>,
     replacement: bool,
 ) -> CoreResult<Option<StoredRequest>> {
-    let id = record.request_id.clone();
+    let id = record.key();
     let principal = record.requester.clone();
     let now = record.created_at;
     core.state
@@ -255,7 +350,7 @@ fn commit_decision(
                 None => None,
             };
             if let Some(plan) = &decision.reservation {
-                match reserve_in(&tx.ledger, &id, plan, hold)? {
+                match reserve_in(tx, &id, plan, hold)? {
                     ReserveOutcome::Reserved | ReserveOutcome::AlreadyReserved => {}
                     ReserveOutcome::AlreadyReleased => {
                         let why = "this request id was reserved and released before".to_owned();
@@ -280,6 +375,9 @@ fn commit_decision(
                 r.nonce_key = Some(key.clone());
             }
             r.state = state;
+            if state == StoredState::Authorized {
+                r.authorized_at = Some(now);
+            }
             core.audit_in(
                 tx,
                 &keys.audit_key,
@@ -288,13 +386,13 @@ fn commit_decision(
             requests::put_in(tx, &r)?;
             Ok(Some(r))
         })
-        .map_err(unavailable)
+        .map_err(|e| core.fail(e))
 }
 
 /// Steps 6 and 7 without the flush: signs an `authorized` request and commits the result (request
-/// signed, outbox entry, hold confirmed, audit). If the request was signed meanwhile, that result
-/// stands and nothing is written. A signing failure marks the request failed and releases its
-/// reservation and nonce.
+/// signed, outbox entry carrying the audit head, hold confirmed, audit). If the request was signed
+/// meanwhile, that result stands and nothing is written. A signing failure marks the request
+/// failed and releases its reservation and nonce.
 pub(crate) fn sign_and_commit(
     core: &SigningCore,
     keys: &Keys,
@@ -304,7 +402,7 @@ pub(crate) fn sign_and_commit(
 ) -> CoreResult<StoredRequest> {
     let signed = decode::sign(decoded, wallet, &keys.backend);
     let policy_hash = core.policy().hash.clone();
-    let id = record.request_id.clone();
+    let id = record.key();
     let now = now_unix();
     core.state
         .transact(|tx| {
@@ -317,33 +415,40 @@ pub(crate) fn sign_and_commit(
             r.updated_at = now;
             match &signed {
                 Ok(output) => {
-                    confirm_in(&tx.ledger, &id)?;
-                    if let Some((raw, tx_id)) = output.broadcastable() {
-                        let seq = outbox_state::push_in(
+                    confirm_in(tx, &id)?;
+                    r.result = Some(output.clone());
+                    r.state = StoredState::Signed;
+                    let broadcastable = output.broadcastable();
+                    if broadcastable.is_some() {
+                        // The sequence the entry will get, for the audit record; pushed after it
+                        // so that the entry carries the audit head that includes it.
+                        r.outbox_seq = Some(outbox_state::next_sequence_in(tx)?);
+                    }
+                    let (audit_seq, audit_mac) = core.audit_with_mac_in(
+                        tx,
+                        &keys.audit_key,
+                        &entry("sign.signed", &r.requester, &r, &policy_hash, now),
+                    )?;
+                    if let Some((raw, tx_id)) = broadcastable {
+                        outbox_state::push_in(
                             tx,
                             &StoredOutboxEntry {
                                 sequence: 0,
-                                request_id: id.clone(),
+                                request_id: r.request_id.clone(),
                                 chain: wallet.chain(),
                                 network: wallet.network().name(),
                                 wallet: wallet.name.clone(),
                                 raw_tx_hex: raw.to_owned(),
                                 tx_id: tx_id.to_owned(),
                                 signed_at: now,
+                                audit_sequence: audit_seq,
+                                audit_mac: hex::encode(audit_mac),
                             },
                         )?;
-                        r.outbox_seq = Some(seq);
                     }
-                    r.result = Some(output.clone());
-                    r.state = StoredState::Signed;
-                    core.audit_in(
-                        tx,
-                        &keys.audit_key,
-                        &entry("sign.signed", &r.requester, &r, &policy_hash, now),
-                    )?;
                 }
                 Err(reason) => {
-                    release_in(&tx.ledger, &id)?;
+                    release_in(tx, &id)?;
                     if let Some(key) = &r.nonce_key {
                         nonces::release_in(tx, key, &id)?;
                     }
@@ -359,7 +464,7 @@ pub(crate) fn sign_and_commit(
             requests::put_in(tx, &r)?;
             Ok(r)
         })
-        .map_err(unavailable)
+        .map_err(|e| core.fail(e))
 }
 
 /// Signs, commits, flushes, wakes the outbox streams, answers.
@@ -371,7 +476,7 @@ pub(crate) async fn finish(
     wallet: &Wallet,
 ) -> CoreResult<SignReply> {
     let done = sign_and_commit(core, keys, record, decoded, wallet)?;
-    core.flusher.flush().await.map_err(unavailable)?;
+    core.flusher.flush().await.map_err(|e| core.fail(e))?;
     super::outbox::notify(core, &done);
     match done.state {
         StoredState::Signed => records::reply(&done),

@@ -1,11 +1,11 @@
 //! Stored records -> the API's plain types (and policy decisions -> stored decisions).
 
 use crate::policy::{Decision as PolicyDecision, Outcome};
-use crate::service::core::{CoreError, CoreResult};
-use crate::service::model::{
+use crate::signing::contract::{
     ApprovalVote, Decision, DecisionOutcome, PendingApproval, RequestRecord, RequestState,
     SignOutcome, SignReply, SignedOutput, SignedResult,
 };
+use crate::signing::contract::{CoreError, CoreResult};
 use crate::state::requests::{StoredDecision, StoredOutput, StoredRequest, StoredState};
 
 use super::system_time;

@@ -2,13 +2,29 @@
 //!
 //! The core holds the key store open for its whole life (the directory's lock: an admin command
 //! run meanwhile gets "in use") and starts sealed. Unsealing with the passphrase runs argon2id (on
-//! the blocking pool), loads every seed into a [`SoftwareBackend`], reads the wallets, keeps the
-//! audit key, appends the `unseal` record — if that record cannot be written the keys are dropped
-//! again and the caller gets UNAVAILABLE — and then runs the **recovery pass**: requests a crash
-//! left `authorized` (committed, never signed) are signed into the outbox now, without reserving
-//! again. Sealing appends the `seal` record while the audit key still exists, then drops every key
-//! (backend, wallets, DEK, audit key). Sealing always seals: if its record cannot be written, the
-//! keys are dropped anyway and the failure is logged (a seal is the safe direction).
+//! the blocking pool), loads every seed into a [`SoftwareBackend`], reads the wallets, and then,
+//! before anything is served, checks the state database it is about to trust:
+//!
+//! 1. its records are unsealed with the key derived from the store (`crate::state::auth`), and
+//!    its identity names this store ([`crate::state::identity`]) — a state copied from another
+//!    installation is refused;
+//! 2. its audit chain reaches the head anchored in the key store ([`crate::state::anchor`]) — a
+//!    rolled-back or truncated state is refused, unless the configuration explicitly accepts it
+//!    (`unsafe_accept_state_rollback`), which is then audited;
+//! 3. every record authenticates, the digest over all records matches, and the audit chain is
+//!    whole ([`crate::state::verify`]).
+//!
+//! Any failure leaves the core sealed with the reason. Then the `unseal` record is appended — if it
+//! cannot be written the keys are dropped again and the caller gets UNAVAILABLE —, the anchor is
+//! moved to the new head, and the **recovery pass** runs: requests a crash left `authorized`
+//! (committed, never signed) are signed into the outbox now, without reserving again, if their
+//! authorization is still fresh and the policy in force does not refuse them; otherwise they are
+//! ended and their reservations released ([`super::pipeline::recheck_authorization`]).
+//!
+//! Sealing appends the `seal` record while the audit key still exists, anchors the head, then
+//! drops every key (backend, wallets, DEK, audit and state keys). Sealing always seals: if its
+//! record cannot be written, the keys are dropped anyway and the failure is logged (a seal is the
+//! safe direction).
 //!
 //! Unsealing with Shamir shares (one share per `Admin.Unseal` call) is [`super::shares`]. Every
 //! unseal and seal is also a ceremony: the store's ceremony log gets an entry (how, by whom, and
@@ -20,14 +36,22 @@ use std::sync::{Arc, RwLock};
 
 use crate::backend::SoftwareBackend;
 use crate::ceremony::{self, CeremonyEvent, Contribution, Operator};
+use crate::keystore::StateAnchor;
 use crate::keystore::{KeystoreError, Unsealed};
-use crate::service::core::{CoreError, CoreResult};
-use crate::service::model::{SealState, UnsealSecret};
-use crate::service::principal::Principal;
-use crate::state::audit::AuditEntry;
+use crate::signing::contract::Principal;
+use crate::signing::contract::{CoreError, CoreResult};
+use crate::signing::contract::{SealState, UnsealSecret};
+use crate::state::anchor::{self as state_anchor, format_head};
+use crate::state::audit::{self, AuditEntry};
+use crate::state::auth::StateAuth;
+use crate::state::identity::{self, Identity};
 use crate::state::requests::{self, StoredState};
+use crate::state::{verify, StateError};
 
 use super::{decode, now_unix, pipeline, unavailable, Keys, SigningCore};
+
+/// At most this many problems are named in an unseal refusal (`custos state verify` lists all).
+const PROBLEMS_SHOWN: usize = 5;
 
 /// A key-store error at unseal, as the API reports it.
 pub(crate) fn unseal_error(e: KeystoreError) -> CoreError {
@@ -151,8 +175,8 @@ impl UnsealHow {
 }
 
 impl SigningCore {
-    /// Everything after the KDF: keys in, ceremony-log entry, audit record, state Unsealed,
-    /// recovery pass.
+    /// Everything after the KDF: the state checked, keys in, ceremony-log entry, audit record,
+    /// anchor, state Unsealed, recovery pass.
     pub(crate) fn finish_unseal(
         &self,
         unsealed: Unsealed,
@@ -172,17 +196,21 @@ impl SigningCore {
             .map(|w| (w.name.clone(), w))
             .collect();
         let audit_key = unsealed.audit_key();
-        if let Err(e) = ceremony::record(
-            &unsealed,
-            &Operator::system(principal),
-            &how.event(seeds, wallets.len()),
-        ) {
-            backend.seal();
-            tracing::error!(error = %e, "the unseal could not be recorded in the ceremony log; staying sealed");
-            return Err(CoreError::StateUnavailable {
-                reason: format!("the ceremony log cannot be written: {e}"),
+        self.state
+            .set_auth(Some(StateAuth::new(unsealed.state_key())));
+        let checked = self
+            .check_state(&unsealed, &audit_key, principal)
+            .and_then(|()| {
+                ceremony::record(
+                    &unsealed,
+                    &Operator::system(principal),
+                    &how.event(seeds, wallets.len()),
+                )
+                .map(|_| ())
+                .map_err(|e| CoreError::StateUnavailable {
+                    reason: format!("the ceremony log cannot be written: {e}"),
+                })
             });
-        }
         let record = host_entry(
             self,
             "unseal",
@@ -193,14 +221,20 @@ impl SigningCore {
                 how.audit_detail()
             ),
         );
-        let written = self
-            .state
-            .transact(|tx| self.audit_in(tx, &audit_key, &record))
-            .and_then(|_| self.flusher.flush_blocking());
+        let written = checked.and_then(|()| {
+            self.state
+                .transact(|tx| self.audit_in(tx, &audit_key, &record))
+                .and_then(|_| self.flusher.flush_blocking())
+                .map_err(unavailable)
+        });
         if let Err(e) = written {
+            self.state.set_auth(None);
             backend.seal();
-            return Err(unavailable(e));
+            tracing::error!(error = %e, "unseal refused");
+            return Err(e);
         }
+        let head = crate::state::outbox::head(&self.state).map_err(unavailable)?;
+        self.outbox_head.send_replace(head);
         *slot = Some(Arc::new(Keys {
             unsealed,
             backend,
@@ -208,10 +242,106 @@ impl SigningCore {
             audit_key,
         }));
         drop(slot);
+        self.anchor_now();
         self.seal.send_replace(SealState::Unsealed);
         tracing::info!(principal, "key store unsealed");
         self.recover();
         Ok(SealState::Unsealed)
+    }
+
+    /// The checks of the module doc (identity, anchor, full verification), with the state's
+    /// records already unsealed.
+    fn check_state(
+        &self,
+        unsealed: &Unsealed,
+        audit_key: &crate::secret::Secret32,
+        principal: &str,
+    ) -> CoreResult<()> {
+        let refuse = |reason: String| CoreError::Precondition {
+            code: "state-rejected".into(),
+            reason: format!("the state database is refused, the key store stays sealed: {reason}"),
+        };
+        match identity::check_or_init(&self.state, self.keystore.store_id()) {
+            Ok(Identity::Known) => {}
+            Ok(Identity::Adopted) => tracing::info!("a new, empty state database was adopted"),
+            Err(StateError::Rollback(reason)) => return Err(refuse(reason)),
+            Err(e) => return Err(unavailable(e)),
+        }
+        let anchor = unsealed.state_anchor().map_err(unseal_error)?;
+        if let Some(anchor) = anchor {
+            let head = (anchor.audit_sequence, anchor.audit_mac);
+            match state_anchor::check(&self.state, head) {
+                Ok(()) => {}
+                Err(StateError::Rollback(reason)) if self.config.unsafe_accept_state_rollback => {
+                    let now_head = audit::head_with_mac(&self.state).map_err(unavailable)?;
+                    tracing::warn!(
+                        reason,
+                        "unsafe_accept_state_rollback is set: serving a state behind its anchor"
+                    );
+                    let record = host_entry(
+                        self,
+                        "state.rollback_accepted",
+                        principal,
+                        format!(
+                            "{reason}; anchored head {}, state head {}; accepted by configuration",
+                            format_head(head),
+                            format_head(now_head)
+                        ),
+                    );
+                    self.state
+                        .transact(|tx| self.audit_in(tx, audit_key, &record))
+                        .and_then(|_| self.flusher.flush_blocking())
+                        .map_err(unavailable)?;
+                }
+                Err(StateError::Rollback(reason)) => {
+                    return Err(CoreError::Precondition {
+                        code: "state-rollback".into(),
+                        reason: format!(
+                            "{reason} (anchored head {}); the key store stays sealed. Restore \
+                             the newest state, or accept the rollback explicitly",
+                            format_head(head)
+                        ),
+                    })
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
+        }
+        let report = verify::verify(&self.state, audit_key, None).map_err(unavailable)?;
+        if !report.is_intact() {
+            let problems = report.problems();
+            let mut shown: Vec<String> = problems.iter().take(PROBLEMS_SHOWN).cloned().collect();
+            if problems.len() > PROBLEMS_SHOWN {
+                shown.push(format!(
+                    "... {} more (custos state verify lists them all)",
+                    problems.len() - PROBLEMS_SHOWN
+                ));
+            }
+            if let Some(metrics) = self.metrics() {
+                metrics.record_tampered("verify");
+            }
+            return Err(refuse(shown.join("; ")));
+        }
+        Ok(())
+    }
+
+    /// Writes the current audit head into the key store (best effort: a failure is logged; the
+    /// previous anchor stays, which only makes the rollback check older, never wrong).
+    pub fn anchor_now(&self) {
+        let Ok(keys) = self.keys() else { return };
+        let written = audit::head_with_mac(&self.state)
+            .map_err(|e| e.to_string())
+            .and_then(|(seq, mac)| {
+                keys.unsealed
+                    .set_state_anchor(&StateAnchor {
+                        audit_sequence: seq,
+                        audit_mac: mac,
+                        written_at: now_unix(),
+                    })
+                    .map_err(|e| e.to_string())
+            });
+        if let Err(error) = written {
+            tracing::error!(%error, "the audit head could not be anchored in the key store");
+        }
     }
 
     /// Signs the requests a crash left `authorized` (see the module docs). Failures are logged;
@@ -231,7 +361,10 @@ impl SigningCore {
                 let policy = self.policy();
                 let decoded =
                     decode::decode(&wallet, &r.payload, &policy.tokens, &self.config.bitcoin)?;
-                pipeline::sign_and_commit(self, &keys, r, decoded, &wallet)
+                match pipeline::recheck_authorization(self, &keys, &r, &decoded, now_unix())? {
+                    Some(ended) => Ok(ended),
+                    None => pipeline::sign_and_commit(self, &keys, r, decoded, &wallet),
+                }
             });
             match done.and_then(|d| {
                 self.flusher
@@ -267,14 +400,26 @@ pub async fn seal(core: &SigningCore, principal: &str) -> CoreResult<SealState> 
         let record = host_entry(core, "seal", principal, "keys dropped from memory".into());
         let written = core
             .state
-            .transact(|tx| core.audit_in(tx, &keys.audit_key, &record));
+            .transact(|tx| core.audit_with_mac_in(tx, &keys.audit_key, &record));
         let flushed = match written {
-            Ok(_) => core.flusher.flush().await,
+            Ok(head) => core.flusher.flush().await.map(|()| head),
             Err(e) => Err(e),
         };
-        if let Err(e) = flushed {
-            tracing::error!(error = %e, "the seal record could not be written; sealed anyway");
+        match flushed {
+            Ok((seq, mac)) => {
+                if let Err(error) = keys.unsealed.set_state_anchor(&StateAnchor {
+                    audit_sequence: seq,
+                    audit_mac: mac,
+                    written_at: now_unix(),
+                }) {
+                    tracing::error!(%error, "the audit head could not be anchored at seal");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the seal record could not be written; sealed anyway")
+            }
         }
+        core.state.set_auth(None);
         keys.backend.seal();
         keys.wallets.write().expect("wallet lock poisoned").clear();
         drop(keys);

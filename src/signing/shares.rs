@@ -23,9 +23,7 @@ use std::sync::Mutex;
 use crate::ceremony::Contribution;
 use crate::keystore::KeystoreError;
 use crate::secret::SecretString;
-use crate::service::core::{CoreError, CoreResult};
-use crate::service::model::SealState;
-use crate::service::principal::Principal;
+use crate::signing::contract::{CoreError, CoreResult, Principal, SealState};
 use crate::shares::{Collector, ShareRefusal};
 
 use super::seal::{unseal_error, UnsealHow};

@@ -15,7 +15,9 @@
 //! position or a chain spliced from elsewhere fails. `audit_key` is
 //! [`crate::keystore::Unsealed::audit_key`] (derived from the store's DEK): whoever can write the
 //! state directory but does not hold the seal cannot forge or rewrite history. The head (last
-//! sequence and MAC) is kept in `meta/audit_head`, so a deleted last record is found too.
+//! sequence and MAC) is kept in `meta/audit_head` (an authenticated record), so a deleted last
+//! record is found too; and the head is anchored outside the database (`super::anchor`), so a
+//! truncated or rolled-back chain whose head was rewritten to match is found as well.
 //!
 //! Records are appended inside the same transaction as the state change they describe
 //! ([`append_in`]); if the append fails, the transaction aborts and nothing else is kept.
@@ -26,7 +28,9 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use super::sled::{abort, storage, unabortable, SledState, StateTx, TxResult};
+use super::engine::{abort, Scan, TxResult};
+use super::tree::Tree;
+use super::tx::{State, StateTx};
 use super::StateError;
 use crate::secret::Secret32;
 
@@ -123,7 +127,16 @@ fn encode_head(seq: u64, mac: &[u8; 32]) -> Vec<u8> {
 
 /// Appends `entry` inside the transaction; returns its sequence number.
 pub fn append_in(tx: &StateTx<'_>, key: &Secret32, entry: &AuditEntry) -> TxResult<u64> {
-    let (last, prev) = match tx.meta.get(HEAD_KEY).map_err(unabortable)? {
+    append_with_mac_in(tx, key, entry).map(|(seq, _)| seq)
+}
+
+/// [`append_in`], also returning the new record's MAC (the new head).
+pub fn append_with_mac_in(
+    tx: &StateTx<'_>,
+    key: &Secret32,
+    entry: &AuditEntry,
+) -> TxResult<(u64, [u8; 32])> {
+    let (last, prev) = match tx.get(Tree::Meta, HEAD_KEY)? {
         None => (0, [0u8; 32]),
         Some(v) => decode_head(&v)
             .ok_or_else(|| abort(StateError::Corrupt("audit head has the wrong size".into())))?,
@@ -145,17 +158,14 @@ pub fn append_in(tx: &StateTx<'_>, key: &Secret32, entry: &AuditEntry) -> TxResu
         tx_id: entry.tx_id.clone(),
         detail: entry.detail.clone(),
     };
-    let body = serde_json::to_vec(&record).map_err(|e| abort(storage(e)))?;
+    let body =
+        serde_json::to_vec(&record).map_err(|e| abort(StateError::Corrupt(e.to_string())))?;
     let mac = mac_of(key, &prev, &body);
     let mut value = mac.to_vec();
     value.extend_from_slice(&body);
-    tx.audit
-        .insert(&seq.to_be_bytes(), value)
-        .map_err(unabortable)?;
-    tx.meta
-        .insert(HEAD_KEY, encode_head(seq, &mac))
-        .map_err(unabortable)?;
-    Ok(seq)
+    tx.put_chained(Tree::Audit, &seq.to_be_bytes(), value)?;
+    tx.put(Tree::Meta, HEAD_KEY, &encode_head(seq, &mac))?;
+    Ok((seq, mac))
 }
 
 /// What [`verify`] found.
@@ -188,62 +198,108 @@ fn split(seq: u64, value: &[u8]) -> Result<([u8; 32], AuditRecord), String> {
 /// Walks the whole chain with `key` and reports the first break (a gap, a record whose `prev`
 /// is not its predecessor's MAC, a MAC that does not authenticate, a record that does not parse,
 /// or records missing at the end according to the head).
-pub fn verify(state: &SledState, key: &Secret32) -> Result<VerifyOutcome, StateError> {
+pub fn verify(state: &State, key: &Secret32) -> Result<VerifyOutcome, StateError> {
+    const PAGE: usize = 4096;
     let broken = |seq: u64, message: String| Ok(VerifyOutcome::Broken { seq, message });
     let mut prev = [0u8; 32];
     let mut expected = 1u64;
-    for item in state.audit.iter() {
-        let (k, v) = item.map_err(storage)?;
-        let Ok(bytes) = <[u8; 8]>::try_from(&k[..]) else {
-            return broken(expected, format!("record {expected}: unexpected key"));
-        };
-        let seq = u64::from_be_bytes(bytes);
-        if seq != expected {
-            return broken(expected, format!("record {expected} missing"));
+    let mut scan = Scan::all(Tree::Audit, PAGE);
+    loop {
+        let page = state.engine().scan_raw(&scan)?;
+        let full = page.len() == PAGE;
+        let last_key = page.last().map(|(k, _)| k.clone());
+        for (k, v) in page {
+            let Ok(bytes) = <[u8; 8]>::try_from(&k[..]) else {
+                return broken(expected, format!("record {expected}: unexpected key"));
+            };
+            let seq = u64::from_be_bytes(bytes);
+            if seq != expected {
+                return broken(expected, format!("record {expected} missing"));
+            }
+            let (mac, record) = match split(seq, &v) {
+                Ok(x) => x,
+                Err(message) => return broken(seq, message),
+            };
+            if record.seq != seq {
+                return broken(
+                    seq,
+                    format!("record {seq}: carries sequence {}", record.seq),
+                );
+            }
+            if record.prev != hex::encode(prev) {
+                return broken(
+                    seq,
+                    format!("record {seq}: prev does not match record {}", seq - 1),
+                );
+            }
+            let want = mac_of(key, &prev, &v[32..]);
+            if !crate::secret::constant_time_eq(&want, &mac) {
+                return broken(seq, format!("record {seq}: mac mismatch"));
+            }
+            prev = mac;
+            expected += 1;
         }
-        let (mac, record) = match split(seq, &v) {
-            Ok(x) => x,
-            Err(message) => return broken(seq, message),
-        };
-        if record.seq != seq {
-            return broken(
-                seq,
-                format!("record {seq}: carries sequence {}", record.seq),
-            );
+        match last_key {
+            Some(k) if full => scan = Scan::after(Tree::Audit, &k, PAGE),
+            _ => break,
         }
-        if record.prev != hex::encode(prev) {
-            return broken(
-                seq,
-                format!("record {seq}: prev does not match record {}", seq - 1),
-            );
-        }
-        let want = mac_of(key, &prev, &v[32..]);
-        if !crate::secret::constant_time_eq(&want, &mac) {
-            return broken(seq, format!("record {seq}: mac mismatch"));
-        }
-        prev = mac;
-        expected += 1;
     }
     let records = expected - 1;
-    if let Some(v) = state.meta.get(HEAD_KEY).map_err(storage)? {
-        let Some((head, head_mac)) = decode_head(&v) else {
-            return broken(records + 1, "audit head is corrupt".into());
-        };
-        if head > records {
-            return broken(records + 1, format!("record {} missing", records + 1));
+    let head = match state.get(Tree::Meta, HEAD_KEY) {
+        Ok(head) => head,
+        Err(StateError::Tampered { reason, .. }) => {
+            return broken(
+                records + 1,
+                format!("audit head fails authentication: {reason}"),
+            )
         }
-        if head == records && head_mac != prev {
-            return broken(records, format!("record {records}: mac mismatch"));
+        Err(e) => return Err(e),
+    };
+    match head {
+        Some(v) => {
+            let Some((head, head_mac)) = decode_head(&v) else {
+                return broken(records + 1, "audit head is corrupt".into());
+            };
+            if head > records {
+                return broken(records + 1, format!("record {} missing", records + 1));
+            }
+            if head < records {
+                return broken(
+                    head + 1,
+                    format!("record {} is beyond the recorded head ({head})", head + 1),
+                );
+            }
+            if head_mac != prev {
+                return broken(
+                    records,
+                    format!("record {records}: mac mismatch with the head"),
+                );
+            }
         }
+        None if records > 0 => {
+            return broken(records, "the audit head is missing".into());
+        }
+        None => {}
     }
     Ok(VerifyOutcome::Intact { records })
 }
 
+/// The record at `seq` and its MAC, as stored (not authenticated: [`verify`] does that).
+pub fn record_at(state: &State, seq: u64) -> Result<Option<([u8; 32], AuditRecord)>, StateError> {
+    match state.engine().get_raw(Tree::Audit, &seq.to_be_bytes())? {
+        None => Ok(None),
+        Some(v) => split(seq, &v).map(Some).map_err(StateError::Corrupt),
+    }
+}
+
 /// The newest `n` records, oldest first (not authenticated: use [`verify`] for that).
-pub fn tail(state: &SledState, n: usize) -> Result<Vec<AuditRecord>, StateError> {
+pub fn tail(state: &State, n: usize) -> Result<Vec<AuditRecord>, StateError> {
+    let scan = Scan {
+        reverse: true,
+        ..Scan::all(Tree::Audit, n)
+    };
     let mut out = Vec::new();
-    for item in state.audit.iter().rev().take(n) {
-        let (k, v) = item.map_err(storage)?;
+    for (k, v) in state.engine().scan_raw(&scan)? {
         let seq = <[u8; 8]>::try_from(&k[..])
             .map(u64::from_be_bytes)
             .unwrap_or(0);
@@ -254,13 +310,16 @@ pub fn tail(state: &SledState, n: usize) -> Result<Vec<AuditRecord>, StateError>
     Ok(out)
 }
 
-/// The newest sequence number (0 when empty).
-pub fn head(state: &SledState) -> Result<u64, StateError> {
-    Ok(state
-        .meta
-        .get(HEAD_KEY)
-        .map_err(storage)?
-        .and_then(|v| decode_head(&v))
-        .map(|(seq, _)| seq)
-        .unwrap_or(0))
+/// The head as recorded (sequence, MAC; `(0, zeros)` when empty), authenticated.
+pub fn head_with_mac(state: &State) -> Result<(u64, [u8; 32]), StateError> {
+    match state.get(Tree::Meta, HEAD_KEY)? {
+        None => Ok((0, [0u8; 32])),
+        Some(v) => decode_head(&v)
+            .ok_or_else(|| StateError::Corrupt("audit head has the wrong size".into())),
+    }
+}
+
+/// The newest sequence number (0 when empty), authenticated.
+pub fn head(state: &State) -> Result<u64, StateError> {
+    head_with_mac(state).map(|(seq, _)| seq)
 }

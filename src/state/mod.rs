@@ -1,14 +1,23 @@
 //! Shared state: what several Custos replicas must agree on.
 //!
-//! Everything replicas share lives in one database: the **limit ledger** (behind the
-//! [`StateStore`] trait), and beside it the **requests** (idempotency records and approvals,
-//! [`requests`]), the **audit chain** ([`audit`]), the **outbox** and broadcaster cursors
-//! ([`outbox`]) and the **Ethereum nonce guard** ([`nonces`]). [`sled::SledState`] is the embedded
-//! implementation (one sled database, named trees); each signing step is ONE multi-tree
-//! transaction over all of them ([`sled::SledState::transact`] and the `*_in` functions), so
-//! "reserve limits + store the request + append the audit record (+ push the outbox entry)"
-//! commits atomically or not at all. A PostgreSQL implementation (serializable transactions) is the
-//! scale-out path and must keep the same contract: the same step functions over one transaction.
+//! Everything replicas share lives in one database: the **limit ledger** ([`ledger`], behind the
+//! [`StateStore`] trait; [`buckets`] is its bucket layout), and beside it the **requests**
+//! (idempotency records, decisions, votes and results, [`requests`]), the **audit chain**
+//! ([`audit`]), the **outbox** and broadcaster cursors ([`outbox`]) and the **Ethereum nonce
+//! guard** ([`nonces`]).
+//!
+//! - [`engine`]: the seam to a storage engine (ordered byte trees, atomic multi-tree
+//!   transactions, flush); [`sled::SledEngine`] is the embedded one. Each signing step is ONE
+//!   transaction over every tree ([`State::transact`] and the `*_in` functions), so reserving the
+//!   limits, storing the request and appending the audit record (and pushing the outbox entry)
+//!   commit atomically or not at all, on any engine.
+//! - [`auth`] and [`tx`]: every record is authenticated under a key derived from the sealed store,
+//!   bound to its tree and key, and a digest over all records catches deletion, injection and
+//!   per-record rollback; [`State`] refuses to read or write while sealed.
+//! - [`anchor`]: the audit head kept outside the database (the sealed key store, every outbox
+//!   entry), so a rolled-back or truncated database is noticed; [`verify`]: the full check
+//!   (`custos state verify`, and at unseal); [`identity`]: which key store a state belongs to;
+//!   [`prune`]: dropping old finished requests while the audit chain stays verifiable.
 //!
 //! Durability: transactions are not flushed by the step functions; the signing core flushes
 //! (group commit, `crate::signing::flush`) before any answer or signature leaves.
@@ -27,7 +36,8 @@
 //!   [`StateStore::confirm`] turns a hold into a permanent reservation once the request is signed.
 //! - **Durable**: the standalone methods flush the database before they return, so a reservation
 //!   that was answered survives a crash and a restart. Callers composing their own transaction
-//!   ([`sled::LedgerTx`]) must call [`sled::SledState::flush`] before the signature leaves.
+//!   ([`ledger::reserve_in`] and the other `*_in` steps) must call [`State::flush`] before the
+//!   signature leaves.
 //!
 //! ## Rolling windows and their granularity
 //!
@@ -41,12 +51,24 @@
 //! after a request's time (clock skew, a late retry) are counted as well, so a request can never
 //! be slipped in "in the past" under a window that later entries already fill.
 
+pub mod anchor;
 pub mod audit;
+pub mod auth;
 pub mod buckets;
+pub mod engine;
+pub mod identity;
+pub mod ledger;
 pub mod nonces;
 pub mod outbox;
+pub mod prune;
 pub mod requests;
 pub mod sled;
+pub mod tree;
+pub mod tx;
+pub mod verify;
+
+pub use tree::Tree;
+pub use tx::{State, StateTx};
 
 use crate::policy::limits::{LedgerKey, ReservationPlan, Usage, UsageView};
 
@@ -60,6 +82,24 @@ pub enum StateError {
     /// A record could not be decoded.
     #[error("state store record is corrupt: {0}")]
     Corrupt(String),
+    /// A record does not authenticate: edited, moved, rolled back or from another installation.
+    /// It is never acted on.
+    #[error("state record {tree}/{key} fails authentication: {reason}")]
+    Tampered {
+        /// The tree.
+        tree: &'static str,
+        /// The record's key (printable form).
+        key: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The records cannot be read or written while the key store is sealed.
+    #[error("the state is sealed: unseal the key store first")]
+    Sealed,
+    /// The state database as a whole is not the one this key store last saw: rolled back,
+    /// truncated, or another installation's.
+    #[error("{0}")]
+    Rollback(String),
 }
 
 /// What reserving did.
@@ -96,21 +136,21 @@ pub enum ReleaseOutcome {
 
 /// Everything Custos replicas share. Today: the limit ledger (see the module docs).
 pub trait StateStore: UsageView + Send + Sync {
-    /// Re-checks the plan's caps and records it under `request_id`, atomically. `hold_until`
+    /// Re-checks the plan's caps and records it under `request_key`, atomically. `hold_until`
     /// makes it a hold that [`StateStore::release_expired`] releases after that time.
     fn reserve(
         &self,
-        request_id: &str,
+        request_key: &str,
         plan: &ReservationPlan,
         hold_until: Option<i64>,
     ) -> Result<ReserveOutcome, StateError>;
 
     /// Makes a hold permanent (the request was signed). `NotFound` if there is no reservation;
     /// `AlreadyReleased` if it was released (expired) before.
-    fn confirm(&self, request_id: &str) -> Result<ReleaseOutcome, StateError>;
+    fn confirm(&self, request_key: &str) -> Result<ReleaseOutcome, StateError>;
 
     /// Subtracts a reservation (the request was rejected or expired).
-    fn release(&self, request_id: &str) -> Result<ReleaseOutcome, StateError>;
+    fn release(&self, request_key: &str) -> Result<ReleaseOutcome, StateError>;
 
     /// Releases every hold whose time is at or before `now`; returns their request ids.
     fn release_expired(&self, now: i64) -> Result<Vec<String>, StateError>;

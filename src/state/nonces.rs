@@ -8,12 +8,15 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sled::{abort, storage, unabortable, StateTx, TxResult};
+use super::engine::{abort, TxResult};
+use super::tree::Tree;
+use super::tx::StateTx;
+use super::StateError;
 
 /// Who holds a nonce.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NonceClaim {
-    /// The claiming request.
+    /// The claiming request's key ([`super::requests::request_key`]).
     pub request_id: String,
     /// The transaction's signing hash, 0x-hex (the same transaction again is not a conflict).
     pub signing_hash: String,
@@ -44,9 +47,9 @@ pub fn check_in(
     claim: &NonceClaim,
     replace: bool,
 ) -> TxResult<ClaimOutcome> {
-    if let Some(v) = tx.nonces.get(key).map_err(unabortable)? {
+    if let Some(v) = tx.get(Tree::Nonces, key.as_bytes())? {
         let old: NonceClaim = serde_json::from_slice(&v)
-            .map_err(|e| abort(super::StateError::Corrupt(format!("nonce '{key}': {e}"))))?;
+            .map_err(|e| abort(StateError::Corrupt(format!("nonce '{key}': {e}"))))?;
         if old.request_id != claim.request_id && old.signing_hash != claim.signing_hash && !replace
         {
             return Ok(ClaimOutcome::Conflict {
@@ -59,17 +62,16 @@ pub fn check_in(
 
 /// Records `claim` on `key` (after [`check_in`] said it may).
 pub fn claim_in(tx: &StateTx<'_>, key: &str, claim: &NonceClaim) -> TxResult<()> {
-    let bytes = serde_json::to_vec(claim).map_err(|e| abort(storage(e)))?;
-    tx.nonces.insert(key, bytes).map_err(unabortable)?;
-    Ok(())
+    let bytes = serde_json::to_vec(claim).map_err(|e| abort(StateError::Corrupt(e.to_string())))?;
+    tx.put(Tree::Nonces, key.as_bytes(), &bytes)
 }
 
 /// Drops the claim on `key` if `request_id` holds it.
 pub fn release_in(tx: &StateTx<'_>, key: &str, request_id: &str) -> TxResult<()> {
-    if let Some(v) = tx.nonces.get(key).map_err(unabortable)? {
+    if let Some(v) = tx.get(Tree::Nonces, key.as_bytes())? {
         if let Ok(old) = serde_json::from_slice::<NonceClaim>(&v) {
             if old.request_id == request_id {
-                tx.nonces.remove(key).map_err(unabortable)?;
+                tx.remove(Tree::Nonces, key.as_bytes())?;
             }
         }
     }

@@ -1,14 +1,20 @@
-//! Requests: the idempotency records, approvals and results of every signing request.
+//! Requests: the idempotency records, decisions, votes and results of every signing request.
 //!
-//! Tree `requests`: request id -> [`StoredRequest`] (JSON). The payload is kept (it is not secret)
-//! so that a request approved later, or left `authorized` by a crash, can be signed from it; its
-//! SHA-256 decides whether a retry is the same request. Tree `pending`: expiry (8 bytes,
-//! order-preserving) ‖ request id -> empty, for the requests waiting for approvals, so the expiry
-//! sweep and `ListPending` never scan every request. [`put_in`] keeps both in step.
+//! Request ids are the client's, scoped by the requester: two services may use the same id
+//! without seeing or blocking each other. Tree `requests`: [`request_key`] (requester, request id)
+//! -> [`StoredRequest`] (JSON, authenticated like every state record). The payload is kept (it is
+//! not secret) so that a request approved later, or left `authorized` by a crash, can be signed
+//! from it; its SHA-256 decides whether a retry is the same request. Tree `pending`: expiry (8
+//! bytes, order-preserving) ‖ request key -> empty, for the requests waiting for approvals, so the
+//! expiry sweep and `ListPending` never scan every request. Tree `request_ids`: request id ‖ 0 ‖
+//! request key -> empty, so a request can be found by its id alone (an approver who did not name
+//! the requester). [`put_in`] keeps all three in step.
 
 use serde::{Deserialize, Serialize};
 
-use super::sled::{abort, storage, unabortable, SledState, TxResult};
+use super::engine::{abort, Scan, TxResult};
+use super::tree::Tree;
+use super::tx::{State, StateTx};
 use super::StateError;
 use crate::intent::Intent;
 
@@ -208,102 +214,172 @@ pub struct StoredRequest {
     pub error: Option<String>,
     /// The Ethereum nonce this request claimed ([`super::nonces`]).
     pub nonce_key: Option<String>,
+    /// When the request became `authorized` (decided allow, or its quorum met), unix seconds:
+    /// an authorization older than the core's bound is expired instead of signed.
+    #[serde(default)]
+    pub authorized_at: Option<i64>,
+}
+
+impl StoredRequest {
+    /// The key of this request in `requests` (and of its reservation and nonce claims).
+    pub fn key(&self) -> String {
+        request_key(&self.requester, &self.request_id)
+    }
+}
+
+/// The storage key of a request: the requester's length, the requester, the client's id
+/// (`14:svc-payments/r-1`): unambiguous whatever characters either contains.
+pub fn request_key(requester: &str, request_id: &str) -> String {
+    format!("{}:{requester}/{request_id}", requester.len())
 }
 
 /// The `pending` key of a request expiring at `expires_at`.
-pub fn pending_key(expires_at: i64, request_id: &str) -> Vec<u8> {
+pub fn pending_key(expires_at: i64, request_key: &str) -> Vec<u8> {
     let mut k = ((expires_at as u64) ^ (1 << 63)).to_be_bytes().to_vec();
-    k.extend_from_slice(request_id.as_bytes());
+    k.extend_from_slice(request_key.as_bytes());
     k
 }
 
-fn decode(id: &str, v: &[u8]) -> Result<StoredRequest, StateError> {
-    serde_json::from_slice(v).map_err(|e| StateError::Corrupt(format!("request '{id}': {e}")))
+fn decode(key: &str, v: &[u8]) -> Result<StoredRequest, StateError> {
+    serde_json::from_slice(v).map_err(|e| StateError::Corrupt(format!("request '{key}': {e}")))
 }
 
-/// Reads a request.
-pub fn get(state: &SledState, request_id: &str) -> Result<Option<StoredRequest>, StateError> {
-    match state.requests.get(request_id).map_err(storage)? {
+/// Reads a request by its key.
+pub fn get(state: &State, key: &str) -> Result<Option<StoredRequest>, StateError> {
+    match state.get(Tree::Requests, key.as_bytes())? {
         None => Ok(None),
-        Some(v) => decode(request_id, &v).map(Some),
+        Some(v) => decode(key, &v).map(Some),
     }
 }
 
 /// Reads a request inside a transaction.
-pub fn get_in(tx: &super::sled::StateTx<'_>, request_id: &str) -> TxResult<Option<StoredRequest>> {
-    match tx.requests.get(request_id).map_err(unabortable)? {
+pub fn get_in(tx: &StateTx<'_>, key: &str) -> TxResult<Option<StoredRequest>> {
+    match tx.get(Tree::Requests, key.as_bytes())? {
         None => Ok(None),
-        Some(v) => decode(request_id, &v).map(Some).map_err(abort),
+        Some(v) => decode(key, &v).map(Some).map_err(abort),
     }
 }
 
 /// Writes a request inside a transaction and keeps the `pending` index in step.
-pub fn put_in(tx: &super::sled::StateTx<'_>, request: &StoredRequest) -> TxResult<()> {
+pub fn put_in(tx: &StateTx<'_>, request: &StoredRequest) -> TxResult<()> {
+    let key = request.key();
     if let Some(q) = &request.quorum {
-        let key = pending_key(q.expires_at, &request.request_id);
+        let index = pending_key(q.expires_at, &key);
         if request.state == StoredState::PendingApproval {
-            tx.pending.insert(key, &[][..]).map_err(unabortable)?;
+            tx.put(Tree::Pending, &index, &[])?;
         } else {
-            tx.pending.remove(key).map_err(unabortable)?;
+            tx.remove(Tree::Pending, &index)?;
         }
     }
-    let bytes = serde_json::to_vec(request).map_err(|e| abort(storage(e)))?;
-    tx.requests
-        .insert(request.request_id.as_bytes(), bytes)
-        .map_err(unabortable)?;
+    let bytes =
+        serde_json::to_vec(request).map_err(|e| abort(StateError::Corrupt(e.to_string())))?;
+    tx.put(
+        Tree::RequestIds,
+        &id_index_key(&request.request_id, &key),
+        &[],
+    )?;
+    tx.put(Tree::Requests, key.as_bytes(), &bytes)
+}
+
+fn id_index_key(request_id: &str, key: &str) -> Vec<u8> {
+    let mut k = request_id.as_bytes().to_vec();
+    k.push(0);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// The keys of every request whose client id is `request_id` (whoever asked).
+pub fn keys_with_id(state: &State, request_id: &str) -> Result<Vec<String>, StateError> {
+    let mut prefix = request_id.as_bytes().to_vec();
+    prefix.push(0);
+    Ok(state
+        .scan(&Scan::prefix(Tree::RequestIds, &prefix, usize::MAX))?
+        .into_iter()
+        .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+        .collect())
+}
+
+/// Removes a request (pruning) inside a transaction, with its `pending` index entry.
+pub fn remove_in(tx: &StateTx<'_>, request: &StoredRequest) -> TxResult<()> {
+    let key = request.key();
+    if let Some(q) = &request.quorum {
+        tx.remove(Tree::Pending, &pending_key(q.expires_at, &key))?;
+    }
+    tx.remove(Tree::RequestIds, &id_index_key(&request.request_id, &key))?;
+    tx.remove(Tree::Requests, key.as_bytes())?;
     Ok(())
 }
 
-/// Ids of pending requests whose expiry is at or before `now`.
-pub fn pending_due(state: &SledState, now: i64) -> Result<Vec<String>, StateError> {
+fn index_to_key(index: &[u8]) -> String {
+    String::from_utf8_lossy(&index[8.min(index.len())..]).into_owned()
+}
+
+/// Keys of pending requests whose expiry is at or before `now`.
+pub fn pending_due(state: &State, now: i64) -> Result<Vec<String>, StateError> {
     let end = pending_key(now.saturating_add(1), "");
-    let mut out = Vec::new();
-    for item in state.pending.range(..end) {
-        let (k, _) = item.map_err(storage)?;
-        out.push(String::from_utf8_lossy(&k[8..]).into_owned());
-    }
-    Ok(out)
+    let scan = Scan {
+        tree: Tree::Pending,
+        from: std::ops::Bound::Unbounded,
+        to: std::ops::Bound::Excluded(end),
+        reverse: false,
+        limit: usize::MAX,
+    };
+    Ok(state
+        .scan(&scan)?
+        .into_iter()
+        .map(|(k, _)| index_to_key(&k))
+        .collect())
 }
 
 /// Pending requests in expiry order, after the index key `after` (a page token), at most `limit`;
-/// with the key of the last one returned.
+/// with the index key of each.
 pub fn pending_page(
-    state: &SledState,
+    state: &State,
     after: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<(Vec<u8>, StoredRequest)>, StateError> {
-    let iter = match after {
-        Some(a) => state
-            .pending
-            .range::<&[u8], _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
-        None => state.pending.iter(),
+    let scan = match after {
+        Some(a) => Scan::after(Tree::Pending, a, limit),
+        None => Scan::all(Tree::Pending, limit),
     };
     let mut out = Vec::new();
-    for item in iter {
-        let (k, _) = item.map_err(storage)?;
-        let id = String::from_utf8_lossy(&k[8..]).into_owned();
-        if let Some(r) = get(state, &id)? {
-            out.push((k.to_vec(), r));
-            if out.len() >= limit {
-                break;
-            }
+    for (k, _) in state.scan(&scan)? {
+        if let Some(r) = get(state, &index_to_key(&k))? {
+            out.push((k, r));
         }
     }
     Ok(out)
 }
 
-/// Every request in `state` (recovery pass): only those in `wanted`.
-pub fn scan_state(
-    state: &SledState,
-    wanted: StoredState,
-) -> Result<Vec<StoredRequest>, StateError> {
+/// Visits every request (in key order, a page at a time).
+pub fn for_each(
+    state: &State,
+    mut visit: impl FnMut(StoredRequest) -> Result<(), StateError>,
+) -> Result<(), StateError> {
+    const PAGE: usize = 1024;
+    let mut scan = Scan::all(Tree::Requests, PAGE);
+    loop {
+        let page = state.scan(&scan)?;
+        let last = page.last().map(|(k, _)| k.clone());
+        let full = page.len() == PAGE;
+        for (k, v) in page {
+            visit(decode(&String::from_utf8_lossy(&k), &v)?)?;
+        }
+        match last {
+            Some(k) if full => scan = Scan::after(Tree::Requests, &k, PAGE),
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Every request in state `wanted` (the recovery pass).
+pub fn scan_state(state: &State, wanted: StoredState) -> Result<Vec<StoredRequest>, StateError> {
     let mut out = Vec::new();
-    for item in state.requests.iter() {
-        let (k, v) = item.map_err(storage)?;
-        let r = decode(&String::from_utf8_lossy(&k), &v)?;
+    for_each(state, |r| {
         if r.state == wanted {
             out.push(r);
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }

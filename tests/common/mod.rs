@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use custos::service::devcerts::{dev_principal_uri, write_dev_pki, DevPkiPaths, DEV_PRINCIPALS};
-use custos::service::{start, RunningServer, SignerCore, TlsMaterial};
+use custos::service::{start, RunningServer, TlsMaterial};
+use custos::signing::contract::SignerCore;
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
 

@@ -2,11 +2,16 @@
 //! the signer must never read two different values for one field), and integers too large for 64
 //! bits keep every digit (they become decimal strings, which EIP-712 coercion reads exactly,
 //! instead of the lossy floats serde_json would make of them).
+//!
+//! Also the strict readers of JSON-RPC values the transaction and typed-data parsers share:
+//! quantities (`0x`, hex digits, no leading zeros), byte strings (`0x`, an even number of hex
+//! digits) and addresses (20 bytes; mixed case must carry a valid EIP-55 checksum).
 
+use alloy_primitives::{Address, Bytes, U256};
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
-use super::error::EthError;
+use super::error::{excerpt, EthError};
 
 /// Parses `bytes` (UTF-8 JSON text) into a value, refusing duplicate keys and keeping big
 /// integers exact.
@@ -138,6 +143,94 @@ impl<'de> Visitor<'de> for StrictVisitor {
         }
         Ok(Value::Object(out))
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON-RPC values, as geth reads them
+
+/// A field whose value is not what was expected.
+pub(crate) fn invalid(field: &str, expected: &'static str, found: &Value) -> EthError {
+    EthError::InvalidField {
+        field: field.to_owned(),
+        expected,
+        found: excerpt(&found.to_string()),
+    }
+}
+
+/// A JSON-RPC quantity: `0x` and hex digits, no leading zeros, at most 256 bits.
+pub(crate) fn quantity(field: &str, value: &Value) -> Result<U256, EthError> {
+    const EXPECTED: &str = "a 0x-hex quantity without leading zeros (e.g. \"0x5208\")";
+    let text = value
+        .as_str()
+        .ok_or_else(|| invalid(field, EXPECTED, value))?;
+    let digits = text
+        .strip_prefix("0x")
+        .ok_or_else(|| invalid(field, EXPECTED, value))?;
+    if digits.is_empty()
+        || digits.len() > 64
+        || !digits.bytes().all(|b| b.is_ascii_hexdigit())
+        || (digits.len() > 1 && digits.starts_with('0'))
+    {
+        return Err(invalid(field, EXPECTED, value));
+    }
+    U256::from_str_radix(digits, 16).map_err(|_| invalid(field, EXPECTED, value))
+}
+
+/// A quantity below 2^64.
+pub(crate) fn quantity_u64(field: &str, value: &Value) -> Result<u64, EthError> {
+    let q = quantity(field, value)?;
+    u64::try_from(q).map_err(|_| invalid(field, "a quantity below 2^64", value))
+}
+
+/// A quantity below 2^128.
+pub(crate) fn quantity_u128(field: &str, value: &Value) -> Result<u128, EthError> {
+    let q = quantity(field, value)?;
+    u128::try_from(q).map_err(|_| invalid(field, "a quantity below 2^128", value))
+}
+
+/// `0x` and an even number of hex digits.
+pub(crate) fn hex_bytes(field: &str, value: &Value) -> Result<Bytes, EthError> {
+    const EXPECTED: &str = "0x-hex bytes (an even number of hex digits)";
+    let text = value
+        .as_str()
+        .ok_or_else(|| invalid(field, EXPECTED, value))?;
+    let digits = text
+        .strip_prefix("0x")
+        .ok_or_else(|| invalid(field, EXPECTED, value))?;
+    hex::decode(digits)
+        .map(Bytes::from)
+        .map_err(|_| invalid(field, EXPECTED, value))
+}
+
+/// A 20-byte address; mixed case must be a valid EIP-55 checksum.
+pub(crate) fn address(field: &str, value: &Value) -> Result<Address, EthError> {
+    let text = value
+        .as_str()
+        .ok_or_else(|| invalid(field, "a 0x-hex address", value))?;
+    parse_address_text(field, text)
+}
+
+/// A 20-byte address from text; mixed case must be a valid EIP-55 checksum.
+pub(crate) fn parse_address_text(field: &str, text: &str) -> Result<Address, EthError> {
+    let bad = |expected| EthError::InvalidField {
+        field: field.to_owned(),
+        expected,
+        found: excerpt(text),
+    };
+    let digits = text
+        .strip_prefix("0x")
+        .ok_or_else(|| bad("a 0x-hex address of 20 bytes"))?;
+    if digits.len() != 40 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad("a 0x-hex address of 20 bytes"));
+    }
+    let has_lower = digits.bytes().any(|b| b.is_ascii_lowercase());
+    let has_upper = digits.bytes().any(|b| b.is_ascii_uppercase());
+    if has_lower && has_upper {
+        return Address::parse_checksummed(text, None)
+            .map_err(|_| bad("a valid eip-55 checksum (mixed-case address)"));
+    }
+    text.parse::<Address>()
+        .map_err(|_| bad("a 0x-hex address of 20 bytes"))
 }
 
 #[cfg(test)]

@@ -20,10 +20,13 @@
 //! account index (the last path step, `m/44'/60'/account'/0/index`) selects the sending address;
 //! a `from` (or permit owner) that is not that address is refused.
 //!
-//! Files: [`tx`] parses transactions (JSON or RLP), [`calldata`] decodes ERC-20 calls,
-//! [`message`] hashes EIP-191 messages, [`typed_data`] checks and hashes EIP-712 data and finds
-//! permits, `describe` builds intents, [`sign`](mod@sign) asks the backend and assembles the
-//! result, [`error`] says why something was refused.
+//! Files: [`tx`] holds the transaction types and parses transactions (it tells JSON from RLP and
+//! decodes RLP), `tx_json` reads an `eth_signTransaction` JSON object into one, `json` reads
+//! untrusted JSON strictly (duplicate keys, big integers, JSON-RPC quantities, bytes and
+//! addresses), [`calldata`] decodes ERC-20 calls, [`message`] hashes EIP-191 messages,
+//! [`typed_data`] checks and hashes EIP-712 data and finds permits, `describe` builds intents,
+//! [`sign`](mod@sign) asks the backend and assembles the result, [`error`] says why something was
+//! refused.
 
 pub mod calldata;
 mod describe;
@@ -32,6 +35,7 @@ mod json;
 pub mod message;
 pub mod sign;
 pub mod tx;
+mod tx_json;
 pub mod typed_data;
 
 use alloy_primitives::{Address, B256};

@@ -38,7 +38,7 @@ use alloy_sol_types::Eip712Domain;
 use serde_json::{Map, Value};
 
 use super::error::{excerpt, EthError};
-use super::tx::parse_address_text;
+use super::json::parse_address_text;
 
 /// Uniswap's Permit2 contract (the same address on every chain).
 pub const PERMIT2: Address = address!("0x000000000022D473030F116dDEE9F6B43aC78BA3");
@@ -272,7 +272,7 @@ fn parse_domain(
     let salt = match obj.get("salt") {
         None => None,
         Some(v) => {
-            let bytes = super::tx::hex_bytes("domain.salt", v)?;
+            let bytes = super::json::hex_bytes("domain.salt", v)?;
             if bytes.len() != 32 {
                 return Err(invalid("domain.salt", "32 bytes of 0x-hex", v));
             }

@@ -1,15 +1,17 @@
-//! Prometheus metrics in the text exposition format, served on their own listener (loopback by
-//! default, so they are not exposed with the gRPC port).
+//! The service's metrics registry and its Prometheus text exposition. The edge serves it on its own
+//! listener (`crate::service::metrics_http`, loopback by default).
 //!
 //! - `custos_requests_total{method, outcome}`: gRPC calls by outcome (`succeeded`, `denied` for
 //!   policy and identity refusals, `failed` for everything else);
 //! - `custos_decisions_total{rule, outcome}`: policy decisions by the rule that made them;
 //! - `custos_sign_seconds`: latency histogram of signing calls that signed;
 //! - `custos_sealed`: 1 while sealed or unsealing, 0 when unsealed;
-//! - `custos_outbox_lag`: entries signed but not yet acknowledged by the broadcaster.
+//! - `custos_outbox_lag`: entries signed but not yet acknowledged by the broadcaster;
+//! - `custos_state_tampered_total{tree}`: state records that failed authentication (never acted
+//!   on; `tree="verify"` counts unseals refused by the full check).
 //!
 //! The edge counts requests; the signing core, which the server hands these metrics at start
-//! ([`super::core::SignerCore::attach_metrics`]), counts decisions (once per decision made: a
+//! ([`crate::signing::contract::SignerCore::attach_metrics`]), counts decisions (once per decision made: a
 //! retry answered from the stored result is not a new one), observes signing latency and keeps
 //! the outbox lag (head minus the slowest broadcaster's cursor) current on signing and on acks.
 //!
@@ -21,9 +23,6 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
-
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 
 /// How a call ended, for `custos_requests_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -37,20 +36,12 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Succeeded => "succeeded",
             Outcome::Denied => "denied",
             Outcome::Failed => "failed",
-        }
-    }
-
-    /// The outcome of a call that ended with `code`.
-    pub fn of(code: tonic::Code) -> Self {
-        match code {
-            tonic::Code::Ok => Outcome::Succeeded,
-            tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => Outcome::Denied,
-            _ => Outcome::Failed,
         }
     }
 }
@@ -70,6 +61,7 @@ pub struct Metrics {
     latency_sum_micros: AtomicU64,
     sealed: AtomicU64,
     outbox_lag: AtomicU64,
+    tampered: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -90,6 +82,13 @@ impl Metrics {
     pub fn record_decision(&self, rule: &str, outcome: &'static str) {
         let mut map = self.decisions.lock().unwrap_or_else(|e| e.into_inner());
         *map.entry((rule.to_owned(), outcome)).or_default() += 1;
+    }
+
+    /// Counts a state record that failed authentication (by tree; `verify` for a failed full
+    /// check at unseal).
+    pub fn record_tampered(&self, tree: &'static str) {
+        let mut map = self.tampered.lock().unwrap_or_else(|e| e.into_inner());
+        *map.entry(tree).or_default() += 1;
     }
 
     /// Observes the latency of one signing call that signed.
@@ -170,6 +169,18 @@ impl Metrics {
             "custos_outbox_lag {}",
             self.outbox_lag.load(Ordering::Relaxed)
         );
+        out.push_str(
+            "# HELP custos_state_tampered_total State records that failed authentication.\n",
+        );
+        out.push_str("# TYPE custos_state_tampered_total counter\n");
+        for (tree, n) in self
+            .tampered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(out, "custos_state_tampered_total{{tree=\"{tree}\"}} {n}");
+        }
         out
     }
 }
@@ -179,52 +190,6 @@ fn escape_label(value: &str) -> String {
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
-}
-
-/// Serves `GET /metrics` on `listener` until the task is dropped or aborted. Anything else gets a
-/// 404; each connection answers one request and closes (what Prometheus scrapers expect).
-pub async fn serve(listener: TcpListener, metrics: std::sync::Arc<Metrics>) {
-    loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let mut buf = vec![0u8; 4096];
-            let mut len = 0;
-            // Read the request head (bounded in size and time; the body, if any, is ignored).
-            let read = tokio::time::timeout(Duration::from_secs(5), async {
-                while len < buf.len() {
-                    let n = stream.read(&mut buf[len..]).await?;
-                    if n == 0 {
-                        break;
-                    }
-                    len += n;
-                    if buf[..len].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                Ok::<_, std::io::Error>(())
-            })
-            .await;
-            if !matches!(read, Ok(Ok(()))) {
-                return;
-            }
-            let head = &buf[..len];
-            let response = if head.starts_with(b"GET /metrics ") || head.starts_with(b"GET / ") {
-                let body = metrics.render();
-                format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                )
-            } else {
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                    .to_owned()
-            };
-            let _ = stream.write_all(response.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        });
-    }
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ use std::time::SystemTime;
 use tokio_stream::Stream;
 
 use crate::intent::Intent;
-use crate::keys::Chain;
+use crate::network::Chain;
 use crate::secret::SecretString;
 
-use super::core::CoreError;
+use super::error::CoreError;
 
 /// Whether keys can be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,6 +318,35 @@ pub enum RequestState {
     Failed,
 }
 
+/// Which request a call means: request ids are the client's and scoped by requester, so two
+/// services may use the same id. `requester` may be left out where the caller's own request is
+/// meant (`GetRequest`) or where exactly one pending request has the id (`Approve`, `Reject`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRef {
+    /// The client's request id.
+    pub request_id: String,
+    /// The principal that asked, when the id alone is ambiguous.
+    pub requester: Option<String>,
+}
+
+impl RequestRef {
+    /// A reference by id alone.
+    pub fn id(request_id: impl Into<String>) -> Self {
+        RequestRef {
+            request_id: request_id.into(),
+            requester: None,
+        }
+    }
+
+    /// A reference by requester and id.
+    pub fn of(requester: impl Into<String>, request_id: impl Into<String>) -> Self {
+        RequestRef {
+            request_id: request_id.into(),
+            requester: Some(requester.into()),
+        }
+    }
+}
+
 /// Everything known about one request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestRecord {
@@ -386,6 +415,11 @@ pub struct OutboxEntry {
     pub tx_id: String,
     /// When it was signed.
     pub signed_at: SystemTime,
+    /// The audit chain's head after this entry's `sign.signed` record: its sequence. A
+    /// broadcaster that sees this go backwards is talking to a rolled-back state.
+    pub audit_sequence: u64,
+    /// ... and that record's MAC, hex.
+    pub audit_mac: String,
 }
 
 /// A live stream of outbox entries (the catch-up from the cursor, then new entries).
