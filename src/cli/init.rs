@@ -87,13 +87,16 @@ pub fn run(args: InitArgs) -> CliResult {
     if let Some(backup) = &args.from_backup {
         return restore(&args, backup, &operator);
     }
-    let kdf = args.kdf.kdf_params()?;
     let shares = args
         .shares
         .as_deref()
         .map(parse_threshold)
         .transpose()
         .map_err(CliError::usage)?;
+    let kdf = match shares {
+        Some(_) => crate::keystore::KdfParams::default(),
+        None => args.kdf.kdf_params()?,
+    };
     let delivery = match shares {
         Some(_) => Some(Delivery::choose(args.share_dir.as_deref())?),
         None => None,

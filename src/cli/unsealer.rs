@@ -123,6 +123,13 @@ pub fn unseal_open(
     }
     let mut collector = keystore.share_collector().map_err(keystore_error)?;
     for path in &files {
+        if collector.progress().complete() {
+            eprintln!(
+                "share file {}: not needed (the threshold is met); not read",
+                path.display()
+            );
+            continue;
+        }
         offer_file(&mut collector, path)?;
     }
     if !collector.progress().complete() {

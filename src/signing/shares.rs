@@ -23,8 +23,8 @@ use std::sync::Mutex;
 use crate::ceremony::Contribution;
 use crate::keystore::KeystoreError;
 use crate::secret::SecretString;
-use crate::signing::contract::{CoreError, CoreResult, Principal, SealState};
 use crate::shares::{Collector, ShareRefusal};
+use crate::signing::contract::{CoreError, CoreResult, Principal, SealState};
 
 use super::seal::{unseal_error, UnsealHow};
 use super::{now_unix, SigningCore};
@@ -42,6 +42,9 @@ struct Session {
 
 /// The share-unseal state of one core.
 pub(crate) struct ShareUnseal {
+    /// Held for a whole `offer`, completion included: shares are human-paced, and one at a time
+    /// no share can start a new collection while another completes the unseal.
+    gate: tokio::sync::Mutex<()>,
     session: Mutex<Option<Session>>,
     journal: Mutex<Vec<String>>,
     timeout_secs: AtomicI64,
@@ -50,6 +53,7 @@ pub(crate) struct ShareUnseal {
 impl Default for ShareUnseal {
     fn default() -> Self {
         ShareUnseal {
+            gate: tokio::sync::Mutex::new(()),
             session: Mutex::new(None),
             journal: Mutex::new(Vec::new()),
             timeout_secs: AtomicI64::new(DEFAULT_TIMEOUT_SECS),
@@ -154,6 +158,7 @@ pub(crate) async fn offer(
     principal: &Principal,
     share: SecretString,
 ) -> CoreResult<SealState> {
+    let _one_at_a_time = core.shares.gate.lock().await;
     if core.keys().is_ok() {
         tracing::info!(principal = %principal, "a share arrived while unsealed: not used");
         return Ok(SealState::Unsealed);
