@@ -7,11 +7,14 @@
 use custos::keystore::record::{check_value, decode_record, encode_record};
 use libfuzzer_sys::fuzz_target;
 
-const IDS: [&str; 5] = [
+const IDS: [&str; 8] = [
     "header",
     "slot/passphrase",
+    "slot/shamir",
     "seed/73c5da0a",
     "wallet/hot",
+    "ceremony/00000000000000000001",
+    "ceremony/head",
     "bogus",
 ];
 
