@@ -178,13 +178,15 @@ pub fn open_unsealed(store: &Path, passphrase_file: Option<&Path>) -> Result<Uns
     unseal_store(store, passphrase_file, &ShareArgs::default()).map(|o| o.unsealed)
 }
 
-/// Opens and unseals the store and reads one wallet.
+/// Opens and unseals the store (passphrase or shares) and reads one wallet.
 pub fn open_wallet(
     store: &Path,
     wallet: &str,
     passphrase_file: Option<&Path>,
+    shares: &ShareArgs,
 ) -> Result<Wallet, CliError> {
-    open_unsealed(store, passphrase_file)?
+    unseal_store(store, passphrase_file, shares)?
+        .unsealed
         .wallet(wallet)
         .map_err(keystore_error)
 }

@@ -123,8 +123,6 @@ pub(crate) enum UnsealHow {
         set: String,
         /// Who gave which share, when.
         contributions: Vec<Contribution>,
-        /// Refusals and expiries since the last unseal.
-        journal: Vec<String>,
     },
 }
 
@@ -139,9 +137,7 @@ impl UnsealHow {
                 seeds,
                 wallets,
             },
-            UnsealHow::Shares {
-                set, contributions, ..
-            } => CeremonyEvent::Unseal {
+            UnsealHow::Shares { set, contributions } => CeremonyEvent::Unseal {
                 method: "shares".into(),
                 place: "server (Admin.Unseal)".into(),
                 contributions: contributions.clone(),
@@ -152,25 +148,22 @@ impl UnsealHow {
         }
     }
 
-    fn audit_detail(&self) -> String {
-        match self {
-            UnsealHow::Passphrase { .. } => "passphrase".into(),
-            UnsealHow::Shares {
-                set,
-                contributions,
-                journal,
-            } => {
+    /// The audit detail: how, and the share refusals and expiries since the last unseal.
+    fn audit_detail(&self, journal: &[String]) -> String {
+        let mut text = match self {
+            UnsealHow::Passphrase { .. } => "passphrase".to_owned(),
+            UnsealHow::Shares { set, contributions } => {
                 let given: Vec<String> = contributions
                     .iter()
                     .map(|c| format!("share {} by {}", c.index, c.principal))
                     .collect();
-                let mut text = format!("shares of set {set}: {}", given.join(", "));
-                if !journal.is_empty() {
-                    text.push_str(&format!("; meanwhile: {}", journal.join("; ")));
-                }
-                text
+                format!("shares of set {set}: {}", given.join(", "))
             }
+        };
+        if !journal.is_empty() {
+            text.push_str(&format!("; meanwhile: {}", journal.join("; ")));
         }
+        text
     }
 }
 
@@ -218,7 +211,7 @@ impl SigningCore {
             format!(
                 "{seeds} seed(s), {} wallet(s); {}",
                 wallets.len(),
-                how.audit_detail()
+                how.audit_detail(&self.take_share_journal())
             ),
         );
         let written = checked.and_then(|()| {

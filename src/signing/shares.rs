@@ -135,6 +135,11 @@ impl SigningCore {
         expired
     }
 
+    /// Takes the refusals and expiries noted since the last unseal (for its audit record).
+    pub(crate) fn take_share_journal(&self) -> Vec<String> {
+        std::mem::take(&mut *self.shares.journal.lock().expect("journal lock poisoned"))
+    }
+
     /// Forgets partial share progress (a seal).
     pub(crate) fn reset_share_session(&self) {
         let taken = self
@@ -221,7 +226,6 @@ pub(crate) async fn offer(
         }
         guard.take().expect("the session is there")
     };
-    let journal = std::mem::take(&mut *core.shares.journal.lock().expect("journal lock poisoned"));
     let store = core.keystore.clone();
     let Session {
         collector,
@@ -244,11 +248,7 @@ pub(crate) async fn offer(
     let result = core.finish_unseal(
         unsealed,
         principal.as_str(),
-        UnsealHow::Shares {
-            set,
-            contributions,
-            journal,
-        },
+        UnsealHow::Shares { set, contributions },
     );
     if result.is_err() {
         core.seal.send_replace(SealState::Sealed);
