@@ -377,3 +377,46 @@ async fn concurrent_shares_unseal_once() {
     assert!(results.iter().any(|r| matches!(r, Ok(SealState::Unsealed))));
     assert_eq!(*core.seal_state().borrow(), SealState::Unsealed);
 }
+
+/// A store without shares refuses a share by saying so, and a share of no store is mistyped.
+#[tokio::test]
+async fn a_passphrase_store_refuses_shares_by_name() {
+    let env = Env::new();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mnemonic = MnemonicSecret::parse(&SecretString::new(ABANDON.into())).unwrap();
+    KeyStore::create(
+        &store,
+        &SecretString::new("pw".into()),
+        custos::keystore::KdfParams::unsafe_weak(64, 1).unwrap(),
+        &mnemonic,
+        &SecretString::new(String::new()),
+    )
+    .unwrap();
+    let core = SigningCore::open(CoreConfig::new(
+        store,
+        dir.path().join("state"),
+        env.policy.clone(),
+    ))
+    .unwrap();
+    let err = core.unseal(&principal(C1), env.share(1)).await.unwrap_err();
+    assert_eq!(code(&err), "no-shares", "{err}");
+    assert_eq!(*core.seal_state().borrow(), SealState::Sealed);
+    let status = core.status(&principal(C1)).await.unwrap();
+    assert_eq!(
+        (
+            status.unsealers.passphrase,
+            status.unsealers.share_threshold
+        ),
+        (true, 0)
+    );
+    assert_eq!(
+        core.unseal(
+            &principal(C1),
+            UnsealSecret::Passphrase(SecretString::new("pw".into()))
+        )
+        .await
+        .unwrap(),
+        SealState::Unsealed
+    );
+}
