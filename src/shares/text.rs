@@ -22,7 +22,7 @@
 use std::fmt;
 
 use bitcoin::bech32::primitives::decode::{CheckedHrpstring, CheckedHrpstringError};
-use bitcoin::bech32::{encode_lower_to_fmt, Bech32m, Hrp};
+use bitcoin::bech32::{encode_lower_to_fmt, Bech32, Bech32m, Hrp};
 use zeroize::Zeroizing;
 
 use super::vss::{ShareValue, VssError, VALUE_LEN};
@@ -181,7 +181,9 @@ pub fn parse(text: &SecretString) -> Result<ParsedShare, ShareTextError> {
             Some(at)
                 if at > 0 && !normalised[..at].contains(|c: char| !c.is_ascii_alphanumeric()) =>
             {
-                if CheckedHrpstring::new::<Bech32m>(&normalised).is_ok() {
+                if CheckedHrpstring::new::<Bech32m>(&normalised).is_ok()
+                    || CheckedHrpstring::new::<Bech32>(&normalised).is_ok()
+                {
                     return Err(ShareTextError::NotAShare(normalised[..at].to_owned()));
                 }
                 &normalised
@@ -498,6 +500,11 @@ mod tests {
         let address = "bc1p5d7rjq7g6rdk2yhzks9smlaqtedr4dekq08ge8ztwac72sfr9rusxg3297";
         assert!(matches!(
             parse(&SecretString::new(address.into())),
+            Err(ShareTextError::NotAShare(hrp)) if hrp == "bc"
+        ));
+        let segwit_v0 = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu";
+        assert!(matches!(
+            parse(&SecretString::new(segwit_v0.into())),
             Err(ShareTextError::NotAShare(hrp)) if hrp == "bc"
         ));
         assert!(matches!(
