@@ -25,6 +25,9 @@ pub struct GroupCommit {
     durable: AtomicU64,
     flushes: AtomicU64,
     leader: tokio::sync::Mutex<()>,
+    /// Debug builds only: `Some(n)`: n more flushes may run, then they wait (tests hold a
+    /// committed transaction between its commit and its flush); `None`: no hold.
+    held: tokio::sync::watch::Sender<Option<u64>>,
 }
 
 impl GroupCommit {
@@ -36,7 +39,16 @@ impl GroupCommit {
             durable: AtomicU64::new(0),
             flushes: AtomicU64::new(0),
             leader: tokio::sync::Mutex::new(()),
+            held: tokio::sync::watch::channel(None).0,
         }
+    }
+
+    /// Test-only fault injection (debug builds): `Some(n)` lets `n` more asynchronous flushes
+    /// run, then holds the following ones (what they would make durable stays not durable) until
+    /// `None` releases them.
+    #[cfg(debug_assertions)]
+    pub fn hold(&self, after: Option<u64>) {
+        self.held.send_replace(after);
     }
 
     /// Makes everything committed before this call durable.
@@ -45,6 +57,25 @@ impl GroupCommit {
         let _leader = self.leader.lock().await;
         if self.durable.load(Ordering::SeqCst) >= ticket {
             return Ok(());
+        }
+        if cfg!(debug_assertions) {
+            let mut passed = false;
+            self.held.send_if_modified(|hold| match hold {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    passed = true;
+                    false
+                }
+                Some(_) => false,
+                None => {
+                    passed = true;
+                    false
+                }
+            });
+            if !passed {
+                let mut held = self.held.subscribe();
+                let _ = held.wait_for(|hold| hold.is_none()).await;
+            }
         }
         let target = self.issued.load(Ordering::SeqCst);
         let state = self.state.clone();

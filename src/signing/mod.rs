@@ -53,11 +53,12 @@ pub mod pipeline;
 pub mod records;
 pub mod seal;
 pub mod shares;
+pub(crate) mod tamper;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
@@ -210,7 +211,7 @@ pub struct SigningCore {
     outbox_head: watch::Sender<u64>,
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     faults: FaultPlan,
-    metrics: OnceLock<Arc<Metrics>>,
+    tamper: Arc<tamper::TamperReports>,
     shares: shares::ShareUnseal,
 }
 
@@ -268,6 +269,9 @@ impl SigningCore {
         let policy = Policy::load(&config.policy_path).map_err(SigningOpenError::Policy)?;
         let keystore = KeyStore::open(&config.store_dir)?;
         let state = Arc::new(State::new(engine));
+        let tamper = Arc::new(tamper::TamperReports::default());
+        let observer = tamper.clone();
+        state.set_tamper_observer(Arc::new(move |e| observer.report(e)));
         let (seal, _) = watch::channel(SealState::Sealed);
         // The durable outbox head; read (authenticated) at unseal.
         let (outbox_head, _) = watch::channel(0);
@@ -288,7 +292,7 @@ impl SigningCore {
             outbox_head,
             inflight: Mutex::new(HashMap::new()),
             faults,
-            metrics: OnceLock::new(),
+            tamper,
             shares: shares::ShareUnseal::default(),
         })
     }
@@ -297,14 +301,14 @@ impl SigningCore {
     /// server calls it through [`SignerCore::attach_metrics`]. The first set wins: one core
     /// reports to one server's metrics.
     pub fn set_metrics(&self, metrics: Arc<Metrics>) {
-        if self.metrics.set(metrics).is_ok() {
+        if self.tamper.metrics.set(metrics).is_ok() {
             self.update_outbox_lag();
         }
     }
 
     /// The metrics, if a server attached them.
     pub(crate) fn metrics(&self) -> Option<&Metrics> {
-        self.metrics.get().map(|m| &**m)
+        self.tamper.metrics.get().map(|m| &**m)
     }
 
     /// Sets the outbox lag gauge: the head minus the slowest cursor of the policy's broadcasters
@@ -348,7 +352,9 @@ impl SigningCore {
     /// While sealed nothing can be audited, so nothing expires (holds keep counting — the safe
     /// side) until the next sweep after unsealing.
     pub fn expire_pending(&self, now: i64) -> CoreResult<usize> {
-        approvals::expire_due(self, now)
+        let expired = approvals::expire_due(self, now);
+        self.audit_tamper_reports();
+        expired
     }
 
     /// Reloads the policy for a host-side trigger (SIGHUP), recorded in the audit as `who`.
@@ -373,38 +379,58 @@ impl SigningCore {
         *self.outbox_head.borrow()
     }
 
-    /// The API error of a state failure; a record that fails authentication is also logged,
-    /// counted (`custos_state_tampered_total`) and audited (`state.tampered`), best effort.
+    /// The API error of a state failure; a record that fails authentication is also reported
+    /// (logged, counted and audited once, see [`tamper`]).
     pub(crate) fn fail(&self, e: StateError) -> CoreError {
-        if let StateError::Tampered { tree, key, reason } = &e {
-            tracing::error!(tree, key = %key, reason = %reason, "state record fails authentication; not acted on");
-            if let Some(metrics) = self.metrics() {
-                metrics.record_tampered(tree);
-            }
-            if let Ok(keys) = self.keys() {
-                let entry = AuditEntry {
-                    at: now_unix(),
-                    event: "state.tampered".into(),
-                    principal: HOST_PRINCIPAL.into(),
-                    policy_hash: self.policy().hash.clone(),
-                    detail: Some(e.to_string()),
-                    ..AuditEntry::default()
-                };
-                let written = self
-                    .state
-                    .transact(|tx| audit::append_in(tx, &keys.audit_key, &entry))
-                    .and_then(|_| self.flusher.flush_blocking());
-                if let Err(error) = written {
-                    tracing::error!(%error, "the tampering could not be audited");
-                }
-            }
+        if matches!(e, StateError::Tampered { .. }) {
+            self.tamper.report(&e);
+            self.audit_tamper_reports();
         }
         unavailable(e)
+    }
+
+    /// Appends a `state.tampered` audit record for every report not yet audited (best effort:
+    /// what cannot be written now is kept for the next try). Needs the keys.
+    pub(crate) fn audit_tamper_reports(&self) {
+        let Ok(keys) = self.keys() else { return };
+        let reports = self.tamper.take_unaudited();
+        if reports.is_empty() {
+            return;
+        }
+        let policy_hash = self.policy().hash.clone();
+        let written = self
+            .state
+            .transact(|tx| {
+                for detail in &reports {
+                    let entry = AuditEntry {
+                        at: now_unix(),
+                        event: "state.tampered".into(),
+                        principal: HOST_PRINCIPAL.into(),
+                        policy_hash: policy_hash.clone(),
+                        detail: Some(detail.clone()),
+                        ..AuditEntry::default()
+                    };
+                    audit::append_in(tx, &keys.audit_key, &entry)?;
+                }
+                Ok(())
+            })
+            .and_then(|_| self.flusher.flush_blocking());
+        if let Err(error) = written {
+            tracing::error!(%error, "tampered records could not be audited; will retry");
+            self.tamper.requeue(reports);
+        }
     }
 
     /// The fault plan (debug builds can make the audit unwritable).
     pub fn faults(&self) -> &FaultPlan {
         &self.faults
+    }
+
+    /// Test-only fault injection (debug builds): let `Some(n)` more group-commit flushes run,
+    /// then hold the rest until `None`.
+    #[cfg(debug_assertions)]
+    pub fn hold_flushes(&self, after: Option<u64>) {
+        self.flusher.hold(after);
     }
 
     /// How many flushes the group commit ran.
@@ -545,7 +571,9 @@ impl SignerCore for SigningCore {
         principal: &Principal,
         request: ListPending,
     ) -> CoreResult<PendingPage> {
-        approvals::list_pending(self, principal, request)
+        let page = approvals::list_pending(self, principal, request);
+        self.audit_tamper_reports();
+        page
     }
 
     async fn approve(

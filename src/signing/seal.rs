@@ -11,10 +11,13 @@
 //! 2. its audit chain reaches the head anchored in the key store ([`crate::state::anchor`]) — a
 //!    rolled-back or truncated state is refused, unless the configuration explicitly accepts it
 //!    (`unsafe_accept_state_rollback`), which is then audited;
-//! 3. every record authenticates, the digest over all records matches, and the audit chain is
-//!    whole ([`crate::state::verify`]).
+//! 3. the digest over all records matches ([`crate::state::verify`]): no record was deleted,
+//!    injected or rolled back on its own.
 //!
-//! Any failure leaves the core sealed with the reason. Then the `unseal` record is appended — if it
+//! Any of these failing leaves the core sealed with the reason. The same full check also
+//! authenticates every record and walks the audit chain: a record that fails on its own, or a
+//! broken chain, is reported (log, metric, `state.tampered` audit record) and never acted on,
+//! while everything else is served. Then the `unseal` record is appended — if it
 //! cannot be written the keys are dropped again and the caller gets UNAVAILABLE —, the anchor is
 //! moved to the new head, and the **recovery pass** runs: requests a crash left `authorized`
 //! (committed, never signed) are signed into the outbox now, without reserving again, if their
@@ -49,9 +52,6 @@ use crate::state::requests::{self, StoredState};
 use crate::state::{verify, StateError};
 
 use super::{decode, now_unix, pipeline, unavailable, Keys, SigningCore};
-
-/// At most this many problems are named in an unseal refusal (`custos state verify` lists all).
-const PROBLEMS_SHOWN: usize = 5;
 
 /// A key-store error at unseal, as the API reports it.
 pub(crate) fn unseal_error(e: KeystoreError) -> CoreError {
@@ -239,6 +239,7 @@ impl SigningCore {
         self.seal.send_replace(SealState::Unsealed);
         tracing::info!(principal, "key store unsealed");
         self.recover();
+        self.audit_tamper_reports();
         Ok(SealState::Unsealed)
     }
 
@@ -299,20 +300,41 @@ impl SigningCore {
                 Err(e) => return Err(unavailable(e)),
             }
         }
+        // The full check. What makes the state as a whole untrustworthy refuses the unseal: a
+        // digest that does not match means records were deleted, injected or rolled back one by
+        // one (a reset ledger must not be served). A record that fails on its own, or a broken
+        // audit record, is reported and never acted on, and the others are served.
         let report = verify::verify(&self.state, audit_key, None).map_err(unavailable)?;
-        if !report.is_intact() {
-            let problems = report.problems();
-            let mut shown: Vec<String> = problems.iter().take(PROBLEMS_SHOWN).cloned().collect();
-            if problems.len() > PROBLEMS_SHOWN {
-                shown.push(format!(
-                    "... {} more (custos state verify lists them all)",
-                    problems.len() - PROBLEMS_SHOWN
+        if let Some(problem) = &report.digest_problem {
+            if let Some(metrics) = self.metrics() {
+                metrics.record_tampered("digest");
+            }
+            let mut reason = problem.clone();
+            if report.bad_count > 0 {
+                reason.push_str(&format!(
+                    "; {} record(s) fail authentication (custos state verify lists them)",
+                    report.bad_count
                 ));
             }
+            return Err(refuse(reason));
+        }
+        for bad in &report.bad {
+            self.tamper.report(&StateError::Tampered {
+                tree: bad.tree,
+                key: bad.key.clone(),
+                reason: bad.reason.clone(),
+            });
+        }
+        if let verify_outcome @ crate::state::audit::VerifyOutcome::Broken { .. } = &report.audit {
             if let Some(metrics) = self.metrics() {
-                metrics.record_tampered("verify");
+                metrics.record_tampered("audit");
             }
-            return Err(refuse(shown.join("; ")));
+            tracing::error!(audit = ?verify_outcome, "the audit chain is broken; serving, and recording it");
+            self.tamper.report(&StateError::Tampered {
+                tree: "audit",
+                key: "chain".into(),
+                reason: report.problems().join("; "),
+            });
         }
         Ok(())
     }

@@ -101,8 +101,10 @@ pub fn read_after(
         reverse: false,
         limit,
     };
+    // Lenient: an entry that fails authentication is skipped (and reported), never delivered;
+    // the broadcaster sees a gap in the sequence.
     state
-        .scan(&scan)?
+        .scan_lenient(&scan)?
         .into_iter()
         .map(|(_, v)| {
             serde_json::from_slice(&v)

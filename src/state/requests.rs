@@ -293,7 +293,7 @@ pub fn keys_with_id(state: &State, request_id: &str) -> Result<Vec<String>, Stat
     let mut prefix = request_id.as_bytes().to_vec();
     prefix.push(0);
     Ok(state
-        .scan(&Scan::prefix(Tree::RequestIds, &prefix, usize::MAX))?
+        .scan_lenient(&Scan::prefix(Tree::RequestIds, &prefix, usize::MAX))?
         .into_iter()
         .map(|(k, _)| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
         .collect())
@@ -325,7 +325,7 @@ pub fn pending_due(state: &State, now: i64) -> Result<Vec<String>, StateError> {
         limit: usize::MAX,
     };
     Ok(state
-        .scan(&scan)?
+        .scan_lenient(&scan)?
         .into_iter()
         .map(|(k, _)| index_to_key(&k))
         .collect())
@@ -343,15 +343,17 @@ pub fn pending_page(
         None => Scan::all(Tree::Pending, limit),
     };
     let mut out = Vec::new();
-    for (k, _) in state.scan(&scan)? {
-        if let Some(r) = get(state, &index_to_key(&k))? {
-            out.push((k, r));
+    for (k, _) in state.scan_lenient(&scan)? {
+        let key = index_to_key(&k);
+        if let Some(v) = state.get_lenient(Tree::Requests, key.as_bytes())? {
+            out.push((k, decode(&key, &v)?));
         }
     }
     Ok(out)
 }
 
-/// Visits every request (in key order, a page at a time).
+/// Visits every request (in key order, a page at a time); a record that fails authentication is
+/// skipped and reported.
 pub fn for_each(
     state: &State,
     mut visit: impl FnMut(StoredRequest) -> Result<(), StateError>,
@@ -359,11 +361,13 @@ pub fn for_each(
     const PAGE: usize = 1024;
     let mut scan = Scan::all(Tree::Requests, PAGE);
     loop {
-        let page = state.scan(&scan)?;
-        let last = page.last().map(|(k, _)| k.clone());
-        let full = page.len() == PAGE;
-        for (k, v) in page {
-            visit(decode(&String::from_utf8_lossy(&k), &v)?)?;
+        let raw = state.engine().scan_raw(&scan)?;
+        let full = raw.len() == PAGE;
+        let last = raw.last().map(|(k, _)| k.clone());
+        for (k, v) in raw {
+            if let Some(body) = state.open_lenient(Tree::Requests, &k, &v)? {
+                visit(decode(&String::from_utf8_lossy(&k), &body)?)?;
+            }
         }
         match last {
             Some(k) if full => scan = Scan::after(Tree::Requests, &k, PAGE),

@@ -18,10 +18,14 @@ use super::StateError;
 /// The `meta` key of the digest of every record (authenticated, outside the sum).
 pub const DIGEST_KEY: &[u8] = b"digest";
 
+/// Told about every record a lenient scan skipped because it failed authentication.
+pub type TamperObserver = Arc<dyn Fn(&StateError) + Send + Sync>;
+
 /// The state database: an engine and, while unsealed, the key that authenticates its records.
 pub struct State {
     engine: Arc<dyn Engine>,
     auth: RwLock<Option<Arc<StateAuth>>>,
+    observer: RwLock<Option<TamperObserver>>,
 }
 
 impl std::fmt::Debug for State {
@@ -39,6 +43,25 @@ impl State {
         State {
             engine,
             auth: RwLock::new(None),
+            observer: RwLock::new(None),
+        }
+    }
+
+    /// Sets who is told about records a lenient scan skipped (the signing core logs, counts and
+    /// audits them).
+    pub fn set_tamper_observer(&self, observer: TamperObserver) {
+        *self.observer.write().unwrap_or_else(|e| e.into_inner()) = Some(observer);
+    }
+
+    fn report(&self, error: &StateError) {
+        let observer = self
+            .observer
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        match observer {
+            Some(observe) => observe(error),
+            None => tracing::error!(%error, "state record fails authentication; skipped"),
         }
     }
 
@@ -114,6 +137,57 @@ impl State {
             }
         }
         Ok(out)
+    }
+
+    /// A range of records, each authenticated; a record that fails is skipped and reported to the
+    /// tamper observer (for listings and sweeps, where one bad record must not stop the others;
+    /// never for sums that caps are checked against).
+    pub fn scan_lenient(&self, scan: &Scan) -> Result<Entries, StateError> {
+        let auth = self.auth()?;
+        let raw = self.engine.scan_raw(scan)?;
+        if scan.tree == Tree::Audit {
+            return Ok(raw);
+        }
+        let mut out = Vec::with_capacity(raw.len());
+        for (key, value) in raw {
+            match auth.open(scan.tree, &key, &value) {
+                Ok(body) => {
+                    let body = body.to_vec();
+                    out.push((key, body));
+                }
+                Err(error) => self.report(&error),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The body of a raw stored value, if it authenticates; else `None`, reported to the observer.
+    pub fn open_lenient(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<Option<Vec<u8>>, StateError> {
+        let auth = self.auth()?;
+        match auth.open(tree, key, value) {
+            Ok(body) => Ok(Some(body.to_vec())),
+            Err(error) => {
+                self.report(&error);
+                Ok(None)
+            }
+        }
+    }
+
+    /// One record's body, authenticated; a record that fails reads as absent and is reported
+    /// (for indexes followed by listings).
+    pub fn get_lenient(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
+        match self.get(tree, key) {
+            Err(error @ StateError::Tampered { .. }) => {
+                self.report(&error);
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     /// Makes every committed transaction durable.

@@ -2,6 +2,7 @@
 //! temporary directory with two wallets (`btc` on regtest, `eth` on Sepolia), a policy file with
 //! roles for the principals below, a state directory, and the core opened over them; the requests
 //! the tests send, and readers of what the core left in its state (usage, outbox, audit).
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 
@@ -178,13 +179,15 @@ impl Env {
 
     /// The core over the environment, sealed.
     pub fn open_sealed(&self) -> SigningCore {
-        SigningCore::open(CoreConfig {
-            store_dir: self.store.clone(),
-            state_dir: self.state.clone(),
-            policy_path: self.policy.clone(),
-            ..CoreConfig::new(Default::default(), Default::default(), Default::default())
-        })
-        .unwrap()
+        self.open_sealed_with(|_| {})
+    }
+
+    /// The core over the environment, sealed, with a changed configuration.
+    pub fn open_sealed_with(&self, change: impl FnOnce(&mut CoreConfig)) -> SigningCore {
+        let mut config =
+            CoreConfig::new(self.store.clone(), self.state.clone(), self.policy.clone());
+        change(&mut config);
+        SigningCore::open(config).unwrap()
     }
 
     /// The core over the environment, unsealed.
@@ -316,7 +319,8 @@ pub fn unseal(core: &SigningCore) {
         .unwrap();
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies a directory tree (a backup, or a copy taken from another installation).
+pub fn copy_dir(from: &Path, to: &Path) {
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
         let target = to.join(e.file_name());
