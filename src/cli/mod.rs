@@ -18,6 +18,7 @@ pub mod host;
 pub mod init;
 pub mod mnemonic;
 pub mod passphrase;
+pub mod pgdev;
 pub mod policy;
 pub mod psbt;
 pub mod sample;

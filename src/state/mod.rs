@@ -62,6 +62,7 @@ pub mod nonces;
 pub mod outbox;
 pub mod prune;
 pub mod requests;
+pub mod postgres;
 pub mod sled;
 pub mod tree;
 pub mod tx;
