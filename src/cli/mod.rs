@@ -12,6 +12,7 @@ pub mod client;
 pub mod common;
 pub mod demo;
 pub mod dev;
+pub mod dev_postgres;
 pub mod error;
 pub mod eth;
 pub mod host;

@@ -117,7 +117,14 @@ impl Cluster {
         if !cluster.data().join("PG_VERSION").is_file() {
             cluster.init()?;
         }
+        // The port of the last start, if it is still free (configurations name it).
+        cluster.port = std::fs::read_to_string(cluster.dir.join("port"))
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok())
+            .unwrap_or(0);
         cluster.start_again()?;
+        let _ = std::fs::write(cluster.dir.join("port"), format!("{}\n", cluster.port));
         Ok(cluster)
     }
 
@@ -252,6 +259,23 @@ impl Cluster {
             .arg(&self.dir)
             .args(["-p", &self.port.to_string(), "-U", USER, USER]);
         self.run("createdb", createdb)
+    }
+
+    /// Stops the server of the cluster in `dir` (started earlier, by another process).
+    pub fn stop_dir(dir: &Path) -> Result<(), String> {
+        let data = dir.join("data");
+        if !data.join("PG_VERSION").is_file() {
+            return Err(format!("no PostgreSQL cluster in {}", dir.display()));
+        }
+        let mut cluster = Cluster {
+            dir: dir.to_path_buf(),
+            port: 0,
+            bin: find_binaries()?,
+            run_as: is_root().then(|| "postgres".to_owned()),
+            running: true,
+            keep_running: true,
+        };
+        cluster.stop(false)
     }
 
     /// Stops the server: `fast` (clean) or `immediate` (as a crash: WAL recovery at the next

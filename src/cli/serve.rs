@@ -5,7 +5,8 @@
 //! 1. load and validate the configuration; set up logging (human or JSON, on stderr);
 //! 2. run the known-answer self-tests ([`crate::selftest`]) — derivation and both chains' signing,
 //!    as HSM firmware does before it serves;
-//! 3. open the signing core ([`SigningCore::open`]): the key store (sealed), the state database
+//! 3. open the signing core ([`SigningCore::open_with_engine`]): the key store (sealed), the state
+//!    (sled in `state_dir`, or PostgreSQL per `[state]`: connected, its schema version checked)
 //!    and the policy, validated;
 //! 4. unseal if a passphrase is configured (`passphrase_file`, else `CUSTOS_PASSPHRASE`);
 //!    otherwise start sealed and wait for `custos unseal`;
@@ -31,6 +32,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::cli::common::{read_secret_file, PASSPHRASE_ENV};
+use crate::cli::state::StateLocation;
 use crate::cli::{CliError, CliResult};
 use crate::config::{Config, LogFormat};
 use crate::secret::SecretString;
@@ -90,20 +92,20 @@ fn run_self_tests() -> CliResult {
 
 /// Opens the signing core and unseals it when a passphrase is configured.
 fn open_core(config: &Config) -> Result<SigningCore, CliError> {
-    let core = SigningCore::open(CoreConfig {
-        store_dir: config.store_dir.clone(),
-        state_dir: config.state_dir.clone(),
-        policy_path: config.policy_file.clone(),
-        ..CoreConfig::new(
+    let location = StateLocation::of_config(config)?;
+    let engine = location.open_engine()?;
+    let core = SigningCore::open_with_engine(
+        CoreConfig::new(
             config.store_dir.clone(),
-            config.state_dir.clone(),
+            config.state_dir.clone().unwrap_or_default(),
             config.policy_file.clone(),
-        )
-    })
+        ),
+        engine,
+    )
     .map_err(|e| CliError::operational(format!("cannot open the signing core: {e}")))?;
     tracing::info!(
         store = %config.store_dir.display(),
-        state = %config.state_dir.display(),
+        state = %location.describe(),
         policy = %core.policy_path().display(),
         "signing core open (sealed)"
     );
