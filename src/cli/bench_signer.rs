@@ -14,7 +14,16 @@
 //! flushes, and the key backend alone (`sign_ecdsa` with low-R grinding as Bitcoin uses it,
 //! `sign_ecdsa_recoverable` as Ethereum does, over fixed digests) on one thread and on every core,
 //! with the ratio of the end-to-end rate to the backend's.
+//!
+//! `--state postgres --replicas N` runs the same requests a second time against N replicas in
+//! this process — N signing cores, each with its own copy of the key store, its own connection
+//! pool and its own gRPC server on 127.0.0.1, the clients spread over them — sharing one
+//! PostgreSQL database: `--postgres-url` (password from `--postgres-password-file` or
+//! `CUSTOS_STATE_PASSWORD`; a fresh schema is created in it), or else a throwaway cluster started
+//! in the scratch directory. Both figures, the round trips per signature and the raw rate are
+//! printed side by side.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -38,12 +47,24 @@ use crate::service::proto::{
 use crate::service::tls::client_tls;
 use crate::service::TlsMaterial;
 use crate::signing::{CoreConfig, SigningCore};
+use crate::state::postgres::{PgEngine, PgSettings, PgStats};
+use super::pgdev::Cluster;
 use crate::wallet::Wallet;
 
 /// The benchmark client's principal.
 const CLIENT: &str = "spiffe://custos.bench/client";
 const SEPOLIA: u64 = 11_155_111;
 const ETH_PAYEE: &str = "0x3535353535353535353535353535353535353535";
+
+/// Which engines to measure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchState {
+    /// sled only.
+    #[default]
+    Sled,
+    /// sled, then PostgreSQL with `--replicas` replicas.
+    Postgres,
+}
 
 /// Arguments of `custos bench signer`.
 #[derive(Debug, Args)]
@@ -54,6 +75,19 @@ pub struct SignerArgs {
     /// Sign requests in total (half Ethereum, half Bitcoin).
     #[arg(long, default_value_t = 2000)]
     pub requests: usize,
+    /// `postgres`: also measure replicas sharing a PostgreSQL database (after sled).
+    #[arg(long, value_enum, default_value_t = BenchState::Sled)]
+    pub state: BenchState,
+    /// With `--state postgres`: replicas in this process.
+    #[arg(long, default_value_t = 2)]
+    pub replicas: usize,
+    /// With `--state postgres`: an existing database (no password in the URL); default: a
+    /// throwaway cluster started for the run.
+    #[arg(long, value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// With `--postgres-url`: a file holding its password (else CUSTOS_STATE_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub postgres_password_file: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub kdf: UnsafeKdfArgs,
@@ -136,73 +170,249 @@ pub fn run(args: SignerArgs) -> CliResult {
     };
     println!("key store sealed with argon2id ({kdf}); wallets btc (regtest), eth (sepolia)");
 
-    let core = SigningCore::open(CoreConfig {
-        store_dir: dir.join("store"),
-        state_dir: dir.join("state"),
-        policy_path: dir.join("policy.toml"),
-        ..CoreConfig::new(Default::default(), Default::default(), Default::default())
-    })
-    .map_err(op)?;
-    with_spinner("unsealing the signer (argon2id)…", || {
-        core.unseal_with_passphrase(&passphrase)
-    })
-    .map_err(op)?;
-    let core = Arc::new(core);
+    // Each replica gets its own copy of the key store, taken before any core holds it.
+    let postgres = args.state == BenchState::Postgres;
+    let replicas = if postgres { args.replicas.max(1) } else { 0 };
+    for i in 0..replicas {
+        copy_dir(&dir.join("store"), &dir.join(format!("store-{i}")))?;
+    }
     let server_tls =
         TlsMaterial::load(&pki.server_cert, &pki.server_key, &pki.ca_cert).map_err(op)?;
     let client = &pki.clients[0];
     let client_tls_material =
         TlsMaterial::load(&client.cert, &client.key, &pki.ca_cert).map_err(op)?;
-
     let payloads = build_requests(&btc, &eth, requests)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(op)?;
-    let report = runtime.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
-        let server = crate::service::start(core.clone(), &server_tls, listener, None)
-            .await
-            .map_err(op)?;
-        let flushes_before = core.flush_count();
-        let report = drive(server.addr.port(), &client_tls_material, clients, payloads).await;
-        let flushes = core.flush_count() - flushes_before;
-        server.shutdown().await.map_err(op)?;
-        report.map(|r| (r, flushes))
-    });
-    let (report, flushes) = report?;
+
+    let sled_core = SigningCore::open(CoreConfig::new(
+        dir.join("store"),
+        dir.join("state"),
+        dir.join("policy.toml"),
+    ))
+    .map_err(op)?;
+    with_spinner("unsealing the signer (argon2id)…", || {
+        sled_core.unseal_with_passphrase(&passphrase)
+    })
+    .map_err(op)?;
+    let sled_core = Arc::new(sled_core);
+    let sled_run = runtime.block_on(measure(
+        std::slice::from_ref(&sled_core),
+        &server_tls,
+        &client_tls_material,
+        clients,
+        payloads.clone(),
+    ))?;
+    drop(sled_core);
+
+    let pg_run = if postgres {
+        Some(run_postgres(
+            &args,
+            &dir,
+            replicas,
+            &passphrase,
+            &runtime,
+            &server_tls,
+            &client_tls_material,
+            clients,
+            payloads,
+        )?)
+    } else {
+        None
+    };
 
     let raw = raw_backend(&backend, &btc, &eth, requests.max(2000))?;
 
-    let rate = report.count as f64 / report.wall.as_secs_f64();
     println!();
     println!("custos bench signer: {clients} mTLS clients, {requests} requests (half EIP-1559, half P2WPKH PSBTs)");
+    let sled_rate = sled_run.report.rate();
+    print_run("sled, 1 process", &sled_run.report);
     println!(
-        "  end to end       {rate:>10.0} signatures/s  ({} signed in {:.2} s)",
-        report.count,
-        report.wall.as_secs_f64()
+        "  group commit     {} flushes ({:.1} requests per flush, two durable steps each)",
+        sled_run.flushes,
+        sled_run.report.count as f64 / sled_run.flushes.max(1) as f64
     );
-    println!(
-        "  latency          p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        ms(report.p50),
-        ms(report.p99),
-        ms(report.max)
-    );
-    println!(
-        "  group commit     {flushes} flushes ({:.1} requests per flush, two durable steps each)",
-        report.count as f64 / flushes.max(1) as f64
-    );
+    if let Some((run, stats, description)) = &pg_run {
+        print_run(
+            &format!("postgres, {replicas} replica(s)"),
+            &run.report,
+        );
+        let n = run.report.count.max(1) as f64;
+        println!(
+            "  postgres         {description}: {:.1} round trips per signature ({:.1} in {:.1} transactions, {:.2} per transaction), {} re-runs",
+            stats.round_trips as f64 / n,
+            stats.tx_round_trips as f64 / n,
+            stats.transactions as f64 / n,
+            stats.tx_round_trips as f64 / stats.transactions.max(1) as f64,
+            stats.retries,
+        );
+    }
     println!(
         "  key backend      {:>10.0} signatures/s on one thread, {:.0} on {} threads",
         raw.single, raw.parallel, raw.threads
     );
     println!(
-        "  ratio            end to end / backend = {:.1}% (one thread), {:.1}% ({} threads)",
-        100.0 * rate / raw.single,
-        100.0 * rate / raw.parallel,
+        "  ratio            sled / backend = {:.1}% (one thread), {:.1}% ({} threads)",
+        100.0 * sled_rate / raw.single,
+        100.0 * sled_rate / raw.parallel,
         raw.threads
     );
+    if let Some((run, _, _)) = &pg_run {
+        let rate = run.report.rate();
+        println!(
+            "                   postgres / backend = {:.1}% (one thread), {:.1}% ({} threads); postgres / sled = {:.1}%",
+            100.0 * rate / raw.single,
+            100.0 * rate / raw.parallel,
+            raw.threads,
+            100.0 * rate / sled_rate.max(f64::MIN_POSITIVE)
+        );
+    }
     Ok(())
+}
+
+fn print_run(label: &str, report: &Report) {
+    println!(
+        "  {label:<16} {:>10.0} signatures/s  ({} signed in {:.2} s); latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        report.rate(),
+        report.count,
+        report.wall.as_secs_f64(),
+        ms(report.p50),
+        ms(report.p99),
+        ms(report.max)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), CliError> {
+    std::fs::create_dir_all(to).map_err(op)?;
+    for e in std::fs::read_dir(from).map_err(op)? {
+        let e = e.map_err(op)?;
+        let target = to.join(e.file_name());
+        if e.file_type().map_err(op)?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), target).map_err(op)?;
+        }
+    }
+    Ok(())
+}
+
+/// One measured run: the report and the flushes the group commits ran.
+struct Run {
+    report: Report,
+    flushes: u64,
+}
+
+/// Serves `cores` (one gRPC server each, on 127.0.0.1) and drives them with `clients` clients
+/// spread over the servers.
+async fn measure(
+    cores: &[Arc<SigningCore>],
+    server_tls: &TlsMaterial,
+    client_tls: &TlsMaterial,
+    clients: usize,
+    payloads: Vec<SignRequest>,
+) -> Result<Run, CliError> {
+    let mut servers = Vec::new();
+    for core in cores {
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
+        servers.push(
+            crate::service::start(core.clone(), server_tls, listener, None)
+                .await
+                .map_err(op)?,
+        );
+    }
+    let ports: Vec<u16> = servers.iter().map(|s| s.addr.port()).collect();
+    let flushes_before: u64 = cores.iter().map(|c| c.flush_count()).sum();
+    let report = drive(&ports, client_tls, clients, payloads).await;
+    let flushes = cores.iter().map(|c| c.flush_count()).sum::<u64>() - flushes_before;
+    for server in servers {
+        server.shutdown().await.map_err(op)?;
+    }
+    Ok(Run {
+        report: report?,
+        flushes,
+    })
+}
+
+/// The PostgreSQL run: a database (given, or a throwaway cluster), a fresh schema, `replicas`
+/// cores over it.
+#[allow(clippy::too_many_arguments)]
+fn run_postgres(
+    args: &SignerArgs,
+    dir: &ScratchDir,
+    replicas: usize,
+    passphrase: &SecretString,
+    runtime: &tokio::runtime::Runtime,
+    server_tls: &TlsMaterial,
+    client_tls: &TlsMaterial,
+    clients: usize,
+    payloads: Vec<SignRequest>,
+) -> Result<(Run, PgStats, String), CliError> {
+    let schema = format!("bench_{:08x}", rand::random::<u32>());
+    let mut cluster = None;
+    let mut settings = match &args.postgres_url {
+        Some(url) => {
+            let mut s = PgSettings::new(url.clone());
+            s.password = match &args.postgres_password_file {
+                Some(file) => Some(super::common::read_secret_file(file)?),
+                None => std::env::var(crate::config::STATE_PASSWORD_ENV)
+                    .ok()
+                    .map(SecretString::new),
+            };
+            s
+        }
+        None => {
+            let c = with_spinner("starting a throwaway PostgreSQL…", || {
+                Cluster::start(&dir.join("postgres"))
+            })
+            .map_err(op)?;
+            let s = c.settings(None).map_err(op)?;
+            cluster = Some(c);
+            s
+        }
+    };
+    settings.schema = Some(schema);
+    settings.pool_size = settings.pool_size.max(clients.div_ceil(replicas) + 2);
+    PgEngine::migrate(&settings).map_err(op)?;
+    let mut engines = Vec::new();
+    let mut cores = Vec::new();
+    for i in 0..replicas {
+        let engine = Arc::new(PgEngine::open(&settings).map_err(op)?);
+        let core = SigningCore::open_with_engine(
+            CoreConfig::new(
+                dir.join(format!("store-{i}")),
+                PathBuf::new(),
+                dir.join("policy.toml"),
+            ),
+            engine.clone(),
+        )
+        .map_err(op)?;
+        with_spinner(&format!("unsealing replica {i} (argon2id)…"), || {
+            core.unseal_with_passphrase(passphrase)
+        })
+        .map_err(op)?;
+        engines.push(engine);
+        cores.push(Arc::new(core));
+    }
+    let before: Vec<PgStats> = engines.iter().map(|e| e.stats()).collect();
+    let run = runtime.block_on(measure(&cores, server_tls, client_tls, clients, payloads))?;
+    let mut stats = PgStats::default();
+    for (engine, before) in engines.iter().zip(before) {
+        let now = engine.stats();
+        stats.transactions += now.transactions - before.transactions;
+        stats.tx_round_trips += now.tx_round_trips - before.tx_round_trips;
+        stats.round_trips += now.round_trips - before.round_trips;
+        stats.retries += now.retries - before.retries;
+    }
+    let description = match &cluster {
+        Some(c) => format!("throwaway cluster on 127.0.0.1:{}", c.port()),
+        None => engines[0].description().to_owned(),
+    };
+    drop(cores);
+    drop(engines);
+    drop(cluster);
+    Ok((run, stats, description))
 }
 
 fn ms(d: Duration) -> f64 {
@@ -243,9 +453,16 @@ struct Report {
     max: Duration,
 }
 
-/// `clients` connections, each sending its share in turn; every answer must be signed.
+impl Report {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.wall.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+}
+
+/// `clients` connections (spread over the servers at `ports`), each sending its share in turn;
+/// every answer must be signed.
 async fn drive(
-    port: u16,
+    ports: &[u16],
     tls: &TlsMaterial,
     clients: usize,
     requests: Vec<SignRequest>,
@@ -255,7 +472,8 @@ async fn drive(
         shares[i % clients].push(r);
     }
     let mut connected = Vec::new();
-    for _ in 0..clients {
+    for n in 0..clients {
+        let port = ports[n % ports.len()];
         let channel: Channel = Endpoint::from_shared(format!("https://localhost:{port}"))
             .map_err(op)?
             .tls_config(client_tls(tls, "localhost"))

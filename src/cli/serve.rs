@@ -93,7 +93,7 @@ fn run_self_tests() -> CliResult {
 /// Opens the signing core and unseals it when a passphrase is configured.
 fn open_core(config: &Config) -> Result<SigningCore, CliError> {
     let location = StateLocation::of_config(config)?;
-    let engine = location.open_engine()?;
+    let engine = location.open_engine_for_serving()?;
     let core = SigningCore::open_with_engine(
         CoreConfig::new(
             config.store_dir.clone(),

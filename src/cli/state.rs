@@ -140,9 +140,18 @@ impl StateLocation {
     /// Opens the engine (sled: the directory must hold a database; PostgreSQL: connected, schema
     /// version checked).
     pub fn open_engine(&self) -> Result<Arc<dyn Engine>, CliError> {
+        self.open(false)
+    }
+
+    /// The same for a server: a sled database is created where there is none yet.
+    pub fn open_engine_for_serving(&self) -> Result<Arc<dyn Engine>, CliError> {
+        self.open(true)
+    }
+
+    fn open(&self, create: bool) -> Result<Arc<dyn Engine>, CliError> {
         match self {
             StateLocation::Sled(dir) => {
-                if !dir.join("conf").is_file() {
+                if !create && !dir.join("conf").is_file() {
                     return Err(CliError::operational(format!(
                         "no state database at {}",
                         dir.display()

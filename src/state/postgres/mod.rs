@@ -64,11 +64,11 @@ pub struct PgEngine {
     stats: Stats,
 }
 
-/// Counters for benchmarks: transactions committed and the round trips they took.
+/// Counters for benchmarks: transactions and the round trips they took.
 #[derive(Debug, Default)]
 struct Stats {
     transactions: AtomicU64,
-    round_trips: AtomicU64,
+    tx_round_trips: AtomicU64,
     retries: AtomicU64,
 }
 
@@ -78,6 +78,8 @@ pub struct PgStats {
     /// Transactions run to their end (committed, or ended by the step).
     pub transactions: u64,
     /// Network round trips those transactions took.
+    pub tx_round_trips: u64,
+    /// Every network round trip with the database (transactions and reads outside them).
     pub round_trips: u64,
     /// Attempts re-run (serialization failure, deadlock, stale connection).
     pub retries: u64,
@@ -131,14 +133,15 @@ impl PgEngine {
     pub fn stats(&self) -> PgStats {
         PgStats {
             transactions: self.stats.transactions.load(Ordering::Relaxed),
-            round_trips: self.stats.round_trips.load(Ordering::Relaxed),
+            tx_round_trips: self.stats.tx_round_trips.load(Ordering::Relaxed),
+            round_trips: self.connections.round_trips.load(Ordering::Relaxed),
             retries: self.stats.retries.load(Ordering::Relaxed),
         }
     }
 
     fn count_attempt(&self, tx: &tx::PgTx<'_>) {
         self.stats
-            .round_trips
+            .tx_round_trips
             .fetch_add(tx.round_trips(), Ordering::Relaxed);
     }
 

@@ -23,6 +23,9 @@ use crate::state::StateError;
 /// The runtime, the pool and the bounds.
 pub struct Connections {
     runtime: Option<tokio::runtime::Runtime>,
+    /// Exchanges with the database so far (each one network round trip, pipelined statements
+    /// included; a statement's first preparation on a connection adds one).
+    pub(crate) round_trips: std::sync::atomic::AtomicU64,
     pub(crate) pool: Pool,
     pub(crate) timeout: Duration,
     pub(crate) description: String,
@@ -122,6 +125,7 @@ impl Connections {
             .map_err(|e| StateError::Storage(format!("cannot build the connection pool: {e}")))?;
         Ok(Connections {
             runtime: Some(runtime),
+            round_trips: std::sync::atomic::AtomicU64::new(0),
             pool,
             timeout: settings.client_timeout(),
             description,
@@ -137,6 +141,8 @@ impl Connections {
             .runtime
             .as_ref()
             .ok_or_else(|| PgFailure::Unavailable("the database engine is closed".into()))?;
+        self.round_trips
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let timeout = self.timeout;
         runtime.spawn(async move {
