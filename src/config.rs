@@ -234,11 +234,7 @@ impl Config {
     /// The `[state]` rules serde cannot express; an error names its position in the text.
     fn check_state(&self) -> Result<(), (usize, String)> {
         let state = &self.state;
-        let at = state
-            .engine
-            .as_ref()
-            .map(|e| e.span().start)
-            .unwrap_or(0);
+        let at = state.engine.as_ref().map(|e| e.span().start).unwrap_or(0);
         match state.engine() {
             StateEngine::Sled => {
                 if self.state_dir.is_none() {
@@ -267,7 +263,10 @@ impl Config {
                     .driver_config()
                     .map_err(|e| (url.span().start, e))?;
                 if state.password_file.is_some() && state.password_env.is_some() {
-                    return Err((at, "give `password_file` or `password_env`, not both".into()));
+                    return Err((
+                        at,
+                        "give `password_file` or `password_env`, not both".into(),
+                    ));
                 }
                 if let Some(schema) = &state.schema {
                     crate::state::postgres::settings::check_schema_name(schema.get_ref())
@@ -295,16 +294,17 @@ impl Config {
             .ok_or("engine = \"postgres\" needs `url`")?;
         let mut settings = PgSettings::new(url);
         settings.password = match (&state.password_file, &state.password_env) {
-            (Some(file), _) => Some(
-                SecretString::from_file(file)
-                    .map_err(|e| format!("cannot read the password file {}: {e}", file.display()))?,
-            ),
-            (None, Some(var)) => Some(
-                std::env::var(var)
-                    .map(SecretString::new)
-                    .map_err(|_| format!("the environment variable {var} (password_env) is not set"))?,
-            ),
-            (None, None) => std::env::var(STATE_PASSWORD_ENV).ok().map(SecretString::new),
+            (Some(file), _) => {
+                Some(SecretString::from_file(file).map_err(|e| {
+                    format!("cannot read the password file {}: {e}", file.display())
+                })?)
+            }
+            (None, Some(var)) => Some(std::env::var(var).map(SecretString::new).map_err(|_| {
+                format!("the environment variable {var} (password_env) is not set")
+            })?),
+            (None, None) => std::env::var(STATE_PASSWORD_ENV)
+                .ok()
+                .map(SecretString::new),
         };
         settings.schema = state.schema.as_ref().map(|s| s.get_ref().clone());
         if let Some(n) = state.pool_size {
@@ -390,7 +390,10 @@ client_ca = "tls/ca.pem"
         assert_eq!(config.log_format, LogFormat::Json);
         config.resolve_paths(Path::new("/etc/custos"));
         assert_eq!(config.store_dir, Path::new("/etc/custos/store"));
-        assert_eq!(config.state_dir.as_deref(), Some(Path::new("/var/lib/custos/state")));
+        assert_eq!(
+            config.state_dir.as_deref(),
+            Some(Path::new("/var/lib/custos/state"))
+        );
         assert_eq!(config.tls.key, Path::new("/etc/custos/tls/server.key"));
     }
 
@@ -419,7 +422,9 @@ client_ca = "tls/ca.pem"
         );
         // A password in the URL: refused at its line, and not echoed.
         let bad = pg.replace("custos@127", "custos:hunter2@127");
-        let e = Config::parse(&bad, Path::new("c.toml")).unwrap_err().to_string();
+        let e = Config::parse(&bad, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("c.toml:14:7: "), "{e}");
         assert!(e.contains("password") && !e.contains("hunter2"), "{e}");
         // No url; state_dir beside postgres; no state_dir for sled; an unknown key.
@@ -427,11 +432,16 @@ client_ca = "tls/ca.pem"
         assert!(e.unwrap_err().to_string().contains("needs `url`"));
         let e = Config::parse(&format!("state_dir = \"s\"\n{pg}"), Path::new("c.toml"));
         assert!(e.unwrap_err().to_string().contains("state_dir"));
-        let e = Config::parse(&base, Path::new("c.toml")).unwrap_err().to_string();
+        let e = Config::parse(&base, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("needs `state_dir`"), "{e}");
         let e = Config::parse(&format!("{pg}password = \"x\"\n"), Path::new("c.toml"));
         assert!(e.unwrap_err().to_string().starts_with("c.toml:17:1: "));
-        let e = Config::parse(&pg.replace("\"custos\"\n", "\"Bad-Name\"\n"), Path::new("c"));
+        let e = Config::parse(
+            &pg.replace("\"custos\"\n", "\"Bad-Name\"\n"),
+            Path::new("c"),
+        );
         assert!(e.unwrap_err().to_string().contains("schema"));
     }
 

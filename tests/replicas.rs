@@ -252,9 +252,11 @@ async fn load(
                     ports[(i as usize + attempt) % ports.len()].clone()
                 };
                 let got = match channel(&dir, port, "withdrawals").await {
-                    Some(ch) => {
-                        answer(SignerClient::new(ch).sign(request(&wallet, &id, i, wei)).await)
-                    }
+                    Some(ch) => answer(
+                        SignerClient::new(ch)
+                            .sign(request(&wallet, &id, i, wei))
+                            .await,
+                    ),
                     None => None,
                 };
                 if let Some(a) = got {
@@ -350,7 +352,11 @@ async fn three_replicas_share_one_state_exactly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("custos state migrate"), "{stderr}");
     let out = custos(&["state", "migrate", "--config", p(&env.join("custos.toml"))]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("applied migration 1"));
 
     // Three replicas, each with its own copy of the environment (key store included), copied
@@ -408,13 +414,18 @@ async fn three_replicas_share_one_state_exactly() {
     assert_eq!(signed_count(&b), 10, "exactly the 10 that fit were signed");
 
     // Approvals from officers on different replicas reach one quorum.
-    let ch = channel(&replicas[0].dir, replicas[0].port, "withdrawals").await.unwrap();
+    let ch = channel(&replicas[0].dir, replicas[0].port, "withdrawals")
+        .await
+        .unwrap();
     let reply = SignerClient::new(ch)
         .sign(request("eth-hot", "big-1", 1000, 25 * ETH))
         .await
         .unwrap()
         .into_inner();
-    assert!(matches!(reply.outcome, Some(Outcome::Pending(_))), "{reply:?}");
+    assert!(
+        matches!(reply.outcome, Some(Outcome::Pending(_))),
+        "{reply:?}"
+    );
     let vote = |n: usize, who: &'static str| {
         let dir = replicas[n].dir.clone();
         let port = replicas[n].port;
@@ -443,7 +454,9 @@ async fn three_replicas_share_one_state_exactly() {
     // on replica 2 it resumes from its cursor; every entry once, in order.
     let mut seen = Vec::new();
     {
-        let ch = channel(&replicas[0].dir, replicas[0].port, "broadcaster").await.unwrap();
+        let ch = channel(&replicas[0].dir, replicas[0].port, "broadcaster")
+            .await
+            .unwrap();
         let mut outbox = OutboxClient::new(ch);
         let mut stream = outbox
             .stream_signed(StreamSignedRequest {
@@ -466,7 +479,9 @@ async fn three_replicas_share_one_state_exactly() {
         assert_eq!(ack.head_sequence, signed_total as u64);
     }
     {
-        let ch = channel(&replicas[2].dir, replicas[2].port, "broadcaster").await.unwrap();
+        let ch = channel(&replicas[2].dir, replicas[2].port, "broadcaster")
+            .await
+            .unwrap();
         let mut outbox = OutboxClient::new(ch);
         let mut stream = outbox
             .stream_signed(StreamSignedRequest {
@@ -521,7 +536,11 @@ async fn three_replicas_share_one_state_exactly() {
         .collect::<Vec<_>>();
     args.extend(store_args(&replicas[2]));
     let out = custos(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("audit chain intact"));
 
     // The ledger, read directly: usage is the sum signed, per wallet.
@@ -536,7 +555,9 @@ async fn three_replicas_share_one_state_exactly() {
     let passphrase = std::fs::read_to_string(env.join("passphrase")).unwrap();
     let unsealed = custos::keystore::KeyStore::open(&replicas[0].dir.join("store"))
         .unwrap()
-        .unseal(&custos::secret::SecretString::new(passphrase.trim().to_owned()))
+        .unseal(&custos::secret::SecretString::new(
+            passphrase.trim().to_owned(),
+        ))
         .unwrap();
     state.set_auth(Some(StateAuth::new(unsealed.state_key())));
     // Usage is the sum signed: eth-hot 30 × 5 ETH and the approved 25 ETH; eth-b 10 × 5 ETH.
@@ -558,15 +579,33 @@ async fn three_replicas_share_one_state_exactly() {
     assert_eq!(outbox.len(), signed_total);
     let mut tx_of: BTreeMap<String, String> = BTreeMap::new();
     for e in &outbox {
-        assert!(tx_of.insert(e.request_id.clone(), e.tx_id.clone()).is_none());
+        assert!(tx_of
+            .insert(e.request_id.clone(), e.tx_id.clone())
+            .is_none());
     }
+    // Nothing half-done: a signed request has its outbox entry and its reservation; a denied one
+    // has neither; no request is left between its decision and its signature.
     for (prefix, answers) in [("a", &a), ("b", &b)] {
         for (i, answer) in answers {
             let id = format!("{prefix}-{i}");
+            let key = custos::state::requests::request_key("spiffe://t/withdrawals", &id);
+            let reservation = state.reservation(&key).unwrap();
             match answer {
-                Answer::Signed(tx) => assert_eq!(tx_of.get(&id), Some(tx), "{id}"),
-                Answer::Denied(_) => assert!(!tx_of.contains_key(&id), "{id}"),
+                Answer::Signed(tx) => {
+                    assert_eq!(tx_of.get(&id), Some(tx), "{id}");
+                    assert!(reservation.is_some_and(|r| !r.released), "{id}");
+                }
+                Answer::Denied(_) => {
+                    assert!(!tx_of.contains_key(&id), "{id}");
+                    assert!(reservation.is_none(), "{id}");
+                }
             }
         }
     }
+    let authorized = custos::state::requests::scan_state(
+        &state,
+        custos::state::requests::StoredState::Authorized,
+    )
+    .unwrap();
+    assert!(authorized.is_empty(), "{authorized:?}");
 }

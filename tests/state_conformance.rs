@@ -71,3 +71,115 @@ macro_rules! suite {
 
 suite!(sled, Backend::Sled);
 suite!(postgres, Backend::Postgres);
+
+/// What only a shared database has: other writers while a full check runs, a schema version to
+/// check, a server that can go away.
+mod postgres_only {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    use custos::secret::Secret32;
+    use custos::state::audit::{self, AuditEntry};
+    use custos::state::auth::StateAuth;
+    use custos::state::postgres::{PgEngine, PgSettings};
+    use custos::state::{verify, State, Tree};
+
+    use crate::pg_support;
+
+    /// The full check reads one snapshot: it finds the state intact while other replicas write.
+    #[test]
+    fn the_full_check_is_consistent_while_others_write() {
+        let settings = pg_support::fresh_settings();
+        let key = Secret32::new([9; 32]);
+        let open = || {
+            let state = State::open_postgres(&settings).unwrap();
+            state.set_auth(Some(StateAuth::new(Secret32::new([7; 32]))));
+            Arc::new(state)
+        };
+        let checker = open();
+        let stop = Arc::new(AtomicBool::new(false));
+        std::thread::scope(|s| {
+            for w in 0..2 {
+                let state = open();
+                let stop = stop.clone();
+                let key = key.duplicate();
+                s.spawn(move || {
+                    let mut n = 0u32;
+                    while !stop.load(Ordering::SeqCst) {
+                        state
+                            .transact(|tx| {
+                                tx.put(Tree::Requests, format!("{w}-{n}").as_bytes(), b"{}")?;
+                                audit::append_in(
+                                    tx,
+                                    &key,
+                                    &AuditEntry {
+                                        event: "write".into(),
+                                        ..AuditEntry::default()
+                                    },
+                                )
+                            })
+                            .unwrap();
+                        n += 1;
+                    }
+                });
+            }
+            for _ in 0..5 {
+                let report = verify::verify(&checker, &key, None).unwrap();
+                assert!(report.is_intact(), "{:?}", report.problems());
+            }
+            stop.store(true, Ordering::SeqCst);
+        });
+        assert!(checker.count(Tree::Requests).unwrap() > 0);
+    }
+
+    /// A database without the schema, or with a version this binary does not know, is refused
+    /// with what to do; migrating twice is harmless.
+    #[test]
+    fn unknown_schemas_are_refused() {
+        let schema = pg_support::fresh_schema();
+        let settings: PgSettings = pg_support::cluster().settings(Some(&schema)).unwrap();
+        let e = PgEngine::open(&settings).unwrap_err().to_string();
+        assert!(e.contains("custos state migrate"), "{e}");
+        let first = PgEngine::migrate(&settings).unwrap();
+        assert_eq!((first.from, first.applied.len()), (0, 1));
+        let again = PgEngine::migrate(&settings).unwrap();
+        assert!(again.applied.is_empty());
+        let engine = PgEngine::open(&settings).unwrap();
+        assert_eq!(engine.schema_version().unwrap(), Some(1));
+        // A newer custos migrated this database since.
+        raw_sql(
+            &settings,
+            "INSERT INTO custos_migrations (version, description) VALUES (99, 'future')",
+        );
+        let e = PgEngine::open(&settings).unwrap_err().to_string();
+        assert!(
+            e.contains("version 99") && e.contains("upgrade custos"),
+            "{e}"
+        );
+        let e = PgEngine::migrate(&settings).unwrap_err().to_string();
+        assert!(e.contains("newer"), "{e}");
+    }
+
+    /// A wrong password is a clear refusal, without the password in it.
+    #[test]
+    fn a_wrong_password_is_refused_cleanly() {
+        let mut settings = pg_support::fresh_settings();
+        settings.password = Some(custos::secret::SecretString::new("not-the-password".into()));
+        let e = PgEngine::open(&settings).unwrap_err().to_string();
+        assert!(e.contains("28P01") || e.contains("password"), "{e}");
+        assert!(!e.contains("not-the-password"), "{e}");
+    }
+
+    fn raw_sql(settings: &PgSettings, sql: &str) {
+        let config = settings.driver_config().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+            tokio::spawn(connection);
+            client.batch_execute(sql).await.unwrap();
+        });
+    }
+}

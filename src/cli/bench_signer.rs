@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
 
 use super::common::{keystore_error, with_spinner, UnsafeKdfArgs};
+use super::pgdev::Cluster;
 use super::sample::{eth_transfer, external_script, p2wpkh_psbt, ScratchDir};
 use super::{CliError, CliResult};
 use crate::backend::{KeyBackend, KeyRef, SoftwareBackend};
@@ -48,7 +49,6 @@ use crate::service::tls::client_tls;
 use crate::service::TlsMaterial;
 use crate::signing::{CoreConfig, SigningCore};
 use crate::state::postgres::{PgEngine, PgSettings, PgStats};
-use super::pgdev::Cluster;
 use crate::wallet::Wallet;
 
 /// The benchmark client's principal.
@@ -235,10 +235,7 @@ pub fn run(args: SignerArgs) -> CliResult {
         sled_run.report.count as f64 / sled_run.flushes.max(1) as f64
     );
     if let Some((run, stats, description)) = &pg_run {
-        print_run(
-            &format!("postgres, {replicas} replica(s)"),
-            &run.report,
-        );
+        print_run(&format!("postgres, {replicas} replica(s)"), &run.report);
         let n = run.report.count.max(1) as f64;
         println!(
             "  postgres         {description}: {:.1} round trips per signature ({:.1} in {:.1} transactions, {:.2} per transaction), {} re-runs",

@@ -133,10 +133,7 @@ fn state_config(dir: &Path, args: &EnvArgs) -> Result<(String, String), CliError
                 String::new(),
                 format!(
                     "\n{}",
-                    super::dev_postgres::state_section(
-                        &cluster.url(),
-                        Path::new("postgres/password")
-                    )
+                    super::dev_postgres::state_section(&cluster.url(), &cluster.password_file())
                 ),
             ))
         }

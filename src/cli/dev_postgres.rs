@@ -41,7 +41,10 @@ pub fn run(args: &PostgresArgs) -> CliResult {
     );
     println!("  schema         migrated (custos state migrate)");
     println!("in custos.toml (instead of state_dir):");
-    print!("{}", state_section(&cluster.url(), &cluster.password_file()));
+    print!(
+        "{}",
+        state_section(&cluster.url(), &cluster.password_file())
+    );
     println!(
         "stop it with: custos dev postgres {} --stop",
         args.dir.display()

@@ -44,7 +44,11 @@ pub fn find_binaries() -> Result<PathBuf, String> {
             // The real directory (a link in PATH may point into the versioned one, which also
             // holds psql and createdb).
             let initdb = dir.join("initdb");
-            if let Some(real) = initdb.canonicalize().ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+            if let Some(real) = initdb
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+            {
                 if real.join("pg_ctl").is_file() && real.join("createdb").is_file() {
                     return Ok(real);
                 }
@@ -102,7 +106,8 @@ impl Cluster {
         } else {
             None
         };
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let dir = dir
             .canonicalize()
             .map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -353,7 +358,10 @@ impl Cluster {
     }
 
     /// Settings for the cluster's database, in `schema` if given.
-    pub fn settings(&self, schema: Option<&str>) -> Result<crate::state::postgres::PgSettings, String> {
+    pub fn settings(
+        &self,
+        schema: Option<&str>,
+    ) -> Result<crate::state::postgres::PgSettings, String> {
         let mut settings = crate::state::postgres::PgSettings::new(self.url());
         settings.password = Some(self.password()?);
         settings.schema = schema.map(str::to_owned);

@@ -29,14 +29,14 @@ use clap::{Args, Subcommand};
 use super::common::{open_unsealed, read_secret_file, StoreArgs};
 use super::{CliError, CliResult};
 use crate::config::{Config, STATE_PASSWORD_ENV};
-use crate::secret::SecretString;
-use crate::state::engine::Engine;
-use crate::state::postgres::{PgEngine, PgSettings};
 use crate::keystore::{StateAnchor, Unsealed};
 use crate::policy::eval::{format_time, parse_time};
+use crate::secret::SecretString;
 use crate::state::anchor::{self, format_head};
 use crate::state::audit::{self, AuditEntry};
 use crate::state::auth::StateAuth;
+use crate::state::engine::Engine;
+use crate::state::postgres::{PgEngine, PgSettings};
 use crate::state::{prune, verify, State};
 
 /// `custos state …`
@@ -186,7 +186,9 @@ impl StateArgs {
             let mut settings = PgSettings::new(state.clone());
             settings.password = match &self.state_password_file {
                 Some(file) => Some(read_secret_file(file)?),
-                None => std::env::var(STATE_PASSWORD_ENV).ok().map(SecretString::new),
+                None => std::env::var(STATE_PASSWORD_ENV)
+                    .ok()
+                    .map(SecretString::new),
             };
             settings.schema = self.state_schema.clone();
             settings.driver_config().map_err(CliError::usage)?;

@@ -14,9 +14,7 @@ use custos::amount::Amount;
 use custos::policy::limits::{LedgerKey, ReservationPlan, UsageView, WindowCheck};
 use custos::policy::model::Scope;
 use custos::secret::Secret32;
-use custos::signing::contract::{
-    CoreError, RequestRef, RequestState, SignOutcome, SignerCore,
-};
+use custos::signing::contract::{CoreError, RequestRef, RequestState, SignOutcome, SignerCore};
 use custos::signing::now_unix;
 use custos::state::audit::{self, AuditEntry, VerifyOutcome};
 use custos::state::auth::StateAuth;
@@ -116,7 +114,10 @@ pub fn transactions_are_atomic(b: Backend) {
         Ok(())
     })
     .unwrap();
-    assert_eq!(e.get_raw(Tree::Pending, b"empty").unwrap(), Some(Vec::new()));
+    assert_eq!(
+        e.get_raw(Tree::Pending, b"empty").unwrap(),
+        Some(Vec::new())
+    );
     assert_eq!(e.get_raw(Tree::Pending, &[0, 0xff, 0]).unwrap(), Some(big));
 }
 
@@ -143,7 +144,11 @@ pub fn scans_follow_key_order_and_bounds(b: Backend) {
     })
     .unwrap();
     let got = |scan: Scan| -> Vec<Vec<u8>> {
-        e.scan_raw(&scan).unwrap().into_iter().map(|(k, _)| k).collect()
+        e.scan_raw(&scan)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect()
     };
     assert_eq!(got(Scan::all(Tree::Nonces, 100)), keys);
     assert_eq!(got(Scan::all(Tree::Nonces, 3)), keys[..3].to_vec());
@@ -156,7 +161,10 @@ pub fn scans_follow_key_order_and_bounds(b: Backend) {
         got(Scan::prefix(Tree::Nonces, &[0xff], 100)),
         vec![vec![0xff], vec![0xff, 0xff]]
     );
-    assert_eq!(got(Scan::after(Tree::Nonces, &[0x01], 2)), vec![vec![0x01, 0x00], vec![0x01, 0xff]]);
+    assert_eq!(
+        got(Scan::after(Tree::Nonces, &[0x01], 2)),
+        vec![vec![0x01, 0x00], vec![0x01, 0xff]]
+    );
     let range = |from, to, reverse, limit| Scan {
         tree: Tree::Nonces,
         from,
@@ -165,23 +173,48 @@ pub fn scans_follow_key_order_and_bounds(b: Backend) {
         limit,
     };
     assert_eq!(
-        got(range(Bound::Included(vec![0x01]), Bound::Included(vec![0x02]), false, 100)),
+        got(range(
+            Bound::Included(vec![0x01]),
+            Bound::Included(vec![0x02]),
+            false,
+            100
+        )),
         vec![vec![0x01], vec![0x01, 0x00], vec![0x01, 0xff], vec![0x02]]
     );
     assert_eq!(
-        got(range(Bound::Excluded(vec![0x01]), Bound::Excluded(vec![0x02]), false, 100)),
+        got(range(
+            Bound::Excluded(vec![0x01]),
+            Bound::Excluded(vec![0x02]),
+            false,
+            100
+        )),
         vec![vec![0x01, 0x00], vec![0x01, 0xff]]
     );
     assert_eq!(
-        got(range(Bound::Unbounded, Bound::Excluded(vec![0x01]), true, 100)),
+        got(range(
+            Bound::Unbounded,
+            Bound::Excluded(vec![0x01]),
+            true,
+            100
+        )),
         vec![vec![0x00], vec![]]
     );
     assert_eq!(
-        got(range(Bound::Included(vec![0x02]), Bound::Unbounded, true, 2)),
+        got(range(
+            Bound::Included(vec![0x02]),
+            Bound::Unbounded,
+            true,
+            2
+        )),
         vec![vec![0xff, 0xff], vec![0xff]]
     );
     assert_eq!(
-        got(range(Bound::Included(vec![0x05]), Bound::Included(vec![0x03]), false, 100)),
+        got(range(
+            Bound::Included(vec![0x05]),
+            Bound::Included(vec![0x03]),
+            false,
+            100
+        )),
         Vec::<Vec<u8>>::new()
     );
     // Several at once: the same answers, in order.
@@ -323,7 +356,10 @@ pub fn concurrent_reservations_never_exceed_a_cap(b: Backend) {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     let reserved = outcomes
         .iter()
@@ -335,7 +371,9 @@ pub fn concurrent_reservations_never_exceed_a_cap(b: Backend) {
         .count();
     assert_eq!(reserved, 33);
     assert_eq!(refused, THREADS * EACH - 33);
-    let usage = state.usage(&wallet_key(), at - 86_400, at + 86_400).unwrap();
+    let usage = state
+        .usage(&wallet_key(), at - 86_400, at + 86_400)
+        .unwrap();
     assert_eq!(usage.sum, Amount::from(99u64));
     assert_eq!(usage.count, 33);
     let report = verify::verify(&state, &audit_key, None).unwrap();
@@ -402,9 +440,16 @@ pub fn audit_and_outbox_are_gapless_under_concurrency(b: Backend) {
     let mut audit_seqs: Vec<u64> = entries.iter().map(|e| e.audit_sequence).collect();
     audit_seqs.sort();
     audit_seqs.dedup();
-    assert_eq!(audit_seqs.len() as u64, n, "each entry has its own audit record");
+    assert_eq!(
+        audit_seqs.len() as u64,
+        n,
+        "each entry has its own audit record"
+    );
     // Paging from a cursor.
-    assert_eq!(outbox::read_after(&state, 10, n, 5).unwrap()[0].sequence, 11);
+    assert_eq!(
+        outbox::read_after(&state, 10, n, 5).unwrap()[0].sequence,
+        11
+    );
     state
         .transact(|tx| outbox::ack_in(tx, "b", 7).map(|_| ()))
         .unwrap();
@@ -457,9 +502,15 @@ pub fn tampering_is_caught(b: Backend) {
             Ok(())
         })
         .unwrap();
-    assert!(verify::verify(&state, &audit_key, None).unwrap().is_intact());
+    assert!(verify::verify(&state, &audit_key, None)
+        .unwrap()
+        .is_intact());
     // Someone with write access to the database changes a row.
-    let mut raw = state.engine().get_raw(Tree::Requests, b"a").unwrap().unwrap();
+    let mut raw = state
+        .engine()
+        .get_raw(Tree::Requests, b"a")
+        .unwrap()
+        .unwrap();
     let last = raw.len() - 1;
     raw[last] ^= 1;
     raw_put(&state, Tree::Requests, b"a", raw);
@@ -472,7 +523,11 @@ pub fn tampering_is_caught(b: Backend) {
     assert!(!report.is_intact());
     // A row copied to another key fails too, and the digest (a sum over every record's MAC)
     // no longer matches: a record was injected.
-    let moved = state.engine().get_raw(Tree::Requests, b"b").unwrap().unwrap();
+    let moved = state
+        .engine()
+        .get_raw(Tree::Requests, b"b")
+        .unwrap()
+        .unwrap();
     raw_put(&state, Tree::Requests, b"c", moved);
     assert!(matches!(
         state.get(Tree::Requests, b"c"),
@@ -502,7 +557,10 @@ pub async fn core_signs_into_the_outbox(b: Backend) {
         .unwrap();
     assert_eq!(signed(&reply).1, Some(1));
     let reply = core
-        .sign(&principal(PAYER), eth_request("e-1", 0, 10 * MILLI_ETH, false))
+        .sign(
+            &principal(PAYER),
+            eth_request("e-1", 0, 10 * MILLI_ETH, false),
+        )
         .await
         .unwrap();
     assert_eq!(signed(&reply).1, Some(2));
@@ -515,7 +573,13 @@ pub async fn core_signs_into_the_outbox(b: Backend) {
     assert_eq!(outbox_len(&core), 2);
     assert_eq!(
         audit_events(&core),
-        ["unseal", "sign.allow", "sign.signed", "sign.allow", "sign.signed"]
+        [
+            "unseal",
+            "sign.allow",
+            "sign.signed",
+            "sign.allow",
+            "sign.signed"
+        ]
     );
     let bcast = principal(BROADCASTER);
     let mut stream = core.stream_signed(&bcast, None).await.unwrap();
@@ -585,12 +649,19 @@ pub async fn core_approvals_reach_one_quorum(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::Signed);
-    assert_eq!(wallet_usage(core.state()).0, 1, "the hold became the reservation");
+    assert_eq!(
+        wallet_usage(core.state()).0,
+        1,
+        "the hold became the reservation"
+    );
     assert_eq!(outbox_len(&core), 1);
     // Expiry releases a hold.
-    core.sign(&principal(PAYER), btc_request("x-1", &env.psbt(3, 70_000_000, 2)))
-        .await
-        .unwrap();
+    core.sign(
+        &principal(PAYER),
+        btc_request("x-1", &env.psbt(3, 70_000_000, 2)),
+    )
+    .await
+    .unwrap();
     assert_eq!(wallet_usage(core.state()).0, 2);
     assert_eq!(core.expire_pending(now_unix() + 3_601).unwrap(), 1);
     assert_eq!(wallet_usage(core.state()).0, 1);
@@ -606,7 +677,10 @@ pub async fn core_failed_step_leaves_nothing(b: Backend) {
     let core = env.open();
     core.faults().fail_audit(true);
     let e = core
-        .sign(&principal(PAYER), btc_request("f-1", &env.psbt(1, 1_000_000, 1)))
+        .sign(
+            &principal(PAYER),
+            btc_request("f-1", &env.psbt(1, 1_000_000, 1)),
+        )
         .await
         .unwrap_err();
     assert!(matches!(e, CoreError::StateUnavailable { .. }), "{e:?}");
@@ -615,7 +689,10 @@ pub async fn core_failed_step_leaves_nothing(b: Backend) {
     assert_eq!(core.state().count(Tree::Requests).unwrap(), 0);
     core.faults().fail_audit(false);
     let reply = core
-        .sign(&principal(PAYER), btc_request("f-1", &env.psbt(1, 1_000_000, 1)))
+        .sign(
+            &principal(PAYER),
+            btc_request("f-1", &env.psbt(1, 1_000_000, 1)),
+        )
         .await
         .unwrap();
     signed(&reply);

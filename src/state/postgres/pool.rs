@@ -196,13 +196,17 @@ impl std::ops::Deref for Lease {
     type Target = deadpool_postgres::ClientWrapper;
 
     fn deref(&self) -> &Self::Target {
-        self.0.as_ref().expect("a lease holds its connection until dropped")
+        self.0
+            .as_ref()
+            .expect("a lease holds its connection until dropped")
     }
 }
 
 impl std::ops::DerefMut for Lease {
     fn deref_mut(&mut self) -> &mut Self::Target {
-        self.0.as_mut().expect("a lease holds its connection until dropped")
+        self.0
+            .as_mut()
+            .expect("a lease holds its connection until dropped")
     }
 }
 

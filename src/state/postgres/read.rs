@@ -47,8 +47,15 @@ fn range(scan: &Scan) -> Range {
     }
 }
 
-pub(super) async fn get(client: &Lease, tree: i16, key: Vec<u8>) -> Result<Option<Vec<u8>>, PgFailure> {
-    let statement = client.prepare_cached(sql::GET).await.map_err(PgFailure::from_pg)?;
+pub(super) async fn get(
+    client: &Lease,
+    tree: i16,
+    key: Vec<u8>,
+) -> Result<Option<Vec<u8>>, PgFailure> {
+    let statement = client
+        .prepare_cached(sql::GET)
+        .await
+        .map_err(PgFailure::from_pg)?;
     let rows = client
         .query(&statement, &[&tree, &key])
         .await
@@ -66,10 +73,21 @@ async fn scan_one(client: &Lease, r: Range) -> Result<Entries, PgFailure> {
         (Some(_), true) => sql::SCAN_DOWN_TO,
         (None, true) => sql::SCAN_DOWN_OPEN,
     };
-    let statement = client.prepare_cached(text).await.map_err(PgFailure::from_pg)?;
+    let statement = client
+        .prepare_cached(text)
+        .await
+        .map_err(PgFailure::from_pg)?;
     let rows = match &r.to {
-        Some(to) => client.query(&statement, &[&r.tree, &r.from, to, &r.limit]).await,
-        None => client.query(&statement, &[&r.tree, &r.from, &r.limit]).await,
+        Some(to) => {
+            client
+                .query(&statement, &[&r.tree, &r.from, to, &r.limit])
+                .await
+        }
+        None => {
+            client
+                .query(&statement, &[&r.tree, &r.from, &r.limit])
+                .await
+        }
     }
     .map_err(PgFailure::from_pg)?;
     Ok(rows
@@ -87,7 +105,10 @@ async fn scan_all(client: &Lease, scans: Vec<Range>) -> Result<Vec<Entries>, PgF
 }
 
 async fn count(client: &Lease, tree: i16) -> Result<u64, PgFailure> {
-    let statement = client.prepare_cached(sql::COUNT).await.map_err(PgFailure::from_pg)?;
+    let statement = client
+        .prepare_cached(sql::COUNT)
+        .await
+        .map_err(PgFailure::from_pg)?;
     let row = client
         .query_one(&statement, &[&tree])
         .await
@@ -124,26 +145,38 @@ impl PgEngine {
     pub(super) fn read_get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         let key = key.to_vec();
         let tree = sql::tree_id(tree);
-        pooled(&self.connections, "reading a record", move |lease| async move {
-            let r = get(&lease, tree, key).await;
-            (lease, r)
-        })
+        pooled(
+            &self.connections,
+            "reading a record",
+            move |lease| async move {
+                let r = get(&lease, tree, key).await;
+                (lease, r)
+            },
+        )
     }
 
     pub(super) fn read_scans(&self, scans: &[Scan]) -> Result<Vec<Entries>, StateError> {
         let ranges: Vec<Range> = scans.iter().map(range).collect();
-        pooled(&self.connections, "reading a range", move |lease| async move {
-            let r = scan_all(&lease, ranges).await;
-            (lease, r)
-        })
+        pooled(
+            &self.connections,
+            "reading a range",
+            move |lease| async move {
+                let r = scan_all(&lease, ranges).await;
+                (lease, r)
+            },
+        )
     }
 
     pub(super) fn read_count(&self, tree: Tree) -> Result<u64, StateError> {
         let tree = sql::tree_id(tree);
-        pooled(&self.connections, "counting records", move |lease| async move {
-            let r = count(&lease, tree).await;
-            (lease, r)
-        })
+        pooled(
+            &self.connections,
+            "counting records",
+            move |lease| async move {
+                let r = count(&lease, tree).await;
+                (lease, r)
+            },
+        )
     }
 
     pub(super) fn open_snapshot(&self) -> Result<Arc<dyn Engine>, StateError> {
@@ -156,7 +189,10 @@ impl PgEngine {
                     .prepare_cached(sql::BEGIN_SNAPSHOT)
                     .await
                     .map_err(PgFailure::from_pg)?;
-                lease.execute(&begin, &[]).await.map_err(PgFailure::from_pg)?;
+                lease
+                    .execute(&begin, &[])
+                    .await
+                    .map_err(PgFailure::from_pg)?;
                 Ok::<_, PgFailure>(lease)
             })
             .and_then(|r| r)

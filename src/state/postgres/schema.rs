@@ -82,7 +82,10 @@ async fn current(client: &Lease) -> Result<Option<i32>, PgFailure> {
         return Ok(None);
     }
     let row = client
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM custos_migrations", &[])
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM custos_migrations",
+            &[],
+        )
         .await
         .map_err(PgFailure::from_pg)?;
     Ok(Some(row.get::<_, i32>(0)))

@@ -120,9 +120,11 @@ impl PgSettings {
 
 fn check_url(config: &tokio_postgres::Config) -> Result<(), String> {
     if config.get_password().is_some() {
-        return Err("the PostgreSQL URL holds a password: remove it and give it in a file \
+        return Err(
+            "the PostgreSQL URL holds a password: remove it and give it in a file \
                     (`password_file`) or the environment (`password_env`)"
-            .into());
+                .into(),
+        );
     }
     if config.get_hosts().is_empty() {
         return Err("the PostgreSQL URL names no host".into());

@@ -126,7 +126,10 @@ impl<'a> PgTx<'a> {
         });
         match outcome {
             Ok((lease, result)) => {
-                let broken = result.as_ref().err().is_some_and(PgFailure::connection_broken);
+                let broken = result
+                    .as_ref()
+                    .err()
+                    .is_some_and(PgFailure::connection_broken);
                 if !broken {
                     *self.lease.borrow_mut() = lease;
                 }
