@@ -331,7 +331,12 @@ impl State {
         let mut records: Vec<(String, Vec<u8>)> = Vec::with_capacity(CHUNK);
         let flush_records = |records: &mut Vec<(String, Vec<u8>)>| -> Result<(), StateError> {
             let chunk = std::mem::take(records);
+            let reads: Vec<(Tree, Vec<u8>)> = chunk
+                .iter()
+                .map(|(id, _)| (Tree::LedgerReservations, id.as_bytes().to_vec()))
+                .collect();
             self.transact(|tx| {
+                tx.prefetch(&reads)?;
                 for (id, bytes) in &chunk {
                     tx.put(Tree::LedgerReservations, id.as_bytes(), bytes)?;
                 }
@@ -368,7 +373,12 @@ impl State {
         flush_records(&mut records)?;
         let all: Vec<(Vec<u8>, Usage)> = buckets_to_add.into_iter().collect();
         for chunk in all.chunks(CHUNK) {
+            let reads: Vec<(Tree, Vec<u8>)> = chunk
+                .iter()
+                .map(|(k, _)| (Tree::LedgerBuckets, k.clone()))
+                .collect();
             self.transact(|tx| {
+                tx.prefetch(&reads)?;
                 for (k, add) in chunk {
                     let old = read_bucket(tx, k)?;
                     let new = Usage {
