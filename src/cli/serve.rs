@@ -92,14 +92,23 @@ fn run_self_tests() -> CliResult {
 
 /// Opens the signing core and unseals it when a passphrase is configured.
 fn open_core(config: &Config) -> Result<SigningCore, CliError> {
+    if config.signing.unsafe_accept_state_rollback {
+        tracing::warn!(
+            "[signing] unsafe_accept_state_rollback is on: a state database behind its anchor will be served (the unseal records it in the audit chain)"
+        );
+    }
     let location = StateLocation::of_config(config)?;
     let engine = location.open_engine_for_serving()?;
     let core = SigningCore::open_with_engine(
-        CoreConfig::new(
-            config.store_dir.clone(),
-            config.state_dir.clone().unwrap_or_default(),
-            config.policy_file.clone(),
-        ),
+        CoreConfig {
+            authorization_max_age_secs: config.signing.authorization_max_age,
+            unsafe_accept_state_rollback: config.signing.unsafe_accept_state_rollback,
+            ..CoreConfig::new(
+                config.store_dir.clone(),
+                config.state_dir.clone().unwrap_or_default(),
+                config.policy_file.clone(),
+            )
+        },
         engine,
     )
     .map_err(|e| CliError::operational(format!("cannot open the signing core: {e}")))?;

@@ -63,8 +63,11 @@ pub fn prune(
             .iter()
             .flat_map(|r| {
                 let key = r.key();
-                let mut keys =
-                    requests::record_keys(&r.request_id, &key, r.quorum.as_ref().map(|q| q.expires_at));
+                let mut keys = requests::record_keys(
+                    &r.request_id,
+                    &key,
+                    r.quorum.as_ref().map(|q| q.expires_at),
+                );
                 keys.extend(super::ledger::confirm_keys(&key, None));
                 keys
             })
