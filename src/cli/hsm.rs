@@ -8,11 +8,15 @@
 //!   [`crate::backend::pkcs11::ceremony`] for what that means for the seed).
 //! - `keygen --wallet W --count N --network NET`: a wallet whose keys are generated inside the
 //!   token and never leave it (Ethereum: see [`crate::keystore::generated`]).
-//! - `unseal-slot add|remove`: the AES key that lets a server unseal itself at start.
+//! - `unseal-slot add|remove`: the AES key that lets a server unseal itself at start
+//!   ([`super::hsm_unseal_slot`]).
 //!
-//! Commands that touch the store take its passphrase like the other ceremonies (file, then
-//! `CUSTOS_PASSPHRASE`, then a prompt), and need the server stopped (it holds the store's lock).
-//! The user PIN comes from `pin_file` or `pin_env` of the configuration, never a flag.
+//! Commands that touch the store unseal it like the other ceremonies: the passphrase (file, then
+//! `CUSTOS_PASSPHRASE`, then a prompt) or a threshold of Shamir shares (`--share-file F …`,
+//! `CUSTOS_SHARE_FILES`, prompts), and need the server stopped (it holds the store's lock). Each
+//! appends an entry to the store's ceremony log with the operator of `--operator` (public facts
+//! only, [`crate::ceremony::hsm`]). The user PIN comes from `pin_file` or `pin_env` of the
+//! configuration, never a flag, and is never recorded.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -20,14 +24,17 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::common::{keystore_error, open_unsealed, read_secret_file};
+use super::common::{keystore_error, read_secret_file};
+use super::unsealer::{unseal_store, Opened, OperatorArgs, ShareArgs};
 use super::{CliError, CliResult};
 use crate::backend::pkcs11::ceremony::{import_plan, import_wallet};
-use crate::backend::pkcs11::{Pkcs11Backend, TokenSelector, TokenSettings};
+use crate::backend::pkcs11::{key_label, Pkcs11Backend, TokenSelector, TokenSettings};
+use crate::ceremony::{self, HsmImport, HsmKeyFact, KeyDigest, Operator};
 use crate::config::{Config, HsmConfig};
 use crate::keys::{Chain, Network};
 use crate::keystore::KeyStore;
 use crate::secret::SecretString;
+use crate::wallet::Wallet;
 
 /// `custos hsm …`
 #[derive(Debug, Subcommand)]
@@ -51,7 +58,7 @@ pub enum HsmCommand {
     Import {
         #[command(flatten)]
         #[allow(missing_docs)]
-        config: ConfigArgs,
+        ceremony: CeremonyArgs,
         /// The wallet (in the configuration's key store).
         #[arg(long)]
         wallet: String,
@@ -64,7 +71,7 @@ pub enum HsmCommand {
     Keygen {
         #[command(flatten)]
         #[allow(missing_docs)]
-        config: ConfigArgs,
+        ceremony: CeremonyArgs,
         /// The new wallet's name.
         #[arg(long)]
         wallet: String,
@@ -84,12 +91,12 @@ pub enum HsmCommand {
 #[derive(Debug, Subcommand)]
 pub enum UnsealSlotCommand {
     /// Generate an AES-256 key in the token and seal the store's data key with it.
-    Add(ConfigArgs),
+    Add(CeremonyArgs),
     /// Remove the slot from the store and destroy its key in the token.
     Remove {
         #[command(flatten)]
         #[allow(missing_docs)]
-        config: ConfigArgs,
+        ceremony: CeremonyArgs,
         /// Keep the key in the token (only the store's record is removed).
         #[arg(long)]
         keep_key: bool,
@@ -105,6 +112,74 @@ pub struct ConfigArgs {
     /// File holding the store passphrase (else CUSTOS_PASSPHRASE, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+}
+
+/// `--config F`, the store's unsealer (`--passphrase-file P`, or `--share-file S` per custodian)
+/// and `--operator NAME`: for the ceremonies the ceremony log records.
+#[derive(Debug, Args)]
+pub struct CeremonyArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub shares: ShareArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub operator: OperatorArgs,
+}
+
+/// What an HSM ceremony runs with: the configuration, its token, who runs it.
+pub struct Ceremony {
+    /// The server configuration.
+    pub config: Config,
+    /// Its `[hsm]` section.
+    pub hsm: HsmConfig,
+    /// The token.
+    pub backend: Arc<Pkcs11Backend>,
+    /// Who runs the ceremony.
+    pub operator: Operator,
+}
+
+impl CeremonyArgs {
+    /// The operator (checked first: a bad name changes nothing), the configuration and the token.
+    pub fn begin(&self) -> Result<Ceremony, CliError> {
+        let operator = self.operator.operator()?;
+        let config = Config::load(&self.config.config).map_err(CliError::usage)?;
+        let hsm = hsm_section(&config, &self.config.config)?;
+        let backend = open_backend(&hsm)?;
+        Ok(Ceremony {
+            config,
+            hsm,
+            backend,
+            operator,
+        })
+    }
+}
+
+impl Ceremony {
+    /// Opens and unseals the configuration's store, with the passphrase or shares of `args`.
+    pub fn unseal(&self, args: &CeremonyArgs) -> Result<Opened, CliError> {
+        unseal_store(
+            &self.config.store_dir,
+            args.config.passphrase_file.as_deref(),
+            &args.shares,
+        )
+    }
+
+    /// The token as the ceremony log names it: its label, or `slot N`.
+    pub fn token_fact(&self) -> String {
+        match (&self.hsm.token_label, self.hsm.slot) {
+            (Some(label), _) => label.clone(),
+            (None, Some(slot)) => format!("slot {slot}"),
+            (None, None) => self.backend.token().name().to_owned(),
+        }
+    }
+
+    /// The module path, for the log.
+    pub fn module_fact(&self) -> String {
+        self.hsm.module.display().to_string()
+    }
 }
 
 fn parse_range(text: &str) -> Result<Range<u32>, String> {
@@ -193,19 +268,19 @@ pub fn run(command: HsmCommand) -> CliResult {
             json,
         } => list(&config, wallet.as_deref(), json),
         HsmCommand::Import {
-            config,
+            ceremony,
             wallet,
             range,
-        } => import(&config, &wallet, range),
+        } => import(&ceremony, &wallet, range),
         HsmCommand::Keygen {
-            config,
+            ceremony,
             wallet,
             count,
             network,
-        } => super::hsm_keygen::keygen(&config, &wallet, count, &network),
-        HsmCommand::UnsealSlot(UnsealSlotCommand::Add(args)) => unseal_slot_add(&args),
-        HsmCommand::UnsealSlot(UnsealSlotCommand::Remove { config, keep_key }) => {
-            unseal_slot_remove(&config, keep_key)
+        } => super::hsm_keygen::keygen(&ceremony, &wallet, count, &network),
+        HsmCommand::UnsealSlot(UnsealSlotCommand::Add(args)) => super::hsm_unseal_slot::add(&args),
+        HsmCommand::UnsealSlot(UnsealSlotCommand::Remove { ceremony, keep_key }) => {
+            super::hsm_unseal_slot::remove(&ceremony, keep_key)
         }
     }
 }
@@ -336,9 +411,10 @@ pub fn progress_bar(len: u64, message: &str) -> Option<indicatif::ProgressBar> {
     Some(bar)
 }
 
-fn import(args: &ConfigArgs, wallet_name: &str, range: Range<u32>) -> CliResult {
-    let (config, backend) = load(args)?;
-    let unsealed = open_unsealed(&config.store_dir, args.passphrase_file.as_deref())?;
+fn import(args: &CeremonyArgs, wallet_name: &str, range: Range<u32>) -> CliResult {
+    let ceremony = args.begin()?;
+    let backend = &ceremony.backend;
+    let Opened { unsealed, by } = ceremony.unseal(args)?;
     let wallet = unsealed.wallet(wallet_name).map_err(keystore_error)?;
     if wallet.account.is_generated() {
         return Err(CliError::usage(format!(
@@ -354,8 +430,9 @@ fn import(args: &ConfigArgs, wallet_name: &str, range: Range<u32>) -> CliResult 
             bar.inc(1);
         }
     };
-    let report = import_wallet(&backend, &wallet, &master, range.clone(), &tick)
+    let report = import_wallet(backend, &wallet, &master, range.clone(), &tick)
         .map_err(CliError::operational)?;
+    drop(master);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -375,42 +452,53 @@ fn import(args: &ConfigArgs, wallet_name: &str, range: Range<u32>) -> CliResult 
         "the keys were derived from seed {} on this host: the seed remains the wallet's backup, keep it offline",
         wallet.seed
     );
+    // The import changes the token, not the store: there is no store transaction to share, so
+    // the entry is written once the token has every key. A crash in between leaves the keys
+    // without an entry; rerunning the same import (the keys are found present) records it.
+    let keys = imported_keys(&wallet, &plan)?;
+    let event = HsmImport {
+        token: ceremony.token_fact(),
+        module: Some(ceremony.module_fact()),
+        keys: keys.listed,
+        wallet: Some(wallet.name.clone()),
+        seed: Some(wallet.seed.0.clone()),
+        xpub: Some(wallet.account.slip132_xpub()),
+        range: Some(format!("{}..{}", range.start, range.end)),
+        chains: Some(chains.to_owned()),
+        created: Some(report.created as u64),
+        present: Some(report.present as u64),
+        key_count: Some(keys.count),
+        keys_sha256: Some(keys.sha256),
+        unsealed_by: Some(by),
+    };
+    let seq = ceremony::record_hsm_import(&unsealed, &ceremony.operator, event).map_err(|e| {
+        CliError::operational(format!(
+            "the keys are in the token, but the ceremony log entry was not written ({e}); \
+             run the same import again to record it"
+        ))
+    })?;
+    println!("recorded in the ceremony log as entry {seq}");
     Ok(())
 }
 
-fn unseal_slot_add(args: &ConfigArgs) -> CliResult {
-    let (config, backend) = load(args)?;
-    let unsealed = open_unsealed(&config.store_dir, args.passphrase_file.as_deref())?;
-    let label = unsealed
-        .add_pkcs11_slot(backend.token())
-        .map_err(keystore_error)?;
-    println!(
-        "unseal slot added: the store's data key is sealed by '{label}' in {}",
-        backend.token().name()
-    );
-    if !config.hsm.as_ref().is_some_and(|h| h.auto_unseal) {
-        println!("set auto_unseal = true in [hsm] for the server to unseal itself at start");
+/// The public facts of the keys an import put in the token: re-derived from the wallet's xpub
+/// (never from the seed), in the order of the plan.
+fn imported_keys(wallet: &Wallet, plan: &[(bool, u32)]) -> Result<ceremony::KeySummary, CliError> {
+    let mut digest = KeyDigest::default();
+    for &(change, index) in plan {
+        let public = wallet
+            .account
+            .public_key(change, index)
+            .map_err(CliError::operational)?;
+        digest.push(HsmKeyFact {
+            label: key_label(&wallet.name, change, index),
+            wallet: Some(wallet.name.clone()),
+            // `m/…`, as the wallet facts of the log write account paths.
+            path: Some(format!("m/{}", wallet.account.child_path(change, index))),
+            public_key: public.to_string(),
+        });
     }
-    Ok(())
-}
-
-fn unseal_slot_remove(args: &ConfigArgs, keep_key: bool) -> CliResult {
-    let (config, backend) = load(args)?;
-    let unsealed = open_unsealed(&config.store_dir, args.passphrase_file.as_deref())?;
-    let token = (!keep_key).then(|| backend.token());
-    if unsealed.remove_pkcs11_slot(token).map_err(keystore_error)? {
-        println!(
-            "unseal slot removed{}",
-            if keep_key {
-                " (its key stays in the token)"
-            } else {
-                ", its key destroyed"
-            }
-        );
-    } else {
-        println!("the store has no unseal slot");
-    }
-    Ok(())
+    Ok(digest.finish())
 }
 
 /// The Ethereum network of `keygen`, or a usage error.

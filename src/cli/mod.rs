@@ -22,6 +22,7 @@ pub mod eth;
 pub mod host;
 pub mod hsm;
 pub mod hsm_keygen;
+pub mod hsm_unseal_slot;
 pub mod init;
 pub mod mnemonic;
 pub mod passphrase;

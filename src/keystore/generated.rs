@@ -12,6 +12,7 @@
 
 use bitcoin::secp256k1::PublicKey;
 
+use super::ceremony_log::CeremonyDraft;
 use super::envelope::{self, associated_data};
 use super::error::KeystoreError;
 use super::payload;
@@ -40,6 +41,28 @@ impl Unsealed {
         network: Network,
         keys: Vec<PublicKey>,
     ) -> Result<Wallet, KeystoreError> {
+        self.store_generated_wallet(name, network, keys, |_| None)
+    }
+
+    /// [`Self::create_generated_wallet`] with the ceremony-log entry `draft` builds from the
+    /// wallet, written in the same transaction (`custos hsm keygen`).
+    pub fn create_generated_wallet_recorded(
+        &self,
+        name: &str,
+        network: Network,
+        keys: Vec<PublicKey>,
+        draft: impl FnOnce(&Wallet) -> CeremonyDraft,
+    ) -> Result<Wallet, KeystoreError> {
+        self.store_generated_wallet(name, network, keys, |wallet| Some(draft(wallet)))
+    }
+
+    fn store_generated_wallet(
+        &self,
+        name: &str,
+        network: Network,
+        keys: Vec<PublicKey>,
+        draft: impl FnOnce(&Wallet) -> Option<CeremonyDraft>,
+    ) -> Result<Wallet, KeystoreError> {
         validate_wallet_name(name).map_err(|reason| KeystoreError::InvalidWalletName {
             name: name.chars().take(64).collect(),
             reason,
@@ -63,13 +86,22 @@ impl Unsealed {
             b"",
         );
         let sealed = envelope::seal(&self.dek, &ad, &payload::encode_wallet(&wallet))?;
-        if !self
-            .store
-            .insert_new(&id, encode_record(&id, &Record::Wallet(sealed)))?
-        {
-            return Err(KeystoreError::DuplicateWallet(name.to_owned()));
+        let record = encode_record(&id, &Record::Wallet(sealed));
+        let draft = draft(&wallet);
+        // The wallet and its entry in one transaction: neither exists without the other.
+        match self.store.write_recorded(
+            &self.ceremony_key(),
+            vec![(id.clone(), Some(record))],
+            &[id.as_str()],
+            draft.as_ref(),
+            None,
+        ) {
+            Err(KeystoreError::AlreadyPresent { .. }) => {
+                Err(KeystoreError::DuplicateWallet(name.to_owned()))
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(wallet),
         }
-        Ok(wallet)
     }
 }
 
