@@ -773,7 +773,10 @@ fn a_store_unsealed_only_by_shares_runs_the_hsm_ceremonies() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    assert!(shares.len() >= 3 && shares.iter().all(|s| s.len() >= 20), "{shares:?}");
+    assert!(
+        shares.len() >= 3 && shares.iter().all(|s| s.len() >= 20),
+        "{shares:?}"
+    );
     for secret in ws.pins().iter().chain(&shares) {
         assert!(!report_text.contains(secret.as_str()));
         assert!(!report.to_string().contains(secret.as_str()));

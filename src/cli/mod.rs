@@ -21,6 +21,7 @@ pub mod error;
 pub mod eth;
 pub mod host;
 pub mod hsm;
+pub mod hsm_import;
 pub mod hsm_keygen;
 pub mod hsm_unseal_slot;
 pub mod init;
