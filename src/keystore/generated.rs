@@ -13,12 +13,8 @@
 use bitcoin::secp256k1::PublicKey;
 
 use super::ceremony_log::CeremonyDraft;
-use super::envelope::{self, associated_data};
 use super::error::KeystoreError;
-use super::payload;
-use super::record::{
-    encode_record, validate_wallet_name, Record, RecordKind, FORMAT_VERSION, WALLET_PREFIX,
-};
+use super::record::{validate_wallet_name, WALLET_PREFIX};
 use super::unsealed::Unsealed;
 use crate::backend::SeedId;
 use crate::keys::{AccountKey, Network};
@@ -78,15 +74,7 @@ impl Unsealed {
             seed: generated_seed(name),
             account,
         };
-        let ad = associated_data(
-            FORMAT_VERSION,
-            RecordKind::Wallet.byte(),
-            self.store.store_id(),
-            &id,
-            b"",
-        );
-        let sealed = envelope::seal(&self.dek, &ad, &payload::encode_wallet(&wallet))?;
-        let record = encode_record(&id, &Record::Wallet(sealed));
+        let record = self.encode_wallet_record(&id, &wallet)?;
         let draft = draft(&wallet);
         // The wallet and its entry in one transaction: neither exists without the other.
         match self.store.write_recorded(
