@@ -13,6 +13,7 @@
 //! policy_file = "policy.toml"
 //! passphrase_file = "passphrase"      # optional
 //! log_format = "human"                # or "json"
+//! max_requests_in_flight = 128        # optional; Sign calls past it get RESOURCE_EXHAUSTED
 //!
 //! [tls]
 //! cert = "tls/server.pem"
@@ -27,6 +28,9 @@ use serde::Deserialize;
 
 /// The default metrics address: loopback only.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+/// The default bound on signing requests in flight.
+pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = crate::signing::DEFAULT_MAX_REQUESTS_IN_FLIGHT;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -72,8 +76,17 @@ pub struct Config {
     /// Log format.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// Signing requests admitted at once (at least 1). Past it, a `Sign` call is refused at once
+    /// with RESOURCE_EXHAUSTED (code `overloaded`) instead of queueing, so the latency of the
+    /// requests admitted stays bounded (about this number divided by the signing rate).
+    #[serde(default = "default_max_requests_in_flight")]
+    pub max_requests_in_flight: usize,
     /// TLS material.
     pub tls: TlsConfig,
+}
+
+fn default_max_requests_in_flight() -> usize {
+    DEFAULT_MAX_REQUESTS_IN_FLIGHT
 }
 
 fn default_metrics_listen() -> SocketAddr {
@@ -123,7 +136,7 @@ impl Config {
 
     /// Parses configuration text; `path` is only used in error messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|error| {
+        let config: Config = toml::from_str(text).map_err(|error| {
             let (line, column) = error
                 .span()
                 .map(|span| line_column(text, span.start))
@@ -134,7 +147,18 @@ impl Config {
                 column,
                 message: error.message().trim().to_owned(),
             }
-        })
+        })?;
+        if config.max_requests_in_flight == 0 {
+            let offset = text.find("max_requests_in_flight").unwrap_or(0);
+            let (line, column) = line_column(text, offset);
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: "max_requests_in_flight must be at least 1, not 0".into(),
+            });
+        }
+        Ok(config)
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -192,6 +216,26 @@ client_ca = "tls/ca.pem"
         assert_eq!(config.store_dir, Path::new("/etc/custos/store"));
         assert_eq!(config.state_dir, Path::new("/var/lib/custos/state"));
         assert_eq!(config.tls.key, Path::new("/etc/custos/tls/server.key"));
+    }
+
+    #[test]
+    fn the_bound_on_requests_in_flight_defaults_and_refuses_zero() {
+        let config = Config::parse(GOOD, Path::new("custos.toml")).unwrap();
+        assert_eq!(
+            config.max_requests_in_flight,
+            DEFAULT_MAX_REQUESTS_IN_FLIGHT
+        );
+        let text = format!("max_requests_in_flight = 8\n{GOOD}");
+        let config = Config::parse(&text, Path::new("custos.toml")).unwrap();
+        assert_eq!(config.max_requests_in_flight, 8);
+        let text = format!("max_requests_in_flight = 0\n{GOOD}");
+        let error = Config::parse(&text, Path::new("custos.toml")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("custos.toml:1:1: max_requests_in_flight"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -7,7 +7,9 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_load;
 pub mod bench_signer;
+pub mod bench_stats;
 pub mod client;
 pub mod common;
 pub mod demo;

@@ -94,6 +94,7 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         store_dir: config.store_dir.clone(),
         state_dir: config.state_dir.clone(),
         policy_path: config.policy_file.clone(),
+        max_requests_in_flight: config.max_requests_in_flight,
         ..CoreConfig::new(
             config.store_dir.clone(),
             config.state_dir.clone(),

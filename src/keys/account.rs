@@ -9,9 +9,15 @@
 //!   EIP-55 checksummed addresses on Ethereum.
 //!
 //! Everything here is derived from the account xpub alone, so chains can check "is this script
-//! really ours at this path?" without touching a private key.
+//! really ours at this path?" without touching a private key. The public keys derived below the
+//! account (two non-hardened levels: two point multiplications each) are kept in a small bounded
+//! cache shared by every copy of the account, so ownership and change checks, which ask for the
+//! same few keys again and again, derive each once. The cache holds public data only and goes
+//! with the account (the signing core drops its wallets at seal).
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 use bitcoin::base58;
 use bitcoin::bip32::{ChildNumber, DerivationPath, Fingerprint, Xpub};
@@ -39,8 +45,22 @@ pub enum AccountKeyError {
     NoDescriptor(&'static str),
 }
 
+/// Public keys below one account already derived, by (change, index).
+#[derive(Clone, Default)]
+struct DerivedKeys(Arc<RwLock<HashMap<(bool, u32), PublicKey>>>);
+
+/// Public keys kept per account at most (past it the cache starts again).
+const DERIVED_CAPACITY: usize = 4096;
+
+impl std::fmt::Debug for DerivedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.read().map(|m| m.len()).unwrap_or(0);
+        write!(f, "DerivedKeys({n})")
+    }
+}
+
 /// The public data of one account: network, path, master fingerprint, account xpub.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct AccountKey {
     /// The wallet's network.
     pub network: Network,
@@ -50,7 +70,20 @@ pub struct AccountKey {
     pub master_fingerprint: Fingerprint,
     /// The extended public key at the account path.
     pub xpub: Xpub,
+    /// Keys derived from `xpub` so far (a cache: not part of the account's identity).
+    derived: DerivedKeys,
 }
+
+impl PartialEq for AccountKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.network == other.network
+            && self.path == other.path
+            && self.master_fingerprint == other.master_fingerprint
+            && self.xpub == other.xpub
+    }
+}
+
+impl Eq for AccountKey {}
 
 impl AccountKey {
     /// Derives the account's public data from the master key.
@@ -67,6 +100,7 @@ impl AccountKey {
             path,
             master_fingerprint: master.fingerprint(),
             xpub: node.to_xpub(network_kind(network)),
+            derived: DerivedKeys::default(),
         })
     }
 
@@ -85,6 +119,7 @@ impl AccountKey {
             path,
             master_fingerprint,
             xpub,
+            derived: DerivedKeys::default(),
         })
     }
 
@@ -137,8 +172,27 @@ impl AccountKey {
         Ok(descriptor.to_string())
     }
 
-    /// The public key at `change/index` below the account.
+    /// The public key at `change/index` below the account (derived once, then from the cache).
     pub fn public_key(&self, change: bool, index: u32) -> Result<PublicKey, AccountKeyError> {
+        if let Some(key) = self
+            .derived
+            .0
+            .read()
+            .expect("derived-key lock poisoned")
+            .get(&(change, index))
+        {
+            return Ok(*key);
+        }
+        let key = self.derive_public_key(change, index)?;
+        let mut derived = self.derived.0.write().expect("derived-key lock poisoned");
+        if derived.len() >= DERIVED_CAPACITY {
+            derived.clear();
+        }
+        derived.insert((change, index), key);
+        Ok(key)
+    }
+
+    fn derive_public_key(&self, change: bool, index: u32) -> Result<PublicKey, AccountKeyError> {
         let path = DerivationPath::from(vec![
             ChildNumber::from_normal_idx(u32::from(change))
                 .map_err(|e| AccountKeyError::Derivation(e.to_string()))?,

@@ -28,6 +28,7 @@ pub fn grpc_code(error: &CoreError) -> Code {
         CoreError::Sealed | CoreError::Precondition { .. } => Code::FailedPrecondition,
         CoreError::StateUnavailable { .. } => Code::Unavailable,
         CoreError::StateTampered { .. } => Code::DataLoss,
+        CoreError::Overloaded { .. } => Code::ResourceExhausted,
         CoreError::NotImplemented { .. } => Code::Unimplemented,
         CoreError::Internal { .. } => Code::Internal,
     }

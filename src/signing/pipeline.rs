@@ -1,22 +1,22 @@
-//! `Sign`: idempotency → decode → intent → policy → atomic commit → sign → outbox → reply (see the
-//! [module docs](super)).
+//! `Sign`: admission → idempotency → decode → intent → policy → (allowed: sign in memory → one
+//! durable write) or (otherwise: the decision's write) → flush → reply (see the
+//! [module docs](super); the writes themselves are in [`super::commit`]).
 
-use crate::policy::{Decision as PolicyDecision, Outcome, PolicyRequest};
+use crate::policy::{Outcome, PolicyRequest};
 use crate::signing::contract::Principal;
 use crate::signing::contract::{CoreError, CoreResult};
 use crate::signing::contract::{SignPayload, SignReply, SignRequest};
 use crate::state::audit::AuditEntry;
-use crate::state::ledger::{confirm_in, release_in, reserve_in};
-use crate::state::nonces::{self, ClaimOutcome, NonceClaim};
-use crate::state::outbox::{self as outbox_state, StoredOutboxEntry};
-use crate::state::requests::{self, request_key, StoredQuorum, StoredRequest, StoredState};
-use crate::state::ReserveOutcome;
-use crate::state::{engine::TxResult, StateTx};
-use crate::wallet::Wallet;
+use crate::state::ledger::release_in;
+use crate::state::nonces;
+use crate::state::requests::{self, request_key, StoredRequest, StoredState};
 
+use super::commit::{answer, commit_decision, commit_signed};
 use super::decode::{self, Decoded};
-use super::records::{self, denial};
-use super::{now_unix, Keys, LoadedPolicy, SigningCore};
+use super::records;
+use super::{now_unix, Keys, SigningCore};
+
+pub(crate) use super::commit::{finish, sign_and_commit};
 
 /// The audit record of a request event.
 pub(crate) fn entry(
@@ -48,6 +48,8 @@ pub async fn sign(
     principal: &Principal,
     req: SignRequest,
 ) -> CoreResult<SignReply> {
+    // Overload is refused at once, before any work: the requests admitted keep their latency.
+    let _admitted = core.admit()?;
     let started = std::time::Instant::now();
     let keys = core.keys()?;
     let (payload, sha) = decode::canonical(&req.payload);
@@ -102,6 +104,36 @@ pub async fn sign(
             authorized_at: None,
         };
         let nonce = decoded.nonce(&wallet);
+        if decision.outcome == Outcome::Allow {
+            // One durable write: sign in memory (checked, never released from here), then store
+            // decision, reservation, result, outbox entry and audit in one transaction that
+            // re-checks the caps; its refusal drops the signature.
+            let signed = decode::sign(decoded, &wallet, &keys.backend);
+            let Some(done) = commit_signed(
+                core,
+                &keys,
+                &policy,
+                record,
+                &decision,
+                nonce,
+                replacement,
+                &signed,
+                &wallet,
+            )?
+            else {
+                continue; // the id was stored meanwhile (a concurrent retry): answer as one
+            };
+            drop(signed);
+            core.flusher.flush().await.map_err(|e| core.fail(e))?;
+            record_decision(core, &done);
+            super::outbox::notify(core, &done);
+            let reply = answer(&done)?;
+            if let Some(metrics) = core.metrics() {
+                metrics.observe_sign_latency(started.elapsed());
+            }
+            return Ok(reply);
+        }
+        // Denied or waiting for approvals: the decision's own write.
         let Some(committed) =
             commit_decision(core, &keys, &policy, record, &decision, nonce, replacement)?
         else {
@@ -110,13 +142,6 @@ pub async fn sign(
         core.flusher.flush().await.map_err(|e| core.fail(e))?;
         record_decision(core, &committed);
         return match committed.state {
-            StoredState::Authorized => {
-                let reply = finish(core, &keys, committed, decoded, &wallet).await?;
-                if let Some(metrics) = core.metrics() {
-                    metrics.observe_sign_latency(started.elapsed());
-                }
-                Ok(reply)
-            }
             StoredState::PendingApproval => records::reply(&committed),
             _ => Err(records::state_error(&committed)),
         };
@@ -130,7 +155,7 @@ fn record_decision(core: &SigningCore, committed: &StoredRequest) {
         return;
     };
     let outcome = match committed.state {
-        StoredState::Authorized => "allow",
+        StoredState::Authorized | StoredState::Signed | StoredState::Failed => "allow",
         StoredState::PendingApproval => "needs_approval",
         _ => "deny",
     };
@@ -151,7 +176,11 @@ async fn resume(
         });
     }
     match existing.state {
-        StoredState::Signed => records::reply(&existing),
+        StoredState::Signed => {
+            // Durable before visible, for retries too: the first attempt's flush may have failed.
+            core.flusher.flush().await.map_err(|e| core.fail(e))?;
+            records::reply(&existing)
+        }
         StoredState::PendingApproval => {
             let now = now_unix();
             if existing
@@ -270,223 +299,4 @@ pub(crate) fn recheck_authorization(
         })
         .map_err(|e| core.fail(e))
         .map(|ended| ended.or_else(|| Some(r.clone())))
-}
-
-/// Step 5: the decision, its reservation, nonce claim, request record and audit record, in one
-/// transaction. `None` if the id was stored meanwhile.
-fn commit_decision(
-    core: &SigningCore,
-    keys: &Keys,
-    policy: &LoadedPolicy,
-    record: StoredRequest,
-    decision: &PolicyDecision,
-    nonce: Option<(u64, String, u64, String)>,
-    replacement: bool,
-) -> CoreResult<Option<StoredRequest>> {
-    let id = record.key();
-    let principal = record.requester.clone();
-    let now = record.created_at;
-    core.state
-        .transact(|tx| {
-            if requests::get_in(tx, &id)?.is_some() {
-                return Ok(None);
-            }
-            let mut r = record.clone();
-            let deny = |tx: &StateTx<'_>, mut r: StoredRequest, d| -> TxResult<_> {
-                r.state = StoredState::Denied;
-                if let Some(d) = d {
-                    r.decision = Some(d);
-                }
-                r.error = r.decision.as_ref().map(|d| d.reason.clone());
-                core.audit_in(
-                    tx,
-                    &keys.audit_key,
-                    &entry("sign.deny", &principal, &r, &policy.hash, now),
-                )?;
-                requests::put_in(tx, &r)?;
-                Ok(Some(r))
-            };
-            let (hold, state, event) = match &decision.outcome {
-                Outcome::Deny => return deny(tx, r, None),
-                Outcome::Allow => (None, StoredState::Authorized, "sign.allow"),
-                Outcome::NeedsApproval { quorum } => {
-                    let expires_at =
-                        now.saturating_add(i64::try_from(quorum.expires_secs).unwrap_or(i64::MAX));
-                    r.quorum = Some(StoredQuorum {
-                        count: quorum.count,
-                        roles: quorum.roles.iter().cloned().collect(),
-                        expires_at,
-                    });
-                    (
-                        Some(expires_at),
-                        StoredState::PendingApproval,
-                        "sign.pending",
-                    )
-                }
-            };
-            let claim = match &nonce {
-                Some((chain_id, address, n, hash)) => {
-                    let key = nonces::nonce_key(*chain_id, address, *n);
-                    let claim = NonceClaim {
-                        request_id: id.clone(),
-                        signing_hash: hash.clone(),
-                    };
-                    let replace = replacement && decision.allow_replacement;
-                    if let ClaimOutcome::Conflict { holder } =
-                        nonces::check_in(tx, &key, &claim, replace)?
-                    {
-                        let why = format!(
-                            "nonce {n} of {address} was already used by request '{holder}' \
-                             (mark the request as a replacement, under a rule that allows it)"
-                        );
-                        return deny(
-                            tx,
-                            r,
-                            Some(denial("nonce guard", "nonce.reused", why, &policy.hash)),
-                        );
-                    }
-                    Some((key, claim))
-                }
-                None => None,
-            };
-            if let Some(plan) = &decision.reservation {
-                match reserve_in(tx, &id, plan, hold)? {
-                    ReserveOutcome::Reserved | ReserveOutcome::AlreadyReserved => {}
-                    ReserveOutcome::AlreadyReleased => {
-                        let why = "this request id was reserved and released before".to_owned();
-                        return deny(
-                            tx,
-                            r,
-                            Some(denial("ledger", "limit.released", why, &policy.hash)),
-                        );
-                    }
-                    ReserveOutcome::LimitExceeded {
-                        rule,
-                        code,
-                        message,
-                    } => {
-                        let why = format!("rule '{rule}': {message}");
-                        return deny(tx, r, Some(denial(&rule, code, why, &policy.hash)));
-                    }
-                }
-            }
-            if let Some((key, claim)) = &claim {
-                nonces::claim_in(tx, key, claim)?;
-                r.nonce_key = Some(key.clone());
-            }
-            r.state = state;
-            if state == StoredState::Authorized {
-                r.authorized_at = Some(now);
-            }
-            core.audit_in(
-                tx,
-                &keys.audit_key,
-                &entry(event, &principal, &r, &policy.hash, now),
-            )?;
-            requests::put_in(tx, &r)?;
-            Ok(Some(r))
-        })
-        .map_err(|e| core.fail(e))
-}
-
-/// Steps 6 and 7 without the flush: signs an `authorized` request and commits the result (request
-/// signed, outbox entry carrying the audit head, hold confirmed, audit). If the request was signed
-/// meanwhile, that result stands and nothing is written. A signing failure marks the request
-/// failed and releases its reservation and nonce.
-pub(crate) fn sign_and_commit(
-    core: &SigningCore,
-    keys: &Keys,
-    record: StoredRequest,
-    decoded: Decoded,
-    wallet: &Wallet,
-) -> CoreResult<StoredRequest> {
-    let signed = decode::sign(decoded, wallet, &keys.backend);
-    let policy_hash = core.policy().hash.clone();
-    let id = record.key();
-    let now = now_unix();
-    core.state
-        .transact(|tx| {
-            let Some(mut r) = requests::get_in(tx, &id)? else {
-                return Ok(record.clone());
-            };
-            if r.state != StoredState::Authorized {
-                return Ok(r);
-            }
-            r.updated_at = now;
-            match &signed {
-                Ok(output) => {
-                    confirm_in(tx, &id)?;
-                    r.result = Some(output.clone());
-                    r.state = StoredState::Signed;
-                    let broadcastable = output.broadcastable();
-                    if broadcastable.is_some() {
-                        // The sequence the entry will get, for the audit record; pushed after it
-                        // so that the entry carries the audit head that includes it.
-                        r.outbox_seq = Some(outbox_state::next_sequence_in(tx)?);
-                    }
-                    let (audit_seq, audit_mac) = core.audit_with_mac_in(
-                        tx,
-                        &keys.audit_key,
-                        &entry("sign.signed", &r.requester, &r, &policy_hash, now),
-                    )?;
-                    if let Some((raw, tx_id)) = broadcastable {
-                        outbox_state::push_in(
-                            tx,
-                            &StoredOutboxEntry {
-                                sequence: 0,
-                                request_id: r.request_id.clone(),
-                                chain: wallet.chain(),
-                                network: wallet.network().name(),
-                                wallet: wallet.name.clone(),
-                                raw_tx_hex: raw.to_owned(),
-                                tx_id: tx_id.to_owned(),
-                                signed_at: now,
-                                audit_sequence: audit_seq,
-                                audit_mac: hex::encode(audit_mac),
-                            },
-                        )?;
-                    }
-                }
-                Err(reason) => {
-                    release_in(tx, &id)?;
-                    if let Some(key) = &r.nonce_key {
-                        nonces::release_in(tx, key, &id)?;
-                    }
-                    r.state = StoredState::Failed;
-                    r.error = Some(reason.clone());
-                    core.audit_in(
-                        tx,
-                        &keys.audit_key,
-                        &entry("sign.failed", &r.requester, &r, &policy_hash, now),
-                    )?;
-                }
-            }
-            requests::put_in(tx, &r)?;
-            Ok(r)
-        })
-        .map_err(|e| core.fail(e))
-}
-
-/// Signs, commits, flushes, wakes the outbox streams, answers.
-pub(crate) async fn finish(
-    core: &SigningCore,
-    keys: &Keys,
-    record: StoredRequest,
-    decoded: Decoded,
-    wallet: &Wallet,
-) -> CoreResult<SignReply> {
-    let done = sign_and_commit(core, keys, record, decoded, wallet)?;
-    core.flusher.flush().await.map_err(|e| core.fail(e))?;
-    super::outbox::notify(core, &done);
-    match done.state {
-        StoredState::Signed => records::reply(&done),
-        StoredState::Failed => Err(CoreError::Internal {
-            reason: format!(
-                "signing request '{}' failed: {}",
-                done.request_id,
-                done.error.clone().unwrap_or_default()
-            ),
-        }),
-        _ => Err(records::state_error(&done)),
-    }
 }

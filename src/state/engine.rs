@@ -154,6 +154,14 @@ pub trait Engine: Send + Sync {
 
     /// Number of entries in `tree` (tests and tools).
     fn count(&self, tree: Tree) -> Result<u64, StateError>;
+
+    /// Whether this process is the only writer of the database while it is open (an embedded
+    /// engine that holds its files locked). Then [`super::State`] may keep the bodies it verified
+    /// in memory ([`super::cache`]); an engine others write too (a shared SQL database, where a
+    /// record can change underneath this process) answers `false`, the default.
+    fn exclusive(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

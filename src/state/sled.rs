@@ -181,6 +181,11 @@ impl Engine for SledEngine {
     fn count(&self, tree: Tree) -> Result<u64, StateError> {
         Ok(self.tree(tree).len() as u64)
     }
+
+    /// sled holds its files locked: no other process writes them while this one has them open.
+    fn exclusive(&self) -> bool {
+        true
+    }
 }
 
 fn bound(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
