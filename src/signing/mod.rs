@@ -52,22 +52,33 @@
 //!
 //! [`SignerCore::authorize`] maps the policy's roles to privileges: role `admin` → the Admin
 //! service, role `approver` → Approve/Reject, role `broadcaster` → the Outbox service. Which
-//! requests a principal may have signed is the policy's business alone.
+//! requests a principal may have signed is the policy's business alone; who may read which
+//! request or wallet, and who may send a payload at all, is [`access`]'s (least privilege).
+//!
+//! # Bounded input, bounded disk
+//!
+//! Before step 2, `Sign` refuses a principal no rule could allow on the wallet ([`access`],
+//! audited, nothing stored), a payload above its kind's limits ([`input_limits`]) and a full
+//! state disk ([`storage`]): none of them costs a decode or a write.
 //!
 //! The rest: approvals and expiry ([`approvals`]), the outbox ([`outbox`]), seal/unseal and the
 //! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]).
 
+pub mod access;
 pub mod admin;
 pub mod approvals;
 pub(crate) mod commit;
 pub mod contract;
 pub mod decode;
 pub mod flush;
+pub mod host;
+pub mod input_limits;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod records;
 pub mod seal;
+pub mod storage;
 pub(crate) mod tamper;
 
 use std::collections::{BTreeMap, HashMap};
@@ -109,6 +120,8 @@ pub struct CoreConfig {
     pub policy_path: PathBuf,
     /// Bitcoin signing options.
     pub bitcoin: crate::chains::bitcoin::SignOptions,
+    /// Bounds on payloads and on the state disk (`[limits]` of `custos.toml`).
+    pub limits: input_limits::InputLimits,
     /// An `authorized` request older than this (seconds since it was authorized) is expired,
     /// its reservation released, instead of being signed by a retry or the recovery pass.
     pub authorization_max_age_secs: u64,
@@ -128,6 +141,7 @@ impl CoreConfig {
             state_dir,
             policy_path,
             bitcoin: crate::chains::bitcoin::SignOptions::default(),
+            limits: input_limits::InputLimits::default(),
             authorization_max_age_secs: DEFAULT_AUTHORIZATION_MAX_AGE_SECS,
             unsafe_accept_state_rollback: false,
             max_requests_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
@@ -226,6 +240,7 @@ pub struct SigningCore {
     config: CoreConfig,
     keystore: KeyStore,
     state: Arc<State>,
+    storage: Arc<storage::GuardedEngine>,
     flusher: GroupCommit,
     policy: RwLock<Arc<LoadedPolicy>>,
     keys: RwLock<Option<Arc<Keys>>>,
@@ -273,25 +288,54 @@ pub const HOST_PRINCIPAL: &str = "host";
 
 impl SigningCore {
     /// Opens the key store (sealed; its lock held), the state database, and loads and validates
-    /// the policy.
+    /// the policy. The database is reopened in place after a storage failure ([`storage`]).
     pub fn open(config: CoreConfig) -> Result<SigningCore, SigningOpenError> {
-        let engine = crate::state::sled::SledEngine::open(&config.state_dir).map_err(|source| {
+        let dir = config.state_dir.clone();
+        let engine = crate::state::sled::SledEngine::open(&dir).map_err(|source| {
             SigningOpenError::State {
-                dir: config.state_dir.clone(),
+                dir: dir.clone(),
                 source,
             }
         })?;
-        Self::open_with_engine(config, Arc::new(engine))
+        let reopen: storage::Reopen = Box::new(move || {
+            Ok(Arc::new(crate::state::sled::SledEngine::open(&dir)?) as Arc<dyn Engine>)
+        });
+        let storage = storage::Storage::new(
+            config.state_dir.clone(),
+            config.limits.state_min_free_bytes,
+            Duration::from_secs(config.limits.state_flush_timeout_secs),
+        );
+        Self::open_guarded(config, Arc::new(engine), storage, Some(reopen))
     }
 
-    /// [`SigningCore::open`] over a state engine opened by the caller.
+    /// [`SigningCore::open`] over a state engine opened by the caller. The engine keeps its data
+    /// where it chooses: no free-space guard on `state_dir`, no reopen ([`storage`]).
     pub fn open_with_engine(
         config: CoreConfig,
         engine: Arc<dyn Engine>,
     ) -> Result<SigningCore, SigningOpenError> {
+        let storage = storage::Storage::new(
+            config.state_dir.clone(),
+            0,
+            Duration::from_secs(config.limits.state_flush_timeout_secs),
+        );
+        Self::open_guarded(config, engine, storage, None)
+    }
+
+    fn open_guarded(
+        config: CoreConfig,
+        engine: Arc<dyn Engine>,
+        storage: storage::Storage,
+        reopen: Option<storage::Reopen>,
+    ) -> Result<SigningCore, SigningOpenError> {
         let policy = Policy::load(&config.policy_path).map_err(SigningOpenError::Policy)?;
         let keystore = KeyStore::open(&config.store_dir)?;
-        let state = Arc::new(State::new(engine));
+        let storage = Arc::new(storage::GuardedEngine::new(
+            Arc::new(storage),
+            engine,
+            reopen,
+        ));
+        let state = Arc::new(State::new(storage.clone()));
         let tamper = Arc::new(tamper::TamperReports::default());
         let observer = tamper.clone();
         state.set_tamper_observer(Arc::new(move |e| observer.report(e)));
@@ -306,6 +350,7 @@ impl SigningCore {
         }
         Ok(SigningCore {
             flusher: GroupCommit::new(state.clone()),
+            storage,
             config,
             keystore,
             state,
@@ -358,6 +403,7 @@ impl SigningCore {
     /// Unseals with the store passphrase (`serve` at start, when a passphrase file is configured);
     /// audited. Runs argon2id on the calling thread.
     pub fn unseal_with_passphrase(&self, passphrase: &SecretString) -> CoreResult<SealState> {
+        let _admitted = self.storage.try_admit().map_err(unavailable)?;
         let unsealed = self
             .keystore
             .unseal(passphrase)
@@ -369,6 +415,7 @@ impl SigningCore {
     /// While sealed nothing can be audited, so nothing expires (holds keep counting — the safe
     /// side) until the next sweep after unsealing.
     pub fn expire_pending(&self, now: i64) -> CoreResult<usize> {
+        let _admitted = self.storage.try_admit().map_err(unavailable)?;
         let expired = approvals::expire_due(self, now);
         self.audit_tamper_reports();
         expired
@@ -378,7 +425,14 @@ impl SigningCore {
     /// Only the host can send the process a signal, so no role is required; the file is
     /// validated and the reload audited exactly as `Admin.ReloadPolicy` does.
     pub async fn reload_policy_from_host(&self, who: &str) -> CoreResult<PolicyReload> {
+        let _admitted = self.admit().await?;
         admin::reload_policy_as(self, who).await
+    }
+
+    /// Admits a call that can write into the core ([`storage::GuardedEngine::admit`]: a failed
+    /// state database is reopened only while no admitted call is in progress).
+    pub(crate) async fn admit(&self) -> CoreResult<storage::Admitted> {
+        self.storage.admit().await.map_err(unavailable)
     }
 
     /// The policy file the core reloads from.
@@ -410,6 +464,10 @@ impl SigningCore {
     /// what cannot be written now is kept for the next try). Needs the keys.
     pub(crate) fn audit_tamper_reports(&self) {
         let Ok(keys) = self.keys() else { return };
+        // Admitted: the commit and its flush are not split by a reopen of the state ([`storage`]).
+        let Ok(_admitted) = self.storage.try_admit() else {
+            return;
+        };
         let reports = self.tamper.take_unaudited();
         if reports.is_empty() {
             return;
@@ -496,14 +554,14 @@ impl SigningCore {
 
     /// Admits one `Sign` call, or refuses it at once when `max_requests_in_flight` are already
     /// admitted (overload is refused, not queued). The slot is given back when the guard drops.
-    pub(crate) fn admit(&self) -> CoreResult<Admitted<'_>> {
+    pub(crate) fn admit_in_flight(&self) -> CoreResult<InFlight<'_>> {
         let limit = self.config.max_requests_in_flight.max(1);
         let before = self.admitted.fetch_add(1, Ordering::AcqRel);
         if before >= limit {
             self.admitted.fetch_sub(1, Ordering::AcqRel);
             return Err(CoreError::Overloaded { limit });
         }
-        Ok(Admitted(&self.admitted))
+        Ok(InFlight(&self.admitted))
     }
 
     /// `Sign` calls admitted now (tests).
@@ -522,10 +580,6 @@ impl SigningCore {
         lock.lock_owned().await
     }
 
-    pub(crate) fn is_admin_or_approver(&self, principal: &str) -> bool {
-        self.holds(principal, Privilege::Admin) || self.holds(principal, Privilege::Approve)
-    }
-
     fn holds(&self, principal: &str, privilege: Privilege) -> bool {
         let policy = self.policy();
         policy
@@ -535,10 +589,10 @@ impl SigningCore {
     }
 }
 
-/// One admitted `Sign` call (see [`SigningCore::admit`]).
-pub(crate) struct Admitted<'a>(&'a AtomicUsize);
+/// One `Sign` call in flight (see [`SigningCore::admit_in_flight`]).
+pub(crate) struct InFlight<'a>(&'a AtomicUsize);
 
-impl Drop for Admitted<'_> {
+impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
     }
@@ -578,10 +632,12 @@ impl SignerCore for SigningCore {
     }
 
     async fn unseal(&self, principal: &Principal, secret: UnsealSecret) -> CoreResult<SealState> {
+        let _admitted = self.admit().await?;
         seal::unseal(self, principal, secret).await
     }
 
     async fn seal(&self, principal: &Principal) -> CoreResult<SealState> {
+        let _admitted = self.admit().await?;
         seal::seal(self, principal.as_str()).await
     }
 
@@ -590,14 +646,20 @@ impl SignerCore for SigningCore {
         principal: &Principal,
         request: CreateWallet,
     ) -> CoreResult<WalletSummary> {
+        let _admitted = self.admit().await?;
         admin::create_wallet(self, principal, request).await
     }
 
     async fn reload_policy(&self, principal: &Principal) -> CoreResult<PolicyReload> {
+        let _admitted = self.admit().await?;
         admin::reload_policy(self, principal).await
     }
 
     async fn sign(&self, principal: &Principal, request: SignRequest) -> CoreResult<SignReply> {
+        // Overload is refused at once, before any work or wait: the requests admitted keep their
+        // latency.
+        let _in_flight = self.admit_in_flight()?;
+        let _admitted = self.admit().await?;
         pipeline::sign(self, principal, request).await
     }
 
@@ -606,6 +668,7 @@ impl SignerCore for SigningCore {
         principal: &Principal,
         request: &RequestRef,
     ) -> CoreResult<RequestRecord> {
+        let _admitted = self.admit().await?;
         approvals::get_request(self, principal, request).await
     }
 
@@ -625,6 +688,7 @@ impl SignerCore for SigningCore {
         request: &RequestRef,
         reason: &str,
     ) -> CoreResult<RequestRecord> {
+        let _admitted = self.admit().await?;
         approvals::approve(self, principal, request, reason).await
     }
 
@@ -634,6 +698,7 @@ impl SignerCore for SigningCore {
         request: &RequestRef,
         reason: &str,
     ) -> CoreResult<RequestRecord> {
+        let _admitted = self.admit().await?;
         approvals::reject(self, principal, request, reason).await
     }
 
@@ -643,12 +708,12 @@ impl SignerCore for SigningCore {
 
     async fn get_address(
         &self,
-        _principal: &Principal,
+        principal: &Principal,
         wallet: &str,
         change: bool,
         index: u32,
     ) -> CoreResult<AddressInfo> {
-        admin::get_address(self, wallet, change, index)
+        admin::get_address(self, principal, wallet, change, index)
     }
 
     async fn stream_signed(
@@ -660,6 +725,7 @@ impl SignerCore for SigningCore {
     }
 
     async fn ack(&self, principal: &Principal, sequence: u64) -> CoreResult<AckInfo> {
+        let _admitted = self.admit().await?;
         outbox::ack(self, principal, sequence).await
     }
 }

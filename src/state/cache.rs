@@ -23,7 +23,9 @@
 //!
 //! The cache is bounded (at most [`CAPACITY`] records per tree; past it, the tree's entries are
 //! dropped and refilled on demand) and cleared whenever the state's key changes (seal, unseal):
-//! what was verified under one key says nothing under another.
+//! what was verified under one key says nothing under another. It is cleared as well when a flush
+//! fails and when the engine's instance changes (a reopen after a failure restores only what was
+//! flushed, [`super::engine::Engine::incarnation`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -51,6 +53,8 @@ type Entry = Option<Box<[u8]>>;
 #[derive(Default)]
 struct Inner {
     generation: u64,
+    /// The engine instance the bodies were read from ([`super::engine::Engine::incarnation`]).
+    incarnation: u64,
     trees: [HashMap<Box<[u8]>, Entry>; 2],
 }
 
@@ -146,11 +150,24 @@ impl VerifiedCache {
 
     /// Forgets everything (the key changed, or a transaction may have failed half-way).
     pub fn clear(&self) {
-        let mut inner = self.lock();
+        Self::clear_locked(&mut self.lock());
+    }
+
+    fn clear_locked(inner: &mut Inner) {
         inner.generation += 1;
         for map in &mut inner.trees {
             map.clear();
             map.shrink_to(0);
+        }
+    }
+
+    /// Forgets everything if the engine's instance changed since the bodies were read (a reopen
+    /// restores only what was flushed: a body kept from the failed instance may be gone).
+    pub fn follow(&self, incarnation: u64) {
+        let mut inner = self.lock();
+        if inner.incarnation != incarnation {
+            Self::clear_locked(&mut inner);
+            inner.incarnation = incarnation;
         }
     }
 }
@@ -181,6 +198,17 @@ mod tests {
         );
         cache.clear();
         assert_eq!(cache.get(Tree::LedgerBuckets, b"k", |_| ()), None);
+    }
+
+    #[test]
+    fn a_new_engine_instance_drops_what_was_kept() {
+        let cache = VerifiedCache::default();
+        cache.follow(0);
+        cache.keep(Tree::Meta, b"digest", Some(&[1; 32]));
+        cache.follow(0);
+        assert!(cache.get(Tree::Meta, b"digest", |_| ()).is_some());
+        cache.follow(1);
+        assert!(cache.get(Tree::Meta, b"digest", |_| ()).is_none());
     }
 
     #[test]

@@ -162,6 +162,13 @@ pub trait Engine: Send + Sync {
     fn exclusive(&self) -> bool {
         false
     }
+
+    /// Which instance of the database answers: moves whenever the engine replaced the instance
+    /// underneath (a reopen after a failure, which restores only what was flushed). What was
+    /// kept in memory from another instance says nothing about this one.
+    fn incarnation(&self) -> u64 {
+        0
+    }
 }
 
 #[cfg(test)]

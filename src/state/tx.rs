@@ -138,6 +138,9 @@ impl State {
             .as_ref()
             .map(|_| self.serial.lock().unwrap_or_else(|e| e.into_inner()));
         let auth = self.auth()?;
+        if let Some(cache) = &self.cache {
+            cache.follow(self.engine.incarnation());
+        }
         let mut out = None;
         let mut wrote = false;
         let mut overlay = Overlay::new();
@@ -173,7 +176,7 @@ impl State {
     /// One record's body, authenticated.
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         let auth = self.auth()?;
-        if let Some(cache) = self.cache.as_ref().filter(|_| cache::cached(tree)) {
+        if let Some(cache) = self.cache_now().filter(|_| cache::cached(tree)) {
             if let Some(body) = cache.get(tree, key, |b| b.map(<[u8]>::to_vec)) {
                 return Ok(body);
             }
@@ -201,7 +204,7 @@ impl State {
         keys: &[Vec<u8>],
         mut visit: impl FnMut(Option<&[u8]>) -> Result<(), StateError>,
     ) -> Result<bool, StateError> {
-        let Some(cache) = self.cache.as_ref().filter(|_| cache::cached(tree)) else {
+        let Some(cache) = self.cache_now().filter(|_| cache::cached(tree)) else {
             return Ok(false);
         };
         let auth = self.auth()?;
@@ -295,7 +298,21 @@ impl State {
 
     /// Makes every committed transaction durable.
     pub fn flush(&self) -> Result<(), StateError> {
-        self.engine.flush()
+        let flushed = self.engine.flush();
+        if flushed.is_err() {
+            // What was committed but not flushed may be lost (a reopen): forget it.
+            if let Some(cache) = &self.cache {
+                cache.clear();
+            }
+        }
+        flushed
+    }
+
+    /// The cache, following the engine's instance (see [`super::cache`]).
+    fn cache_now(&self) -> Option<&VerifiedCache> {
+        let cache = self.cache.as_ref()?;
+        cache.follow(self.engine.incarnation());
+        Some(cache)
     }
 
     /// Number of entries of a tree (no authentication: a count).
