@@ -41,6 +41,8 @@ pub struct Requests {
     pub btc_payee: ScriptBuf,
     /// Where Ethereum payments go (in the policy's address book).
     pub eth_payee: String,
+    /// The Ethereum wallet's address (index 0), written beside its signed transactions.
+    pub eth_from: String,
     /// Request ids start with this (distinct per run).
     pub prefix: String,
 }
@@ -132,7 +134,13 @@ impl OutputSink {
         })
     }
 
-    fn record(&self, i: usize, request: &SignRequest, reply: &Outcome) -> CliResult {
+    fn record(
+        &self,
+        i: usize,
+        request: &SignRequest,
+        reply: &Outcome,
+        eth_from: &str,
+    ) -> CliResult {
         if i % self.every != 0 {
             return Ok(());
         }
@@ -155,6 +163,7 @@ impl OutputSink {
             ) => serde_json::json!({
                 "chain": "ethereum",
                 "request_id": request.request_id,
+                "from": eth_from,
                 "unsigned_tx": String::from_utf8_lossy(&p.unsigned_tx),
                 "raw_tx_hex": tx.raw_tx_hex,
                 "tx_hash": tx.tx_hash,
@@ -258,7 +267,7 @@ async fn send(
     match &reply.outcome {
         Some(outcome @ Outcome::Signed(_)) => {
             if let (Some(sink), Some(request)) = (&shared.outputs, &kept) {
-                sink.record(i, request, outcome)?;
+                sink.record(i, request, outcome, &shared.requests.eth_from)?;
             }
         }
         other => return Err(op(format!("request {i} was not signed: {other:?}"))),

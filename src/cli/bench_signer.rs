@@ -30,7 +30,7 @@
 //! in the same process, with the ratio of the end-to-end rate to it. `--outputs FILE` writes the
 //! signed results (every `--sample-every`th) as JSON lines for independent verification (the
 //! `bench_outputs` test checks them with Bitcoin Core's consensus code and Ethereum signer
-//! recovery through RustCrypto's `k256`).
+//! recovery through RustCrypto's `k256`, neither of which the signer uses).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -272,12 +272,19 @@ pub fn run(args: SignerArgs) -> CliResult {
         Some(path) => Some(Arc::new(OutputSink::create(path, args.sample_every)?)),
         None => None,
     };
+    let eth_from = eth
+        .account
+        .ethereum_address(0)
+        .map_err(op)?
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let generator = Arc::new(Requests {
         btc,
         eth,
         chain_id: SEPOLIA,
         btc_payee: external_script(0x42),
         eth_payee: ETH_PAYEE.to_owned(),
+        eth_from,
         prefix: "bench".into(),
     });
     let mode = match args.rate {
