@@ -41,6 +41,7 @@ use tokio::net::TcpListener;
 
 use super::bench_load::{self, Measured, Mode, OutputSink, Requests};
 use super::bench_stats::{cpu_time, peak_rss_kib, raw_ecdsa, RawEcdsa};
+pub(crate) use super::bench_stats::{raw_backend, Report};
 use super::common::{keystore_error, with_spinner, UnsafeKdfArgs};
 use super::sample::{external_script, ScratchDir};
 use super::{CliError, CliResult};
@@ -85,12 +86,31 @@ pub struct SignerArgs {
     /// Keep the throwaway environment (its path is printed).
     #[arg(long)]
     pub keep: bool,
+    /// Where the keys are: `software`, or `pkcs11` (SoftHSM2; both paths are measured, the HSM
+    /// path in closed loop after the software one).
+    #[arg(long, value_enum, default_value_t = BenchBackend::Software)]
+    pub backend: BenchBackend,
+    /// The PKCS#11 module for `--backend pkcs11`.
+    #[arg(long, value_name = "PATH", default_value = crate::backend::pkcs11::provision::SOFTHSM2_MODULE)]
+    pub hsm_module: PathBuf,
+    /// The HSM session pool size for `--backend pkcs11`.
+    #[arg(long, default_value_t = 4)]
+    pub hsm_sessions: usize,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub kdf: UnsafeKdfArgs,
 }
 
-fn op(e: impl std::fmt::Display) -> CliError {
+/// `--backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchBackend {
+    /// Keys derived in memory.
+    Software,
+    /// Keys in a PKCS#11 token (SoftHSM2), measured beside the software path.
+    Pkcs11,
+}
+
+pub(crate) fn op(e: impl std::fmt::Display) -> CliError {
     CliError::operational(e)
 }
 
@@ -217,7 +237,7 @@ pub fn run(args: SignerArgs) -> CliResult {
     .map_err(op)?;
     let passphrase = SecretString::new(format!("bench-{:016x}", rand::random::<u64>()));
     let mnemonic = MnemonicSecret::generate().map_err(op)?;
-    let (btc, eth) = {
+    let (btc, eth, hsm) = {
         let store = with_spinner("sealing the key store (argon2id)…", || {
             KeyStore::create(
                 &dir.join("store"),
@@ -246,24 +266,26 @@ pub fn run(args: SignerArgs) -> CliResult {
                 0,
             )
             .map_err(keystore_error)?;
-        (btc, eth)
+        let hsm = match args.backend {
+            BenchBackend::Software => None,
+            BenchBackend::Pkcs11 => Some(with_spinner(
+                "making a SoftHSM2 token and importing the keys…",
+                || {
+                    super::bench_signer_hsm::provision(
+                        &dir.path,
+                        &args.hsm_module,
+                        args.hsm_sessions,
+                        &unsealed,
+                        &[&btc, &eth],
+                    )
+                },
+            )?),
+        };
+        (btc, eth, hsm)
     };
     println!("key store sealed with argon2id ({kdf}); wallets btc (regtest), eth (sepolia)");
 
-    let core = SigningCore::open(CoreConfig {
-        max_requests_in_flight: args.max_in_flight.max(1),
-        ..CoreConfig::new(
-            dir.join("store"),
-            dir.join("state"),
-            dir.join("policy.toml"),
-        )
-    })
-    .map_err(op)?;
-    with_spinner("unsealing the signer (argon2id)…", || {
-        core.unseal_with_passphrase(&passphrase)
-    })
-    .map_err(op)?;
-    let core = Arc::new(core);
+    let core = open_core(&dir, &args, &passphrase, None)?;
     let server_tls =
         TlsMaterial::load(&pki.server_cert, &pki.server_key, &pki.ca_cert).map_err(op)?;
     let client = &pki.clients[0];
@@ -297,37 +319,17 @@ pub fn run(args: SignerArgs) -> CliResult {
         .enable_all()
         .build()
         .map_err(op)?;
-    let (measured, flushes, cpu) = runtime.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
-        let server = crate::service::start(core.clone(), &server_tls, listener, None)
-            .await
-            .map_err(op)?;
-        let connections = bench_load::connect(server.addr.port(), &client_tls, clients).await?;
-        bench_load::run(
-            connections.clone(),
-            generator.clone(),
-            0..warmup,
-            Mode::Closed,
-            None,
-        )
-        .await?;
-        let flushes_before = core.flush_count();
-        let cpu_before = cpu_time();
-        let measured = bench_load::run(
-            connections,
-            generator.clone(),
-            warmup..warmup + requests,
-            mode,
-            outputs.clone(),
-        )
-        .await;
-        let cpu = cpu_time()
-            .zip(cpu_before)
-            .map(|(after, before)| after.saturating_sub(before));
-        let flushes = core.flush_count() - flushes_before;
-        server.shutdown().await.map_err(op)?;
-        measured.map(|m| (m, flushes, cpu))
-    })?;
+    let (measured, flushes, cpu) = runtime.block_on(load(
+        core,
+        &server_tls,
+        &client_tls,
+        clients,
+        generator.clone(),
+        0..warmup,
+        warmup..warmup + requests,
+        mode,
+        outputs.clone(),
+    ))?;
     if let Some(sink) = &outputs {
         sink.finish()?;
     }
@@ -335,10 +337,108 @@ pub fn run(args: SignerArgs) -> CliResult {
     report(
         &args, clients, requests, warmup, rules, &measured, flushes, cpu, raw_before, raw_after,
     );
+    if let Some(token) = &hsm {
+        // The same store and state (the state is anchored in the store: a second one would be
+        // refused as a rollback), with request ids, nonces and coins numbered on.
+        let core = open_core(&dir, &args, &passphrase, Some(token.clone()))?;
+        let from = warmup + requests;
+        let (hsm, hsm_flushes, _) = runtime.block_on(load(
+            core,
+            &server_tls,
+            &client_tls,
+            clients,
+            generator.clone(),
+            from..from,
+            from..from + requests,
+            Mode::Closed,
+            None,
+        ))?;
+        let rate = measured.signed as f64 / measured.wall.as_secs_f64();
+        super::bench_signer_hsm::report(
+            token,
+            &generator.btc,
+            &generator.eth,
+            requests.max(2000),
+            rate,
+            &Report::of(&hsm),
+            hsm_flushes,
+        )?;
+    }
     Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
+/// Opens the signing core over the environment (with the token attached for the HSM path) and
+/// unseals it.
+fn open_core(
+    dir: &ScratchDir,
+    args: &SignerArgs,
+    passphrase: &SecretString,
+    token: Option<Arc<crate::backend::pkcs11::Pkcs11Backend>>,
+) -> Result<Arc<SigningCore>, CliError> {
+    let core = SigningCore::open(CoreConfig {
+        max_requests_in_flight: args.max_in_flight.max(1),
+        ..CoreConfig::new(
+            dir.join("store"),
+            dir.join("state"),
+            dir.join("policy.toml"),
+        )
+    })
+    .map_err(op)?;
+    if let Some(backend) = token {
+        core.attach_hsm(crate::signing::hsm::HsmAttachment {
+            backend,
+            wallets: vec!["btc".into(), "eth".into()],
+        })
+        .map_err(|_| op("the hsm was attached twice"))?;
+    }
+    with_spinner("unsealing the signer (argon2id)…", || {
+        core.unseal_with_passphrase(passphrase)
+    })
+    .map_err(op)?;
+    Ok(Arc::new(core))
+}
+
+/// Serves `core` on 127.0.0.1:0, runs the warm-up then the measured requests, stops the server
+/// (the core goes with it): what was measured, the flushes, the CPU time.
+#[allow(clippy::too_many_arguments)]
+async fn load(
+    core: Arc<SigningCore>,
+    server_tls: &TlsMaterial,
+    client_tls: &TlsMaterial,
+    clients: usize,
+    generator: Arc<Requests>,
+    warmup: std::ops::Range<usize>,
+    measured: std::ops::Range<usize>,
+    mode: Mode,
+    outputs: Option<Arc<OutputSink>>,
+) -> Result<(Measured, u64, Option<Duration>), CliError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
+    let server = crate::service::start(core.clone(), server_tls, listener, None)
+        .await
+        .map_err(op)?;
+    let connections = bench_load::connect(server.addr.port(), client_tls, clients).await?;
+    if !warmup.is_empty() {
+        bench_load::run(
+            connections.clone(),
+            generator.clone(),
+            warmup,
+            Mode::Closed,
+            None,
+        )
+        .await?;
+    }
+    let flushes_before = core.flush_count();
+    let cpu_before = cpu_time();
+    let result = bench_load::run(connections, generator, measured, mode, outputs).await;
+    let cpu = cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let flushes = core.flush_count() - flushes_before;
+    server.shutdown().await.map_err(op)?;
+    result.map(|m| (m, flushes, cpu))
+}
+
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 
 use bitcoin::secp256k1::{Message, SecretKey};
 
+use super::CliError;
+use crate::backend::{KeyBackend, KeyRef};
 use crate::keys::secp;
+use crate::wallet::Wallet;
 
 /// Sub-buckets per power of two: values are kept to within 1/64 (about 1.6 %).
 const SUB: u64 = 64;
@@ -169,6 +172,101 @@ pub fn raw_ecdsa(n: usize) -> RawEcdsa {
         all_cores,
         threads,
     }
+}
+
+/// One path's figures as the HSM half of the benchmark prints them.
+pub(crate) struct Report {
+    pub(crate) count: usize,
+    pub(crate) wall: Duration,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) max: Duration,
+}
+
+impl Report {
+    /// From a measured run.
+    pub(crate) fn of(m: &super::bench_load::Measured) -> Self {
+        Report {
+            count: usize::try_from(m.signed).unwrap_or(usize::MAX),
+            wall: m.wall,
+            p50: m.latency.quantile(0.50),
+            p99: m.latency.quantile(0.99),
+            max: m.latency.max(),
+        }
+    }
+}
+
+/// A key backend's raw rate.
+pub(crate) struct RawRate {
+    pub(crate) single: f64,
+    pub(crate) parallel: f64,
+    pub(crate) threads: usize,
+}
+
+/// A key backend alone: `n` signatures over distinct digests, half `sign_ecdsa` (low-R, the
+/// Bitcoin key at 0/0) and half `sign_ecdsa_recoverable` (the Ethereum key at 0/0), on one
+/// thread and on every core.
+pub(crate) fn raw_backend(
+    backend: &dyn KeyBackend,
+    btc: &Wallet,
+    eth: &Wallet,
+    n: usize,
+) -> Result<RawRate, CliError> {
+    let keys = [
+        KeyRef {
+            seed: btc.seed.clone(),
+            path: btc.account.child_path(false, 0),
+        },
+        KeyRef {
+            seed: eth.seed.clone(),
+            path: eth.account.child_path(false, 0),
+        },
+    ];
+    let sign = |from: usize, to: usize| -> Result<(), CliError> {
+        for i in from..to {
+            let mut digest = [0u8; 32];
+            digest[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            digest[31] = 1;
+            let signed = if i % 2 == 0 {
+                backend
+                    .sign_ecdsa_recoverable(&keys[1], &digest)
+                    .map_err(CliError::operational)?
+                    .is_some()
+            } else {
+                backend
+                    .sign_ecdsa(&keys[0], &digest, true)
+                    .map_err(CliError::operational)?
+                    .is_some()
+            };
+            if !signed {
+                return Err(CliError::operational(
+                    "the backend does not hold the benchmark keys",
+                ));
+            }
+        }
+        Ok(())
+    };
+    let t = Instant::now();
+    sign(0, n)?;
+    let single = n as f64 / t.elapsed().as_secs_f64();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = n.div_ceil(threads);
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|k| s.spawn(move || sign(k * per, ((k + 1) * per).min(n))))
+            .collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| CliError::operational("a signing thread panicked"))?
+        })
+    })?;
+    let parallel = n as f64 / t.elapsed().as_secs_f64();
+    Ok(RawRate {
+        single,
+        parallel,
+        threads,
+    })
 }
 
 #[cfg(test)]

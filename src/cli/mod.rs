@@ -6,18 +6,24 @@
 //! running server; a refusal prints `GRPC_CODE: message` and exits 1 ([`client`]).
 
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod bench_load;
 pub mod bench_signer;
+pub mod bench_signer_hsm;
 pub mod bench_stats;
+pub mod ceremony;
 pub mod client;
 pub mod common;
 pub mod demo;
 pub mod dev;
+pub mod dev_hsm;
 pub mod environ;
 pub mod error;
 pub mod eth;
 pub mod host;
+pub mod hsm;
+pub mod hsm_keygen;
 pub mod init;
 pub mod mnemonic;
 pub mod passphrase;
@@ -26,9 +32,12 @@ pub mod psbt;
 pub mod sample;
 pub mod selftest;
 pub mod serve;
+pub mod share_display;
+pub mod shares;
 pub mod sign;
 pub mod state;
 pub mod store;
+pub mod unsealer;
 pub mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -58,9 +67,18 @@ pub enum Command {
     /// Check a key store.
     #[command(subcommand)]
     Store(store::StoreCommand),
-    /// Change the key store passphrase.
+    /// Change or remove the key store passphrase (recorded in the ceremony log).
     #[command(subcommand)]
     Passphrase(passphrase::PassphraseCommand),
+    /// Shamir shares: add a first set, rotate, check a share alone, show the set.
+    #[command(subcommand)]
+    Shares(shares::SharesCommand),
+    /// The ceremony log: a verified transcript to sign off.
+    #[command(subcommand)]
+    Ceremony(ceremony::CeremonyCommand),
+    /// Backups: export an encrypted copy; prove a mnemonic, a file or shares restore the store.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Inspect Bitcoin PSBTs: what a transaction really does, without signing.
     #[command(subcommand)]
     Psbt(psbt::PsbtCommand),
@@ -83,7 +101,7 @@ pub enum Command {
     Dev(dev::DevCommand),
     /// Run the known-answer self-tests (derivation, ECDSA, EIP-155, BIP340) and print each result.
     Selftest(selftest::SelftestArgs),
-    /// Unseal a running server (Admin.Unseal) with the passphrase or one Shamir share.
+    /// Unseal a running server (Admin.Unseal) with the passphrase or one Shamir share per call.
     Unseal(host::UnsealArgs),
     /// Seal a running server (Admin.Seal): it forgets every key at once.
     Seal(host::ClientArgs),
@@ -100,6 +118,9 @@ pub enum Command {
     /// The audit chain: verify it, show the newest records.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// HSM ceremonies (PKCS#11): status, key import and generation, the auto-unseal slot.
+    #[command(subcommand)]
+    Hsm(hsm::HsmCommand),
     /// The state database: verify every record, prune old requests, accept a rollback.
     #[command(subcommand)]
     State(state::StateCommand),
@@ -113,6 +134,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Wallet(command) => wallet::run(command),
         Command::Store(command) => store::run(command),
         Command::Passphrase(command) => passphrase::run(command),
+        Command::Shares(command) => shares::run(command),
+        Command::Ceremony(command) => ceremony::run(command),
+        Command::Backup(command) => backup::run(command),
         Command::Psbt(command) => psbt::run(command),
         Command::Eth(command) => eth::run(command, &common::open_wallet),
         Command::Policy(command) => policy::run(command),
@@ -129,6 +153,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Reject(args) => sign::reject(args),
         Command::Pending(args) => sign::pending(args),
         Command::Audit(command) => audit::run(command),
+        Command::Hsm(command) => hsm::run(command),
         Command::State(command) => state::run(command),
     }
 }

@@ -7,12 +7,13 @@
 
 use std::sync::Arc;
 
+use crate::ceremony::{self, CeremonyEvent, Operator, WalletFact};
 use crate::keys::{Chain, Network, Purpose};
 use crate::keystore::KeystoreError;
 use crate::policy::Policy;
 use crate::signing::contract::Principal;
 use crate::signing::contract::{
-    AddressInfo, CreateWallet, PolicyReload, StatusInfo, WalletSummary,
+    AddressInfo, CreateWallet, PolicyReload, StatusInfo, UnsealerInfo, WalletSummary,
 };
 use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
 use crate::state::audit::AuditEntry;
@@ -23,7 +24,18 @@ use super::{now_unix, unavailable, LoadedPolicy, SigningCore};
 
 /// `Admin.Status`.
 pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInfo> {
+    core.expire_share_session(now_unix());
     let policy = core.policy();
+    // Public facts of the store's slots; a store that cannot say is reported as having none.
+    let unsealers = core
+        .keystore
+        .unsealers()
+        .map(|u| UnsealerInfo {
+            passphrase: u.passphrase.is_some(),
+            share_threshold: u.shares.as_ref().map_or(0, |s| u32::from(s.threshold)),
+            share_count: u.shares.as_ref().map_or(0, |s| u32::from(s.count)),
+        })
+        .unwrap_or_default();
     Ok(StatusInfo {
         seal: *core.seal.borrow(),
         policy_hash: Some(policy.hash.clone()),
@@ -36,6 +48,9 @@ pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInf
             .map(str::to_owned)
             .collect(),
         outbox_head: core.durable_outbox_head(),
+        seal_reason: core.seal_reason(),
+        hsm: core.hsm_status(),
+        unsealers,
     })
 }
 
@@ -45,7 +60,7 @@ pub fn summary(w: &Wallet) -> WalletSummary {
         name: w.name.clone(),
         chain: w.chain(),
         network: w.network().name(),
-        account_path: w.account.path.to_string(),
+        account_path: w.account.path_text(),
         master_fingerprint: w.account.master_fingerprint.to_string(),
         account_xpub: w.account.slip132_xpub(),
         descriptor: match w.chain() {
@@ -91,19 +106,29 @@ pub async fn create_wallet(
         (None, Chain::Bitcoin) => Purpose::Bip84,
         (None, Chain::Ethereum) => Purpose::Bip44,
     };
-    let wallet = match &req.seed {
-        Some(seed) => keys.unsealed.create_wallet_for_seed(
-            &crate::backend::SeedId(seed.clone()),
+    core.check_new_wallet(&req.name, purpose)?;
+    let seed = req.seed.clone().map(crate::backend::SeedId);
+    let wallet = keys
+        .unsealed
+        .create_wallet_recorded(
+            seed.as_ref(),
             &req.name,
             network,
             purpose,
             req.account,
-        ),
-        None => keys
-            .unsealed
-            .create_wallet(&req.name, network, purpose, req.account),
-    }
-    .map_err(keystore_error)?;
+            |wallet| {
+                ceremony::draft(
+                    &Operator::system(principal.as_str()),
+                    &CeremonyEvent::WalletCreate {
+                        wallet: WalletFact::of(wallet),
+                        place: "server (Admin.CreateWallet)".into(),
+                        unsealed_by: None,
+                    },
+                )
+            },
+        )
+        .map_err(keystore_error)?;
+    core.register_new_wallet(&keys.backend, &wallet);
     let record = AuditEntry {
         at: now_unix(),
         event: "wallet.create".into(),

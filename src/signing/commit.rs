@@ -28,7 +28,7 @@ use crate::state::requests::{
 use crate::state::{ReserveOutcome, StateTx};
 use crate::wallet::Wallet;
 
-use super::decode::{self, Decoded};
+use super::decode::{self, Decoded, SignFailure};
 use super::pipeline::entry;
 use super::records::{self, denial};
 use super::{now_unix, Keys, LoadedPolicy, SigningCore};
@@ -129,7 +129,7 @@ pub(crate) fn commit_signed(
     decision: &PolicyDecision,
     nonce: Option<NonceUse>,
     replacement: bool,
-    signed: &Result<StoredOutput, String>,
+    signed: &Result<StoredOutput, SignFailure>,
     wallet: &Wallet,
 ) -> CoreResult<Option<StoredRequest>> {
     debug_assert!(matches!(decision.outcome, Outcome::Allow));
@@ -161,8 +161,11 @@ pub(crate) fn commit_signed(
                     }
                     signed_in(core, keys, tx, &mut r, output, wallet, &policy.hash, now)?;
                 }
-                // As the two-step path would end: the reservation released at once.
-                Err(reason) => failed_in(core, keys, tx, &mut r, reason, &policy.hash, now)?,
+                // As the two-step path would end: the reservation released at once. (An
+                // unavailable backend never gets here: the caller stores the decision instead.)
+                Err(SignFailure::Failed(reason) | SignFailure::Unavailable(reason)) => {
+                    failed_in(core, keys, tx, &mut r, reason, &policy.hash, now)?
+                }
             }
             requests::put_in(tx, &r)?;
             Ok(Some(r))
@@ -307,10 +310,39 @@ pub(crate) fn commit_decision(
         .map_err(|e| core.fail(e))
 }
 
+/// Signs on the blocking pool when the wallet is on an HSM (a token call may take milliseconds,
+/// or wait for a free session), inline otherwise (software signing takes microseconds).
+pub(crate) async fn sign_decoded(
+    keys: &Keys,
+    decoded: Decoded,
+    wallet: &Wallet,
+) -> CoreResult<Result<StoredOutput, SignFailure>> {
+    if !keys.backend.is_hsm_wallet(&wallet.name) {
+        return Ok(decode::sign(decoded, wallet, &*keys.backend));
+    }
+    let (router, wallet) = (keys.backend.clone(), wallet.clone());
+    tokio::task::spawn_blocking(move || decode::sign(decoded, &wallet, &*router))
+        .await
+        .map_err(|e| CoreError::Internal {
+            reason: format!("signing task failed: {e}"),
+        })
+}
+
+/// The error of a key backend that could not be used: nothing was signed.
+pub(crate) fn unavailable(record: &StoredRequest, wallet: &Wallet, reason: &str) -> CoreError {
+    tracing::warn!(
+        request_id = %record.request_id,
+        wallet = %wallet.name,
+        %reason,
+        "key backend unavailable: nothing signed, the request stays authorized"
+    );
+    CoreError::KeyBackendUnavailable {
+        reason: reason.to_owned(),
+    }
+}
+
 /// The second write, without the flush: signs an `authorized` request and commits the result
-/// (request signed, outbox entry carrying the audit head, hold confirmed, audit). If the request
-/// was signed meanwhile, that result stands and nothing is written. A signing failure marks the
-/// request failed and releases its reservation and nonce.
+/// ([`commit_result`]).
 pub(crate) fn sign_and_commit(
     core: &SigningCore,
     keys: &Keys,
@@ -318,7 +350,27 @@ pub(crate) fn sign_and_commit(
     decoded: Decoded,
     wallet: &Wallet,
 ) -> CoreResult<StoredRequest> {
-    let signed = decode::sign(decoded, wallet, &keys.backend);
+    let signed = decode::sign(decoded, wallet, &*keys.backend);
+    commit_result(core, keys, record, signed, wallet)
+}
+
+/// The second write, without the flush: commits the result of signing an `authorized` request
+/// (request signed, outbox entry carrying the audit head, hold confirmed, audit). If the request
+/// was signed meanwhile, that result stands and nothing is written. A signing failure marks the
+/// request failed and releases its reservation and nonce — except when the key backend was
+/// unavailable: then nothing was signed, nothing is written, the request stays `authorized` (its
+/// reservation held) and the caller gets UNAVAILABLE; a retry with the same request id, or the
+/// recovery pass at the next unseal, signs it once the token is back.
+pub(crate) fn commit_result(
+    core: &SigningCore,
+    keys: &Keys,
+    record: StoredRequest,
+    signed: Result<StoredOutput, SignFailure>,
+    wallet: &Wallet,
+) -> CoreResult<StoredRequest> {
+    if let Err(SignFailure::Unavailable(reason)) = &signed {
+        return Err(unavailable(&record, wallet, reason));
+    }
     let policy_hash = core.policy().hash.clone();
     let id = record.key();
     let now = now_unix();
@@ -335,7 +387,9 @@ pub(crate) fn sign_and_commit(
                     confirm_in(tx, &id)?;
                     signed_in(core, keys, tx, &mut r, output, wallet, &policy_hash, now)?;
                 }
-                Err(reason) => failed_in(core, keys, tx, &mut r, reason, &policy_hash, now)?,
+                Err(SignFailure::Failed(reason) | SignFailure::Unavailable(reason)) => {
+                    failed_in(core, keys, tx, &mut r, reason, &policy_hash, now)?
+                }
             }
             requests::put_in(tx, &r)?;
             Ok(r)
@@ -366,7 +420,8 @@ pub(crate) async fn finish(
     decoded: Decoded,
     wallet: &Wallet,
 ) -> CoreResult<SignReply> {
-    let done = sign_and_commit(core, keys, record, decoded, wallet)?;
+    let signed = sign_decoded(keys, decoded, wallet).await?;
+    let done = commit_result(core, keys, record, signed, wallet)?;
     core.flusher.flush().await.map_err(|e| core.fail(e))?;
     super::outbox::notify(core, &done);
     answer(&done)

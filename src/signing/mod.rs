@@ -51,7 +51,8 @@
 //! # Who may do what
 //!
 //! [`SignerCore::authorize`] maps the policy's roles to privileges: role `admin` → the Admin
-//! service, role `approver` → Approve/Reject, role `broadcaster` → the Outbox service. Which
+//! service, role `custodian` → Admin.Unseal and Admin.Status only (custodians giving their
+//! Shamir share), role `approver` → Approve/Reject, role `broadcaster` → the Outbox service. Which
 //! requests a principal may have signed is the policy's business alone; who may read which
 //! request or wallet, and who may send a payload at all, is [`access`]'s (least privilege).
 //!
@@ -62,7 +63,8 @@
 //! state disk ([`storage`]): none of them costs a decode or a write.
 //!
 //! The rest: approvals and expiry ([`approvals`]), the outbox ([`outbox`]), seal/unseal and the
-//! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]).
+//! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]), the HSM beside the key
+//! store: which wallets sign on it, auto-unseal ([`hsm`]).
 
 pub mod access;
 pub mod admin;
@@ -72,25 +74,27 @@ pub mod contract;
 pub mod decode;
 pub mod flush;
 pub mod host;
+pub mod hsm;
 pub mod input_limits;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
 pub mod records;
 pub mod seal;
+pub mod shares;
 pub mod storage;
 pub(crate) mod tamper;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
 use crate::assets::TokenRegistry;
-use crate::backend::SoftwareBackend;
+use crate::backend::KeyRouter;
 use crate::keystore::{KeyStore, KeystoreError, Unsealed};
 use crate::policy::Policy;
 use crate::secret::{Secret32, SecretString};
@@ -216,7 +220,7 @@ impl LoadedPolicy {
 /// What exists only while unsealed.
 pub(crate) struct Keys {
     pub(crate) unsealed: Unsealed,
-    pub(crate) backend: SoftwareBackend,
+    pub(crate) backend: Arc<KeyRouter>,
     pub(crate) wallets: RwLock<BTreeMap<String, Wallet>>,
     pub(crate) audit_key: Secret32,
 }
@@ -251,6 +255,9 @@ pub struct SigningCore {
     admitted: AtomicUsize,
     faults: FaultPlan,
     tamper: Arc<tamper::TamperReports>,
+    hsm: OnceLock<hsm::HsmAttachment>,
+    seal_reason: Mutex<Option<String>>,
+    shares: shares::ShareUnseal,
 }
 
 /// Unix seconds now.
@@ -362,6 +369,9 @@ impl SigningCore {
             admitted: AtomicUsize::new(0),
             faults,
             tamper,
+            hsm: OnceLock::new(),
+            seal_reason: Mutex::new(None),
+            shares: shares::ShareUnseal::default(),
         })
     }
 
@@ -408,7 +418,13 @@ impl SigningCore {
             .keystore
             .unseal(passphrase)
             .map_err(seal::unseal_error)?;
-        self.finish_unseal(unsealed, HOST_PRINCIPAL)
+        self.finish_unseal(
+            unsealed,
+            HOST_PRINCIPAL,
+            seal::UnsealHow::Passphrase {
+                place: "server start",
+            },
+        )
     }
 
     /// Expires every pending request whose time has come (releasing its hold); returns how many.
@@ -582,10 +598,9 @@ impl SigningCore {
 
     fn holds(&self, principal: &str, privilege: Privilege) -> bool {
         let policy = self.policy();
-        policy
-            .policy
-            .roles_of(principal)
-            .contains(role_of(privilege))
+        let roles = policy.policy.roles_of(principal);
+        roles.contains(role_of(privilege))
+            || (privilege == Privilege::Unseal && roles.contains(role_of(Privilege::Admin)))
     }
 }
 
@@ -604,6 +619,7 @@ pub fn role_of(privilege: Privilege) -> &'static str {
         Privilege::Admin => "admin",
         Privilege::Approve => "approver",
         Privilege::StreamOutbox => "broadcaster",
+        Privilege::Unseal => "custodian",
     }
 }
 

@@ -11,8 +11,8 @@ use crate::state::ledger::release_in;
 use crate::state::nonces;
 use crate::state::requests::{self, request_key, StoredRequest, StoredState};
 
-use super::commit::{answer, commit_decision, commit_signed};
-use super::decode::{self, Decoded};
+use super::commit::{answer, commit_decision, commit_signed, sign_decoded, unavailable};
+use super::decode::{self, Decoded, SignFailure};
 use super::records;
 use super::{now_unix, Keys, SigningCore};
 
@@ -112,7 +112,23 @@ pub async fn sign(
             // One durable write: sign in memory (checked, never released from here), then store
             // decision, reservation, result, outbox entry and audit in one transaction that
             // re-checks the caps; its refusal drops the signature.
-            let signed = decode::sign(decoded, &wallet, &keys.backend);
+            let signed = sign_decoded(&keys, decoded, &wallet).await?;
+            if let Err(SignFailure::Unavailable(reason)) = &signed {
+                // Nothing was signed (the key backend cannot be used now): the decision is
+                // stored as the two-step path stores it (authorized, its limits reserved), so a
+                // retry with the same id, or the recovery pass, signs it once the token is back.
+                let Some(committed) =
+                    commit_decision(core, &keys, &policy, record, &decision, nonce, replacement)?
+                else {
+                    continue; // the id was stored meanwhile: answer as a retry
+                };
+                core.flusher.flush().await.map_err(|e| core.fail(e))?;
+                record_decision(core, &committed);
+                return Err(match committed.state {
+                    StoredState::Authorized => unavailable(&committed, &wallet, reason),
+                    _ => records::state_error(&committed),
+                });
+            }
             let Some(done) = commit_signed(
                 core,
                 &keys,

@@ -101,6 +101,14 @@ pub enum CoreError {
         /// The bound that was reached.
         limit: usize,
     },
+    /// A key backend (an HSM token) cannot be used now: absent, removed, failing, locked or busy
+    /// (UNAVAILABLE, code `hsm-unavailable`). Nothing was signed; the request is kept and a retry
+    /// with the same request id signs it once the token is back.
+    #[error("hsm unavailable: {reason}; nothing was signed, retry with the same request id")]
+    KeyBackendUnavailable {
+        /// What is wrong, naming the token.
+        reason: String,
+    },
     /// The method is not available in this build or configuration (UNIMPLEMENTED).
     #[error("not implemented: {what}")]
     NotImplemented {
@@ -129,6 +137,7 @@ impl CoreError {
             CoreError::Sealed => "sealed",
             CoreError::Precondition { code, .. } => code,
             CoreError::StateUnavailable { .. } => "state-unavailable",
+            CoreError::KeyBackendUnavailable { .. } => "hsm-unavailable",
             CoreError::StateTampered { .. } => "state-tampered",
             CoreError::Overloaded { .. } => "overloaded",
             CoreError::NotImplemented { .. } => "not-implemented",
