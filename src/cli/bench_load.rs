@@ -50,7 +50,7 @@ pub struct Requests {
 impl Requests {
     /// Request `i`.
     pub fn make(&self, i: usize) -> Result<SignRequest, CliError> {
-        let payload = if i % 2 == 0 {
+        let payload = if i.is_multiple_of(2) {
             Payload::EthereumTransaction(EthereumTransactionPayload {
                 unsigned_tx: eth_transfer(
                     self.chain_id,
@@ -76,7 +76,7 @@ impl Requests {
         };
         Ok(SignRequest {
             request_id: format!("{}-{i}", self.prefix),
-            wallet: if i % 2 == 0 {
+            wallet: if i.is_multiple_of(2) {
                 &self.eth.name
             } else {
                 &self.btc.name
@@ -141,7 +141,7 @@ impl OutputSink {
         reply: &Outcome,
         eth_from: &str,
     ) -> CliResult {
-        if i % self.every != 0 {
+        if !i.is_multiple_of(self.every) {
             return Ok(());
         }
         let Outcome::Signed(signed) = reply else {
@@ -230,7 +230,7 @@ impl Shared {
         let done = self.answered.fetch_add(1, Ordering::Relaxed) + 1;
         self.progress.inc(1);
         let tenth = (self.total as u64 / 10).max(1);
-        if done % tenth == 0 {
+        if done.is_multiple_of(tenth) {
             if let Some(kib) = rss_kib() {
                 self.rss
                     .lock()
