@@ -5,7 +5,8 @@
 //! 1. load and validate the configuration; set up logging (human or JSON, on stderr);
 //! 2. run the known-answer self-tests ([`crate::selftest`]) — derivation and both chains' signing,
 //!    as HSM firmware does before it serves;
-//! 3. open the signing core ([`SigningCore::open`]): the key store (sealed), the state database
+//! 3. open the signing core ([`SigningCore::open_with_engine`]): the key store (sealed), the state
+//!    (sled in `state_dir`, or PostgreSQL per `[state]`: connected, its schema version checked)
 //!    and the policy, validated;
 //! 4. with an `[hsm]` section: load the PKCS#11 module (a module that cannot be loaded, or a PIN
 //!    that cannot be read, refuses the start) and attach the token, which may be absent for now
@@ -44,6 +45,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::cli::common::{read_secret_file, take_secret_env, PASSPHRASE_ENV};
+use crate::cli::state::StateLocation;
 use crate::cli::{CliError, CliResult};
 use crate::config::{Config, LogFormat};
 use crate::secret::SecretString;
@@ -158,7 +160,8 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
             "[signing] unsafe_accept_state_rollback is on: a state database behind its anchor will be served (the unseal records it in the audit chain)"
         );
     }
-    let core = SigningCore::open(CoreConfig {
+    let location = StateLocation::of_config(config)?;
+    let core_config = CoreConfig {
         authorization_max_age_secs: config.signing.authorization_max_age,
         unsafe_accept_state_rollback: config.signing.unsafe_accept_state_rollback,
         bitcoin: config.bitcoin.sign_options(),
@@ -166,10 +169,18 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         max_requests_in_flight: config.signing.max_requests_in_flight,
         ..CoreConfig::new(
             config.store_dir.clone(),
-            config.state_dir.clone(),
+            config.state_dir.clone().unwrap_or_default(),
             config.policy_file.clone(),
         )
-    })
+    };
+    // sled: the core opens the directory itself, with the free-space guard and the reopen after
+    // a storage failure (signing::storage); PostgreSQL keeps its data where it chooses.
+    let core = match &location {
+        StateLocation::Sled(_) => SigningCore::open(core_config),
+        StateLocation::Postgres(_) => {
+            SigningCore::open_with_engine(core_config, location.open_engine_for_serving()?)
+        }
+    }
     .map_err(|e| CliError::operational(format!("cannot open the signing core: {e}")))?;
     for weakening in core.bitcoin_options().weakenings() {
         tracing::warn!(
@@ -182,7 +193,7 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
     core.set_share_timeout(config.share_unseal_timeout_secs);
     tracing::info!(
         store = %config.store_dir.display(),
-        state = %config.state_dir.display(),
+        state = %location.describe(),
         policy = %core.policy_path().display(),
         "signing core open (sealed)"
     );

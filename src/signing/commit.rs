@@ -19,13 +19,13 @@
 use crate::policy::{Decision as PolicyDecision, Outcome};
 use crate::signing::contract::{CoreError, CoreResult, SignReply};
 use crate::state::engine::TxResult;
-use crate::state::ledger::{confirm_in, release_in, reserve_in};
+use crate::state::ledger::{confirm_in, confirm_keys, release_in, reserve_in, reserve_keys};
 use crate::state::nonces::{self, ClaimOutcome, NonceClaim};
 use crate::state::outbox::{self as outbox_state, StoredOutboxEntry};
 use crate::state::requests::{
     self, StoredDecision, StoredOutput, StoredQuorum, StoredRequest, StoredState,
 };
-use crate::state::{ReserveOutcome, StateTx};
+use crate::state::{ReserveOutcome, StateTx, Tree};
 use crate::wallet::Wallet;
 
 use super::decode::{self, Decoded, SignFailure};
@@ -35,6 +35,44 @@ use super::{now_unix, Keys, LoadedPolicy, SigningCore};
 
 /// An Ethereum transaction's nonce: (chain id, from address, nonce, signing hash hex).
 pub(crate) type NonceUse = (u64, String, u64, String);
+
+/// Every record a decision's write reads, so that a networked engine fetches them at once.
+fn decision_keys(
+    record: &StoredRequest,
+    decision: &PolicyDecision,
+    nonce: Option<&NonceUse>,
+) -> Vec<(Tree, Vec<u8>)> {
+    let key = record.key();
+    let hold = match &decision.outcome {
+        Outcome::NeedsApproval { quorum } => Some(
+            record
+                .created_at
+                .saturating_add(i64::try_from(quorum.expires_secs).unwrap_or(i64::MAX)),
+        ),
+        _ => None,
+    };
+    let mut keys = requests::record_keys(&record.request_id, &key, hold);
+    if let Some((chain_id, address, n, _)) = nonce {
+        let nonce = nonces::nonce_key(*chain_id, address, *n);
+        keys.push((Tree::Nonces, nonce.into_bytes()));
+    }
+    if let Some(plan) = &decision.reservation {
+        keys.extend(reserve_keys(&key, plan, hold));
+    }
+    keys
+}
+
+/// Every record the second write reads (the request, its reservation and hold, its nonce).
+fn signed_keys(record: &StoredRequest) -> Vec<(Tree, Vec<u8>)> {
+    let key = record.key();
+    let hold = record.quorum.as_ref().map(|q| q.expires_at);
+    let mut keys = requests::record_keys(&record.request_id, &key, hold);
+    keys.extend(confirm_keys(&key, hold));
+    if let Some(nonce) = &record.nonce_key {
+        keys.push((Tree::Nonces, nonce.as_bytes().to_vec()));
+    }
+    keys
+}
 
 /// Stores `r` as denied (by `d`, or by its own decision), audited.
 fn deny_in(
@@ -135,8 +173,10 @@ pub(crate) fn commit_signed(
     debug_assert!(matches!(decision.outcome, Outcome::Allow));
     let id = record.key();
     let now = record.created_at;
+    let reads = decision_keys(&record, decision, nonce.as_ref());
     core.state
         .transact(|tx| {
+            tx.prefetch(&reads)?;
             if requests::get_in(tx, &id)?.is_some() {
                 return Ok(None);
             }
@@ -262,8 +302,10 @@ pub(crate) fn commit_decision(
 ) -> CoreResult<Option<StoredRequest>> {
     let id = record.key();
     let now = record.created_at;
+    let reads = decision_keys(&record, decision, nonce.as_ref());
     core.state
         .transact(|tx| {
+            tx.prefetch(&reads)?;
             if requests::get_in(tx, &id)?.is_some() {
                 return Ok(None);
             }
@@ -374,8 +416,10 @@ pub(crate) fn commit_result(
     let policy_hash = core.policy().hash.clone();
     let id = record.key();
     let now = now_unix();
+    let reads = signed_keys(&record);
     core.state
         .transact(|tx| {
+            tx.prefetch(&reads)?;
             let Some(mut r) = requests::get_in(tx, &id)? else {
                 return Ok(record.clone());
             };
