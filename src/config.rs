@@ -32,6 +32,7 @@
 //! [signing]                            # optional
 //! authorization_max_age = "1h"         # an authorization left unsigned by a crash expires after this
 //! unsafe_accept_state_rollback = false # serve a state behind its anchor (audited); never by default
+//! max_requests_in_flight = 128         # Sign calls admitted at once; past it RESOURCE_EXHAUSTED
 //!
 //! [limits]                            # optional; every key optional, defaults shown
 //! psbt_bytes = 1048576                # 1 MiB
@@ -99,6 +100,9 @@ use crate::signing::input_limits::InputLimits;
 
 /// The default metrics address: loopback only.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+/// The default bound on signing requests in flight.
+pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = crate::signing::DEFAULT_MAX_REQUESTS_IN_FLIGHT;
 
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -452,6 +456,14 @@ pub struct SigningConfig {
     /// override is recorded in the audit chain and the log. Prefer `custos state accept-rollback`.
     #[serde(default)]
     pub unsafe_accept_state_rollback: bool,
+    /// `Sign` calls admitted at once (at least 1). Past it a call is refused at once with
+    /// RESOURCE_EXHAUSTED (code `overloaded`) instead of queueing, so the latency of the requests
+    /// admitted stays bounded (about this number divided by the signing rate).
+    #[serde(
+        default = "default_max_requests_in_flight",
+        deserialize_with = "at_least_one"
+    )]
+    pub max_requests_in_flight: usize,
 }
 
 impl Default for SigningConfig {
@@ -459,8 +471,17 @@ impl Default for SigningConfig {
         SigningConfig {
             authorization_max_age: default_authorization_max_age(),
             unsafe_accept_state_rollback: false,
+            max_requests_in_flight: default_max_requests_in_flight(),
         }
     }
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1, not 0"));
+    }
+    Ok(n)
 }
 
 fn default_authorization_max_age() -> u64 {
@@ -475,6 +496,10 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         return Err(serde::de::Error::custom("must be longer than zero"));
     }
     Ok(secs)
+}
+
+fn default_max_requests_in_flight() -> usize {
+    DEFAULT_MAX_REQUESTS_IN_FLIGHT
 }
 
 fn default_share_unseal_timeout() -> u64 {
@@ -768,6 +793,22 @@ client_ca = "tls/ca.pem"
         let text = format!("{GOOD}\n[signing]\nauthorization_max_age = \"soon\"\n");
         let error = Config::parse(&text, Path::new("custos.toml")).unwrap_err();
         assert!(error.to_string().contains("custos.toml:"), "{error}");
+    }
+
+    #[test]
+    fn the_bound_on_requests_in_flight_defaults_and_refuses_zero() {
+        let config = Config::parse(GOOD, Path::new("custos.toml")).unwrap();
+        assert_eq!(
+            config.signing.max_requests_in_flight,
+            DEFAULT_MAX_REQUESTS_IN_FLIGHT
+        );
+        let text = format!("{GOOD}\n[signing]\nmax_requests_in_flight = 8\n");
+        let config = Config::parse(&text, Path::new("custos.toml")).unwrap();
+        assert_eq!(config.signing.max_requests_in_flight, 8);
+        let text = format!("{GOOD}\n[signing]\nmax_requests_in_flight = 0\n");
+        let error = Config::parse(&text, Path::new("custos.toml")).unwrap_err();
+        assert!(error.to_string().starts_with("custos.toml:14:"), "{error}");
+        assert!(error.to_string().contains("at least 1, not 0"), "{error}");
     }
 
     #[test]

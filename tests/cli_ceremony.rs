@@ -969,6 +969,7 @@ fn the_transcript_finds_tampering() {
 
     // Someone with write access but without the seal edits the operator of entry 2.
     {
+        custos::embedded_db::wait_released(&ws.path("store"));
         let db = sled::Config::new()
             .path(ws.path("store"))
             .flush_every_ms(None)
@@ -988,6 +989,10 @@ fn the_transcript_finds_tampering() {
         body.extend_from_slice(&h.finalize()[..8]);
         db.insert(id, body).unwrap();
         db.flush().unwrap();
+        drop(db);
+        // sled releases its file lock from background threads: wait, so the process run next
+        // finds the store free.
+        custos::embedded_db::wait_released(&ws.path("store"));
     }
     let out = ws.run(&strs(&with(
         &["ceremony", "report", "--store", &store],

@@ -952,9 +952,38 @@ fn no_secret_in_clear_under_the_store() {
 
 /// Opens the store's sled database directly (to damage it), without sled's background flusher so
 /// the file lock is released as soon as the handle drops and the binary can open the store next.
-fn open_raw(dir: impl AsRef<std::path::Path>) -> sled::Result<sled::Db> {
-    sled::Config::new()
+/// The store's sled database opened directly, as an attacker with the files would. sled lets go
+/// of its file lock from background threads shortly after the last handle drops: opening waits
+/// for the lock to be free, and dropping waits until it is released, so the next open (here, or
+/// by the `custos` process a test runs next) finds the store free.
+fn open_raw(dir: impl AsRef<std::path::Path>) -> sled::Result<RawDb> {
+    custos::embedded_db::wait_released(dir.as_ref());
+    let db = sled::Config::new()
         .path(dir.as_ref())
         .flush_every_ms(None)
-        .open()
+        .open()?;
+    Ok(RawDb {
+        db: Some(db),
+        dir: dir.as_ref().to_owned(),
+    })
+}
+
+struct RawDb {
+    db: Option<sled::Db>,
+    dir: std::path::PathBuf,
+}
+
+impl std::ops::Deref for RawDb {
+    type Target = sled::Db;
+
+    fn deref(&self) -> &sled::Db {
+        self.db.as_ref().expect("open until dropped")
+    }
+}
+
+impl Drop for RawDb {
+    fn drop(&mut self) {
+        drop(self.db.take());
+        custos::embedded_db::wait_released(&self.dir);
+    }
 }

@@ -2,7 +2,10 @@
 //!
 //! Holds each unsealed seed's master key, and caches hardened account-level nodes
 //! (`m/purpose'/coin'/account'`) because deriving three hardened levels costs more than the
-//! signature itself. [`SoftwareBackend::seal`] drops every key; the types erase themselves.
+//! signature itself, and the leaf keys derived below them (at most [`LEAF_CAPACITY`]; past it the
+//! leaf cache starts again), because the two non-hardened levels below an account still cost
+//! about twice a signature. [`SoftwareBackend::seal`] drops every key; the types erase themselves
+//! (the leaf keys with their public keys, which are kept so a public key costs no multiplication).
 
 use std::collections::HashMap;
 use std::sync::RwLock;
@@ -20,16 +23,35 @@ use crate::keys::{secp, MasterKey, SecretPrivateKey};
 /// How many leading path components make the cached node (the hardened account level).
 const CACHED_DEPTH: usize = 3;
 
+/// Leaf keys kept at most (each about 100 bytes).
+pub const LEAF_CAPACITY: usize = 16_384;
+
+/// One derived leaf: the private key (erased on drop) and its public key.
+struct Leaf {
+    private: SecretPrivateKey,
+    public: PublicKey,
+}
+
 #[derive(Default)]
 struct Keys {
     masters: HashMap<SeedId, MasterKey>,
     accounts: HashMap<(SeedId, DerivationPath), MasterKey>,
+    leaves: HashMap<KeyRef, Leaf>,
 }
 
 /// Keys in memory, from seeds the key store unsealed.
-#[derive(Default)]
 pub struct SoftwareBackend {
     keys: RwLock<Keys>,
+    leaf_capacity: usize,
+}
+
+impl Default for SoftwareBackend {
+    fn default() -> Self {
+        SoftwareBackend {
+            keys: RwLock::default(),
+            leaf_capacity: LEAF_CAPACITY,
+        }
+    }
 }
 
 impl std::fmt::Debug for SoftwareBackend {
@@ -50,6 +72,7 @@ impl SoftwareBackend {
     pub fn load(&self, seed: SeedId, master: MasterKey) {
         let mut keys = self.keys.write().expect("key lock poisoned");
         keys.accounts.retain(|(id, _), _| *id != seed);
+        keys.leaves.retain(|key, _| key.seed != seed);
         keys.masters.insert(seed, master);
     }
 
@@ -58,6 +81,45 @@ impl SoftwareBackend {
         let mut keys = self.keys.write().expect("key lock poisoned");
         keys.masters.clear();
         keys.accounts.clear();
+        keys.leaves.clear();
+        keys.leaves.shrink_to(0);
+    }
+
+    /// How many leaf keys are cached (tests check the bound and the erasure at seal).
+    pub fn cached_leaves(&self) -> usize {
+        self.keys.read().expect("key lock poisoned").leaves.len()
+    }
+
+    /// `f` of the key at `key` (from the leaf cache, or derived and cached). `Ok(None)` if the
+    /// seed is not loaded here. The key is only lent, under the read lock.
+    fn with_key<T>(
+        &self,
+        key: &KeyRef,
+        f: impl FnOnce(&SecretPrivateKey, &PublicKey) -> T,
+    ) -> Result<Option<T>, BackendError> {
+        {
+            let keys = self.keys.read().expect("key lock poisoned");
+            if keys.masters.is_empty() {
+                return Err(BackendError::Sealed);
+            }
+            if let Some(leaf) = keys.leaves.get(key) {
+                return Ok(Some(f(&leaf.private, &leaf.public)));
+            }
+        }
+        let Some(private) = self.private_key(key)? else {
+            return Ok(None);
+        };
+        let public = private.public_key();
+        let out = f(&private, &public);
+        let mut keys = self.keys.write().expect("key lock poisoned");
+        // Sealed (or the seed reloaded) meanwhile: keep nothing.
+        if keys.masters.contains_key(&key.seed) {
+            if keys.leaves.len() >= self.leaf_capacity {
+                keys.leaves.clear();
+            }
+            keys.leaves.insert(key.clone(), Leaf { private, public });
+        }
+        Ok(Some(out))
     }
 
     /// Whether any seed is loaded.
@@ -122,7 +184,7 @@ impl KeyBackend for SoftwareBackend {
     }
 
     fn public_key(&self, key: &KeyRef) -> Result<Option<PublicKey>, BackendError> {
-        Ok(self.private_key(key)?.map(|k| k.public_key()))
+        self.with_key(key, |_, public| *public)
     }
 
     fn sign_ecdsa(
@@ -131,16 +193,14 @@ impl KeyBackend for SoftwareBackend {
         digest: &Digest32,
         grind_low_r: bool,
     ) -> Result<Option<EcdsaSignature>, BackendError> {
-        let Some(private) = self.private_key(key)? else {
-            return Ok(None);
-        };
         let message = Message::from_digest(*digest);
-        let signature = if grind_low_r {
-            secp().sign_ecdsa_low_r(&message, private.expose_secret())
-        } else {
-            secp().sign_ecdsa(&message, private.expose_secret())
-        };
-        Ok(Some(signature))
+        self.with_key(key, |private, _| {
+            if grind_low_r {
+                secp().sign_ecdsa_low_r(&message, private.expose_secret())
+            } else {
+                secp().sign_ecdsa(&message, private.expose_secret())
+            }
+        })
     }
 
     fn sign_ecdsa_recoverable(
@@ -148,13 +208,10 @@ impl KeyBackend for SoftwareBackend {
         key: &KeyRef,
         digest: &Digest32,
     ) -> Result<Option<RecoverableSignature>, BackendError> {
-        let Some(private) = self.private_key(key)? else {
-            return Ok(None);
-        };
         let message = Message::from_digest(*digest);
-        Ok(Some(
-            secp().sign_ecdsa_recoverable(&message, private.expose_secret()),
-        ))
+        self.with_key(key, |private, _| {
+            secp().sign_ecdsa_recoverable(&message, private.expose_secret())
+        })
     }
 
     fn sign_schnorr_taproot(
@@ -163,20 +220,20 @@ impl KeyBackend for SoftwareBackend {
         digest: &Digest32,
         merkle_root: Option<TapNodeHash>,
     ) -> Result<Option<SchnorrSignature>, BackendError> {
-        let Some(private) = self.private_key(key)? else {
-            return Ok(None);
-        };
-        let keypair = Keypair::from_secret_key(secp(), private.expose_secret());
-        let tweaked = keypair.tap_tweak(secp(), merkle_root).to_keypair();
         let message = Message::from_digest(*digest);
         let mut aux = [0u8; 32];
         getrandom::getrandom(&mut aux).map_err(|e| BackendError::Device {
             backend: "software",
             reason: format!("operating system random number generator failed: {e}"),
         })?;
-        Ok(Some(
-            secp().sign_schnorr_with_aux_rand(&message, &tweaked, &aux),
-        ))
+        self.with_key(key, |private, _| {
+            let mut keypair = Keypair::from_secret_key(secp(), private.expose_secret());
+            let mut tweaked = keypair.tap_tweak(secp(), merkle_root).to_keypair();
+            let signature = secp().sign_schnorr_with_aux_rand(&message, &tweaked, &aux);
+            keypair.non_secure_erase();
+            tweaked.non_secure_erase();
+            signature
+        })
     }
 }
 
@@ -212,6 +269,41 @@ mod tests {
             .public_key();
         assert_eq!(first, direct);
         assert_eq!(again, direct);
+    }
+
+    #[test]
+    fn leaf_keys_are_cached_bounded_and_dropped_at_seal() {
+        let b = SoftwareBackend {
+            leaf_capacity: 3,
+            ..backend()
+        };
+        let key = |i| KeyRef {
+            seed: SeedId("s".into()),
+            path: parse_derivation_path(&format!("m/84'/0'/0'/0/{i}")).unwrap(),
+        };
+        let direct = |i| {
+            MasterKey::from_seed(&SecretBytes::new(vec![7; 64]))
+                .unwrap()
+                .derive_private_key(&key(i).path)
+                .unwrap()
+                .public_key()
+        };
+        for i in 0..3 {
+            let digest = [i as u8 + 1; 32];
+            let sig = b.sign_ecdsa(&key(i), &digest, false).unwrap().unwrap();
+            // Twice: the second signature comes from the cached key, and is the same (RFC 6979).
+            assert_eq!(b.sign_ecdsa(&key(i), &digest, false).unwrap().unwrap(), sig);
+            secp()
+                .verify_ecdsa(&Message::from_digest(digest), &sig, &direct(i))
+                .unwrap();
+            assert_eq!(b.public_key(&key(i)).unwrap().unwrap(), direct(i));
+        }
+        assert_eq!(b.cached_leaves(), 3);
+        b.public_key(&key(3)).unwrap();
+        assert!(b.cached_leaves() <= 3, "bounded");
+        b.seal();
+        assert_eq!(b.cached_leaves(), 0);
+        assert_eq!(b.public_key(&key(0)).unwrap_err(), BackendError::Sealed);
     }
 
     #[test]

@@ -1,107 +1,101 @@
-//! `custos bench signer`: end-to-end signatures per second through the gRPC signer, next to the raw
-//! signing rate of the key backend measured in the same run.
+//! `custos bench signer`: end-to-end signatures per second through the gRPC signer, beside the
+//! raw libsecp256k1 ECDSA rate measured in the same run.
 //!
-//! A throwaway environment (removed at the end): a development CA and certificates, a key store
-//! sealed with the real argon2id parameters (a new random mnemonic: nothing to protect, nothing to
-//! fund), a regtest and a Sepolia wallet, and a policy written for the benchmark that allows
-//! everything for the benchmark's client principal, without limits. The server runs in-process on
-//! 127.0.0.1:0 with durable writes exactly as in production (every answer waits for the group
-//! commit's flush). `--clients` mutual-TLS connections, each sending its share of `--requests`
-//! one after another: alternately an EIP-1559 transfer (distinct nonces) and a one-input P2WPKH
-//! PSBT (distinct coins), every request id distinct.
+//! A throwaway environment (removed at the end unless `--keep`): a development CA and
+//! certificates, a key store sealed with the real argon2id parameters (a new random mnemonic:
+//! nothing to protect, nothing to fund), a regtest and a Sepolia wallet, and a realistic policy:
+//! deny rules first (a sanctioned-address book, no contract deployment), then one allow rule per
+//! chain with a per-transaction limit, a fee cap, destinations restricted to an address book, and
+//! two rolling windows (24 h per wallet, sum and count; 1 h per principal) — so every request
+//! reads its windows and every reservation re-checks them inside its transaction. `--rules N`
+//! pads the policy with allow rules for other wallets, up to N rules (the 1,000-rule case).
 //!
-//! Reported: signatures per second and p50/p99 latency as clients see them, the group commit's
-//! flushes, and the key backend alone (`sign_ecdsa` with low-R grinding as Bitcoin uses it,
-//! `sign_ecdsa_recoverable` as Ethereum does, over fixed digests) on one thread and on every core,
-//! with the ratio of the end-to-end rate to the backend's.
+//! The server runs in-process on 127.0.0.1:0 with durable writes exactly as in production (every
+//! answer waits for the group commit's flush; sled, fsync) and the same admission bound
+//! (`--max-in-flight`). Requests are made on the fly, alternately an EIP-1559 transfer (distinct
+//! nonces) and a one-input P2WPKH PSBT (distinct coins), every request id distinct; a warm-up of
+//! a tenth of the requests (at most 2,000) runs first and is not counted.
 //!
-//! `--backend pkcs11` runs the same requests twice in the same run — once with the keys in
-//! software, once with both wallets' keys in a SoftHSM2 token (made in the throwaway directory;
-//! see [`super::bench_signer_hsm`]) — and reports both end-to-end rates, their ratio, the token's
-//! raw signing rate through the backend, and the raw libsecp256k1 rate (no derivation, no
-//! backend) as the ceiling of either.
-//! `--state postgres --replicas N` runs the same requests a second time against N replicas in
-//! this process — N signing cores, each with its own copy of the key store, its own connection
-//! pool and its own gRPC server on 127.0.0.1, the clients spread over them — sharing one
-//! PostgreSQL database: `--postgres-url` (password from `--postgres-password-file` or
-//! `CUSTOS_STATE_PASSWORD`; a fresh schema is created in it), or else a throwaway cluster started
-//! in the scratch directory. Both figures, the round trips per signature and the raw rate are
-//! printed side by side.
+//! - **Closed loop** (default): `--clients` mutual-TLS connections, each sending its next request
+//!   when the previous one is answered. Latency: send to answer.
+//! - **Open loop** (`--rate R`): requests leave on a fixed schedule (R per second, spread over the
+//!   connections) whatever the answers; latency counts from each request's *scheduled* send time,
+//!   so queueing in the client, the network stack or the server is never hidden. Requests past
+//!   the server's admission bound are refused (RESOURCE_EXHAUSTED) and counted.
+//!
+//! Reported: signatures per second; latency percentiles; flushes of the group commit; the
+//! process's CPU time per request (server and clients share the machine); resident memory after
+//! every tenth of the run and its peak (a long run must stay flat); and the raw libsecp256k1 ECDSA
+//! rate (RFC 6979, no grinding) on one core and on every core, measured before and after the load
+//! in the same process, with the ratio of the end-to-end rate to it. `--outputs FILE` writes the
+//! signed results (every `--sample-every`th) as JSON lines for independent verification (the
+//! `bench_outputs` test checks them with Bitcoin Core's consensus code and Ethereum signer
+//! recovery through RustCrypto's `k256`, neither of which the signer uses).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
 use tokio::net::TcpListener;
-use tonic::transport::{Channel, Endpoint};
 
+use super::bench_load::{self, Measured, Mode, OutputSink, Requests};
+use super::bench_stats::{cpu_time, peak_rss_kib, raw_ecdsa, RawEcdsa};
+pub(crate) use super::bench_stats::{raw_backend, Report};
 use super::common::{keystore_error, with_spinner, UnsafeKdfArgs};
-use super::pgdev::Cluster;
-use super::sample::{eth_transfer, external_script, p2wpkh_psbt, ScratchDir};
+use super::sample::{external_script, ScratchDir};
 use super::{CliError, CliResult};
-use crate::backend::{KeyBackend, KeyRef, SoftwareBackend};
 use crate::keys::{MnemonicSecret, Network, Purpose};
 use crate::keystore::KeyStore;
 use crate::secret::SecretString;
 use crate::service::devcerts::write_dev_pki;
-use crate::service::proto::signer_client::SignerClient;
-use crate::service::proto::{
-    sign_request::Payload, sign_response::Outcome, BitcoinPsbtPayload, EthereumTransactionPayload,
-    SignRequest,
-};
-use crate::service::tls::client_tls;
 use crate::service::TlsMaterial;
-use crate::signing::{CoreConfig, SigningCore};
-use crate::state::postgres::{PgEngine, PgSettings, PgStats};
-use crate::wallet::Wallet;
+use crate::signing::{CoreConfig, SigningCore, DEFAULT_MAX_REQUESTS_IN_FLIGHT};
 
 /// The benchmark client's principal.
 const CLIENT: &str = "spiffe://custos.bench/client";
 const SEPOLIA: u64 = 11_155_111;
 const ETH_PAYEE: &str = "0x3535353535353535353535353535353535353535";
-
-/// Which engines to measure.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
-pub enum BenchState {
-    /// sled only.
-    #[default]
-    Sled,
-    /// sled, then PostgreSQL with `--replicas` replicas.
-    Postgres,
-}
+/// Rules of the realistic policy before any padding.
+const BASE_RULES: usize = 4;
 
 /// Arguments of `custos bench signer`.
 #[derive(Debug, Args)]
 pub struct SignerArgs {
-    /// Concurrent mutual-TLS clients.
+    /// Concurrent mutual-TLS connections (closed loop: one request in flight on each).
     #[arg(long, default_value_t = 16)]
     pub clients: usize,
-    /// Sign requests in total (half Ethereum, half Bitcoin).
-    #[arg(long, default_value_t = 2000)]
+    /// Sign requests measured (half Ethereum, half Bitcoin), after the warm-up.
+    #[arg(long, default_value_t = 20_000)]
     pub requests: usize,
-    /// Where the keys are: `software`, or `pkcs11` (SoftHSM2; both paths are measured).
+    /// Open loop: send this many requests per second on schedule, whatever the answers.
+    #[arg(long, value_name = "PER_SECOND")]
+    pub rate: Option<f64>,
+    /// Pad the policy with rules for other wallets up to this many rules (e.g. 1000).
+    #[arg(long, default_value_t = BASE_RULES)]
+    pub rules: usize,
+    /// The server's bound on requests in flight (`max_requests_in_flight`).
+    #[arg(long, default_value_t = DEFAULT_MAX_REQUESTS_IN_FLIGHT)]
+    pub max_in_flight: usize,
+    /// Write the signed results (with their requests) as JSON lines, for independent checks.
+    #[arg(long, value_name = "FILE")]
+    pub outputs: Option<PathBuf>,
+    /// With `--outputs`: keep every Nth result only.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub sample_every: usize,
+    /// Keep the throwaway environment (its path is printed).
+    #[arg(long)]
+    pub keep: bool,
+    /// Where the keys are: `software`, or `pkcs11` (SoftHSM2; both paths are measured, the HSM
+    /// path in closed loop after the software one).
     #[arg(long, value_enum, default_value_t = BenchBackend::Software)]
     pub backend: BenchBackend,
     /// The PKCS#11 module for `--backend pkcs11`.
     #[arg(long, value_name = "PATH", default_value = crate::backend::pkcs11::provision::SOFTHSM2_MODULE)]
-    pub hsm_module: std::path::PathBuf,
+    pub hsm_module: PathBuf,
     /// The HSM session pool size for `--backend pkcs11`.
     #[arg(long, default_value_t = 4)]
     pub hsm_sessions: usize,
-    /// `postgres`: also measure replicas sharing a PostgreSQL database (after sled).
-    #[arg(long, value_enum, default_value_t = BenchState::Sled)]
-    pub state: BenchState,
-    /// With `--state postgres`: replicas in this process.
-    #[arg(long, default_value_t = 2)]
-    pub replicas: usize,
-    /// With `--state postgres`: an existing database (no password in the URL); default: a
-    /// throwaway cluster started for the run.
-    #[arg(long, value_name = "URL")]
-    pub postgres_url: Option<String>,
-    /// With `--postgres-url`: a file holding its password (else CUSTOS_STATE_PASSWORD).
-    #[arg(long, value_name = "FILE")]
-    pub postgres_password_file: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub kdf: UnsafeKdfArgs,
@@ -116,10 +110,14 @@ pub enum BenchBackend {
     Pkcs11,
 }
 
-/// The benchmark's policy: everything allowed for [`CLIENT`], no limits.
-fn policy() -> String {
-    format!(
-        r#"# Written by `custos bench signer`: allows everything for the benchmark client.
+pub(crate) fn op(e: impl std::fmt::Display) -> CliError {
+    CliError::operational(e)
+}
+
+/// The benchmark's policy (see the module docs), padded to `rules` rules.
+fn policy(btc_payee: &str, sanctioned: &str, rules: usize) -> String {
+    let mut text = format!(
+        r#"# Written by `custos bench signer`.
 [policy]
 name = "bench-signer"
 [roles]
@@ -129,25 +127,97 @@ native = {{ symbol = "BTC", decimals = 8 }}
 [assets.ethereum.sepolia]
 native = {{ symbol = "ETH", decimals = 18 }}
 
+[address_books.sanctioned_btc]
+chain = "bitcoin"
+addresses = ["{sanctioned}"]
+[address_books.btc_payees]
+chain = "bitcoin"
+network = "regtest"
+addresses = ["{btc_payee}"]
+[address_books.eth_payees]
+chain = "ethereum"
+addresses = ["{ETH_PAYEE}"]
+
 [[rules]]
-name = "bench allows everything"
+name = "sanctioned destinations"
+effect = "deny"
+chains = ["bitcoin"]
+any_destination_in = ["sanctioned_btc"]
+
+[[rules]]
+name = "no contract deployment"
+effect = "deny"
+kinds = ["contract_creation"]
+"#
+    );
+    for i in BASE_RULES..rules {
+        text.push_str(&format!(
+            r#"
+[[rules]]
+name = "desk {i}"
 effect = "allow"
 roles = ["signer"]
-destinations = "any"
+wallets = ["desk-{i}"]
+chains = ["bitcoin"]
+kinds = ["transfer"]
+assets = ["BTC"]
+destinations = ["btc_payees"]
+[rules.limits]
+per_tx = "0.5 BTC"
+windows = [ {{ period = "24h", scope = "wallet", sum = "10 BTC", count = 1000 }} ]
 "#
-    )
-}
+        ));
+    }
+    text.push_str(
+        r#"
+[[rules]]
+name = "btc payouts"
+effect = "allow"
+roles = ["signer"]
+wallets = ["btc"]
+chains = ["bitcoin"]
+kinds = ["transfer"]
+assets = ["BTC"]
+destinations = ["btc_payees"]
+[rules.limits]
+per_tx = "0.01 BTC"
+fee = "0.001 BTC"
+fee_rate = "200 sat/vB"
+windows = [
+  { period = "24h", scope = "wallet", sum = "1000000 BTC", count = 100000000 },
+  { period = "1h", scope = "principal", sum = "100000 BTC" },
+]
 
-pub(crate) fn op(e: impl std::fmt::Display) -> CliError {
-    CliError::operational(e)
+[[rules]]
+name = "eth payouts"
+effect = "allow"
+roles = ["signer"]
+wallets = ["eth"]
+chains = ["ethereum"]
+kinds = ["transfer"]
+assets = ["ETH"]
+destinations = ["eth_payees"]
+[rules.limits]
+per_tx = "1 ETH"
+fee = "0.01 ETH"
+windows = [
+  { period = "24h", scope = "wallet", sum = "1000000 ETH", count = 100000000 },
+  { period = "1h", scope = "principal", sum = "100000 ETH" },
+]
+"#,
+    );
+    text
 }
 
 /// Runs the benchmark.
 pub fn run(args: SignerArgs) -> CliResult {
     let clients = args.clients.max(1);
     let requests = args.requests.max(clients);
+    let warmup = (requests / 10).min(2_000);
+    let rules = args.rules.max(BASE_RULES);
     let kdf = args.kdf.kdf_params()?;
-    let dir = ScratchDir::new("custos-bench-signer")?;
+    let mut dir = ScratchDir::new("custos-bench-signer")?;
+    dir.keep = args.keep;
     println!("throwaway environment in {}", dir.path.display());
 
     let pki = write_dev_pki(
@@ -155,10 +225,19 @@ pub fn run(args: SignerArgs) -> CliResult {
         &[("client".to_owned(), CLIENT.to_owned())],
     )
     .map_err(op)?;
-    std::fs::write(dir.join("policy.toml"), policy()).map_err(op)?;
+    let regtest = |tag: u8| {
+        bitcoin::Address::from_script(&external_script(tag), bitcoin::Network::Regtest)
+            .map(|a| a.to_string())
+            .map_err(op)
+    };
+    std::fs::write(
+        dir.join("policy.toml"),
+        policy(&regtest(0x42)?, &regtest(0x66)?, rules),
+    )
+    .map_err(op)?;
     let passphrase = SecretString::new(format!("bench-{:016x}", rand::random::<u64>()));
     let mnemonic = MnemonicSecret::generate().map_err(op)?;
-    let (btc, eth, backend, hsm) = {
+    let (btc, eth, hsm) = {
         let store = with_spinner("sealing the key store (argon2id)…", || {
             KeyStore::create(
                 &dir.join("store"),
@@ -187,8 +266,6 @@ pub fn run(args: SignerArgs) -> CliResult {
                 0,
             )
             .map_err(keystore_error)?;
-        let backend = SoftwareBackend::new();
-        unsealed.load_into(&backend).map_err(keystore_error)?;
         let hsm = match args.backend {
             BenchBackend::Software => None,
             BenchBackend::Pkcs11 => Some(with_spinner(
@@ -204,464 +281,257 @@ pub fn run(args: SignerArgs) -> CliResult {
                 },
             )?),
         };
-        (btc, eth, backend, hsm)
+        (btc, eth, hsm)
     };
     println!("key store sealed with argon2id ({kdf}); wallets btc (regtest), eth (sepolia)");
 
-    // Each replica gets its own copy of the key store, taken before any core holds it.
-    let postgres = args.state == BenchState::Postgres;
-    let replicas = if postgres { args.replicas.max(1) } else { 0 };
-    for i in 0..replicas {
-        copy_dir(&dir.join("store"), &dir.join(format!("store-{i}")))?;
-    }
+    let core = open_core(&dir, &args, &passphrase, None)?;
     let server_tls =
         TlsMaterial::load(&pki.server_cert, &pki.server_key, &pki.ca_cert).map_err(op)?;
     let client = &pki.clients[0];
-    let client_tls_material =
-        TlsMaterial::load(&client.cert, &client.key, &pki.ca_cert).map_err(op)?;
+    let client_tls = TlsMaterial::load(&client.cert, &client.key, &pki.ca_cert).map_err(op)?;
+    let outputs = match &args.outputs {
+        Some(path) => Some(Arc::new(OutputSink::create(path, args.sample_every)?)),
+        None => None,
+    };
+    let eth_from = eth
+        .account
+        .ethereum_address(0)
+        .map_err(op)?
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let generator = Arc::new(Requests {
+        btc,
+        eth,
+        chain_id: SEPOLIA,
+        btc_payee: external_script(0x42),
+        eth_payee: ETH_PAYEE.to_owned(),
+        eth_from,
+        prefix: "bench".into(),
+    });
+    let mode = match args.rate {
+        Some(rate) => Mode::Open { rate },
+        None => Mode::Closed,
+    };
+
+    let raw_before = with_spinner("raw libsecp256k1 ECDSA…", || raw_ecdsa(20_000));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(op)?;
-    // Both paths run on the same key store and state (the state is bound to the store and
-    // anchored in it: a second state would be refused as a rollback), one after the other, with
-    // request ids, nonces and coins numbered on from the first path's.
-    let run_path = |from: usize, attach: Option<Arc<crate::backend::pkcs11::Pkcs11Backend>>| {
-        let core = SigningCore::open(CoreConfig::new(
-            dir.join("store"),
-            dir.join("state"),
-            dir.join("policy.toml"),
-        ))
-        .map_err(op)?;
-        if let Some(backend) = attach {
-            core.attach_hsm(crate::signing::hsm::HsmAttachment {
-                backend,
-                wallets: vec![btc.name.clone(), eth.name.clone()],
-            })
-            .map_err(|_| op("the hsm was attached twice"))?;
-        }
-        with_spinner("unsealing the signer (argon2id)…", || {
-            core.unseal_with_passphrase(&passphrase)
-        })
-        .map_err(op)?;
-        let core = Arc::new(core);
-        let payloads = build_requests(&btc, &eth, from, requests)?;
-        runtime.block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
-            let server = crate::service::start(core.clone(), &server_tls, listener, None)
-                .await
-                .map_err(op)?;
-            let flushes_before = core.flush_count();
-            let report = drive(
-                &[server.addr.port()],
-                &client_tls_material,
-                clients,
-                payloads,
-            )
-            .await;
-            let flushes = core.flush_count() - flushes_before;
-            server.shutdown().await.map_err(op)?;
-            report.map(|r| (r, flushes))
-        })
-    };
-    let (report, flushes) = run_path(0, None)?;
-    let hsm_report = match &hsm {
-        Some(token) => Some(run_path(requests, Some(token.clone()))?),
-        None => None,
-    };
-
-    let pg_run = if postgres {
-        Some(run_postgres(
-            &args,
-            &dir,
-            replicas,
-            &passphrase,
-            &runtime,
-            &server_tls,
-            &client_tls_material,
-            clients,
-            build_requests(&btc, &eth, 0, requests)?,
-        )?)
-    } else {
-        None
-    };
-
-    let raw = raw_backend(&backend, &btc, &eth, requests.max(2000))?;
-
-    println!();
-    println!("custos bench signer: {clients} mTLS clients, {requests} requests (half EIP-1559, half P2WPKH PSBTs)");
-    let rate = report.rate();
-    let sled_rate = rate;
-    print_run("end to end", &report);
-    println!(
-        "  group commit     {flushes} flushes ({:.1} requests per flush, two durable steps each)",
-        report.count as f64 / flushes.max(1) as f64
-    );
-    if let Some((run, stats, description)) = &pg_run {
-        print_run(&format!("postgres, {replicas} replica(s)"), &run.report);
-        let n = run.report.count.max(1) as f64;
-        println!(
-            "  postgres         {description}: {:.1} round trips per signature ({:.1} in {:.1} transactions, {:.2} per transaction), {} re-runs",
-            stats.round_trips as f64 / n,
-            stats.tx_round_trips as f64 / n,
-            stats.transactions as f64 / n,
-            stats.tx_round_trips as f64 / stats.transactions.max(1) as f64,
-            stats.retries,
-        );
+    let (measured, flushes, cpu) = runtime.block_on(load(
+        core,
+        &server_tls,
+        &client_tls,
+        clients,
+        generator.clone(),
+        0..warmup,
+        warmup..warmup + requests,
+        mode,
+        outputs.clone(),
+    ))?;
+    if let Some(sink) = &outputs {
+        sink.finish()?;
     }
-    println!(
-        "  key backend      {:>10.0} signatures/s on one thread, {:.0} on {} threads",
-        raw.single, raw.parallel, raw.threads
+    let raw_after = with_spinner("raw libsecp256k1 ECDSA…", || raw_ecdsa(20_000));
+    report(
+        &args, clients, requests, warmup, rules, &measured, flushes, cpu, raw_before, raw_after,
     );
-    println!(
-        "  ratio            sled / backend = {:.1}% (one thread), {:.1}% ({} threads)",
-        100.0 * sled_rate / raw.single,
-        100.0 * sled_rate / raw.parallel,
-        raw.threads
-    );
-    if let (Some(token), Some((hsm_report, hsm_flushes))) = (&hsm, hsm_report) {
+    if let Some(token) = &hsm {
+        // The same store and state (the state is anchored in the store: a second one would be
+        // refused as a rollback), with request ids, nonces and coins numbered on.
+        let core = open_core(&dir, &args, &passphrase, Some(token.clone()))?;
+        let from = warmup + requests;
+        let (hsm, hsm_flushes, _) = runtime.block_on(load(
+            core,
+            &server_tls,
+            &client_tls,
+            clients,
+            generator.clone(),
+            from..from,
+            from..from + requests,
+            Mode::Closed,
+            None,
+        ))?;
+        let rate = measured.signed as f64 / measured.wall.as_secs_f64();
         super::bench_signer_hsm::report(
             token,
-            &btc,
-            &eth,
+            &generator.btc,
+            &generator.eth,
             requests.max(2000),
             rate,
-            &hsm_report,
+            &Report::of(&hsm),
             hsm_flushes,
         )?;
     }
-    if let Some((run, _, _)) = &pg_run {
-        let rate = run.report.rate();
-        println!(
-            "                   postgres / backend = {:.1}% (one thread), {:.1}% ({} threads); postgres / sled = {:.1}%",
-            100.0 * rate / raw.single,
-            100.0 * rate / raw.parallel,
-            raw.threads,
-            100.0 * rate / sled_rate.max(f64::MIN_POSITIVE)
-        );
-    }
     Ok(())
 }
 
-fn print_run(label: &str, report: &Report) {
-    println!(
-        "  {label:<16} {:>10.0} signatures/s  ({} signed in {:.2} s); latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        report.rate(),
-        report.count,
-        report.wall.as_secs_f64(),
-        ms(report.p50),
-        ms(report.p99),
-        ms(report.max)
-    );
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<(), CliError> {
-    std::fs::create_dir_all(to).map_err(op)?;
-    for e in std::fs::read_dir(from).map_err(op)? {
-        let e = e.map_err(op)?;
-        let target = to.join(e.file_name());
-        if e.file_type().map_err(op)?.is_dir() {
-            copy_dir(&e.path(), &target)?;
-        } else {
-            std::fs::copy(e.path(), target).map_err(op)?;
-        }
-    }
-    Ok(())
-}
-
-/// One measured run.
-struct Run {
-    report: Report,
-}
-
-/// Serves `cores` (one gRPC server each, on 127.0.0.1) and drives them with `clients` clients
-/// spread over the servers.
-async fn measure(
-    cores: &[Arc<SigningCore>],
-    server_tls: &TlsMaterial,
-    client_tls: &TlsMaterial,
-    clients: usize,
-    payloads: Vec<SignRequest>,
-) -> Result<Run, CliError> {
-    let mut servers = Vec::new();
-    for core in cores {
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
-        servers.push(
-            crate::service::start(core.clone(), server_tls, listener, None)
-                .await
-                .map_err(op)?,
-        );
-    }
-    let ports: Vec<u16> = servers.iter().map(|s| s.addr.port()).collect();
-    let report = drive(&ports, client_tls, clients, payloads).await;
-    for server in servers {
-        server.shutdown().await.map_err(op)?;
-    }
-    Ok(Run { report: report? })
-}
-
-/// The PostgreSQL run: a database (given, or a throwaway cluster), a fresh schema, `replicas`
-/// cores over it.
-#[allow(clippy::too_many_arguments)]
-fn run_postgres(
-    args: &SignerArgs,
+/// Opens the signing core over the environment (with the token attached for the HSM path) and
+/// unseals it.
+fn open_core(
     dir: &ScratchDir,
-    replicas: usize,
+    args: &SignerArgs,
     passphrase: &SecretString,
-    runtime: &tokio::runtime::Runtime,
+    token: Option<Arc<crate::backend::pkcs11::Pkcs11Backend>>,
+) -> Result<Arc<SigningCore>, CliError> {
+    let core = SigningCore::open(CoreConfig {
+        max_requests_in_flight: args.max_in_flight.max(1),
+        ..CoreConfig::new(
+            dir.join("store"),
+            dir.join("state"),
+            dir.join("policy.toml"),
+        )
+    })
+    .map_err(op)?;
+    if let Some(backend) = token {
+        core.attach_hsm(crate::signing::hsm::HsmAttachment {
+            backend,
+            wallets: vec!["btc".into(), "eth".into()],
+        })
+        .map_err(|_| op("the hsm was attached twice"))?;
+    }
+    with_spinner("unsealing the signer (argon2id)…", || {
+        core.unseal_with_passphrase(passphrase)
+    })
+    .map_err(op)?;
+    Ok(Arc::new(core))
+}
+
+/// Serves `core` on 127.0.0.1:0, runs the warm-up then the measured requests, stops the server
+/// (the core goes with it): what was measured, the flushes, the CPU time.
+#[allow(clippy::too_many_arguments)]
+async fn load(
+    core: Arc<SigningCore>,
     server_tls: &TlsMaterial,
     client_tls: &TlsMaterial,
     clients: usize,
-    payloads: Vec<SignRequest>,
-) -> Result<(Run, PgStats, String), CliError> {
-    let schema = format!("bench_{:08x}", rand::random::<u32>());
-    let mut cluster = None;
-    let mut settings = match &args.postgres_url {
-        Some(url) => {
-            let mut s = PgSettings::new(url.clone());
-            s.password = match &args.postgres_password_file {
-                Some(file) => Some(super::common::read_secret_file(file)?),
-                None => std::env::var(crate::config::STATE_PASSWORD_ENV)
-                    .ok()
-                    .map(SecretString::new),
-            };
-            s
-        }
-        None => {
-            let c = with_spinner("starting a throwaway PostgreSQL…", || {
-                Cluster::start(&dir.join("postgres"))
-            })
-            .map_err(op)?;
-            let s = c.settings(None).map_err(op)?;
-            cluster = Some(c);
-            s
-        }
-    };
-    settings.schema = Some(schema);
-    settings.pool_size = settings.pool_size.max(clients.div_ceil(replicas) + 2);
-    PgEngine::migrate(&settings).map_err(op)?;
-    let mut engines = Vec::new();
-    let mut cores = Vec::new();
-    for i in 0..replicas {
-        let engine = Arc::new(PgEngine::open(&settings).map_err(op)?);
-        let core = SigningCore::open_with_engine(
-            CoreConfig::new(
-                dir.join(format!("store-{i}")),
-                PathBuf::new(),
-                dir.join("policy.toml"),
-            ),
-            engine.clone(),
+    generator: Arc<Requests>,
+    warmup: std::ops::Range<usize>,
+    measured: std::ops::Range<usize>,
+    mode: Mode,
+    outputs: Option<Arc<OutputSink>>,
+) -> Result<(Measured, u64, Option<Duration>), CliError> {
+    let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
+    let server = crate::service::start(core.clone(), server_tls, listener, None)
+        .await
+        .map_err(op)?;
+    let connections = bench_load::connect(server.addr.port(), client_tls, clients).await?;
+    if !warmup.is_empty() {
+        bench_load::run(
+            connections.clone(),
+            generator.clone(),
+            warmup,
+            Mode::Closed,
+            None,
         )
-        .map_err(op)?;
-        with_spinner(&format!("unsealing replica {i} (argon2id)…"), || {
-            core.unseal_with_passphrase(passphrase)
-        })
-        .map_err(op)?;
-        engines.push(engine);
-        cores.push(Arc::new(core));
+        .await?;
     }
-    let before: Vec<PgStats> = engines.iter().map(|e| e.stats()).collect();
-    let run = runtime.block_on(measure(&cores, server_tls, client_tls, clients, payloads))?;
-    let mut stats = PgStats::default();
-    for (engine, before) in engines.iter().zip(before) {
-        let now = engine.stats();
-        stats.transactions += now.transactions - before.transactions;
-        stats.tx_round_trips += now.tx_round_trips - before.tx_round_trips;
-        stats.round_trips += now.round_trips - before.round_trips;
-        stats.retries += now.retries - before.retries;
-    }
-    let description = match &cluster {
-        Some(c) => format!("throwaway cluster on 127.0.0.1:{}", c.port()),
-        None => engines[0].description().to_owned(),
-    };
-    drop(cores);
-    drop(engines);
-    drop(cluster);
-    Ok((run, stats, description))
+    let flushes_before = core.flush_count();
+    let cpu_before = cpu_time();
+    let result = bench_load::run(connections, generator, measured, mode, outputs).await;
+    let cpu = cpu_time()
+        .zip(cpu_before)
+        .map(|(after, before)| after.saturating_sub(before));
+    let flushes = core.flush_count() - flushes_before;
+    server.shutdown().await.map_err(op)?;
+    result.map(|m| (m, flushes, cpu))
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// Alternating Ethereum and Bitcoin requests, every id, nonce and coin distinct.
-/// Request `i` is numbered `from + i` (request id, Ethereum nonce, Bitcoin coin), so a second
-/// run on the same state (the HSM path after the software path) signs new requests.
-fn build_requests(
-    btc: &Wallet,
-    eth: &Wallet,
-    from: usize,
-    n: usize,
-) -> Result<Vec<SignRequest>, CliError> {
-    let payee = external_script(0x42);
-    (from..from + n)
-        .map(|i| {
-            let payload = if i % 2 == 0 {
-                Payload::EthereumTransaction(EthereumTransactionPayload {
-                    unsigned_tx: eth_transfer(SEPOLIA, (i / 2) as u64, ETH_PAYEE, 1_000_000_000),
-                    address_index: None,
-                    replacement: false,
-                })
-            } else {
-                let psbt = p2wpkh_psbt(btc, i as u64, 1_000_000, &payee, 100_000, 2_820)?;
-                Payload::BitcoinPsbt(BitcoinPsbtPayload {
-                    psbt: psbt.serialize(),
-                })
-            };
-            Ok(SignRequest {
-                request_id: format!("bench-{i}"),
-                wallet: if i % 2 == 0 { &eth.name } else { &btc.name }.clone(),
-                payload: Some(payload),
-            })
-        })
-        .collect()
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
 
-pub(crate) struct Report {
-    pub(crate) count: usize,
-    pub(crate) wall: Duration,
-    pub(crate) p50: Duration,
-    pub(crate) p99: Duration,
-    pub(crate) max: Duration,
-}
-
-impl Report {
-    fn rate(&self) -> f64 {
-        self.count as f64 / self.wall.as_secs_f64().max(f64::MIN_POSITIVE)
-    }
-}
-
-/// `clients` connections (spread over the servers at `ports`), each sending its share in turn;
-/// every answer must be signed.
-async fn drive(
-    ports: &[u16],
-    tls: &TlsMaterial,
+#[allow(clippy::too_many_arguments)]
+fn report(
+    args: &SignerArgs,
     clients: usize,
-    requests: Vec<SignRequest>,
-) -> Result<Report, CliError> {
-    let mut shares: Vec<Vec<SignRequest>> = (0..clients).map(|_| Vec::new()).collect();
-    for (i, r) in requests.into_iter().enumerate() {
-        shares[i % clients].push(r);
+    requests: usize,
+    warmup: usize,
+    rules: usize,
+    m: &Measured,
+    flushes: u64,
+    cpu: Option<Duration>,
+    before: RawEcdsa,
+    after: RawEcdsa,
+) {
+    let rate = m.signed as f64 / m.wall.as_secs_f64();
+    println!();
+    match args.rate {
+        None => println!(
+            "custos bench signer: closed loop, {clients} mTLS clients, {requests} requests \
+             (after {warmup} warm-up), half EIP-1559 transfers, half P2WPKH PSBTs"
+        ),
+        Some(r) => println!(
+            "custos bench signer: open loop at {r:.0} requests/s over {clients} mTLS connections, \
+             {requests} requests (after {warmup} warm-up), half EIP-1559, half P2WPKH"
+        ),
     }
-    let mut connected = Vec::new();
-    for n in 0..clients {
-        let port = ports[n % ports.len()];
-        let channel: Channel = Endpoint::from_shared(format!("https://localhost:{port}"))
-            .map_err(op)?
-            .tls_config(client_tls(tls, "localhost"))
-            .map_err(op)?
-            .connect()
-            .await
-            .map_err(|e| op(format!("cannot connect: {e}")))?;
-        connected.push(SignerClient::new(channel));
-    }
-    let total: usize = shares.iter().map(Vec::len).sum();
-    let progress = indicatif::ProgressBar::new(total as u64);
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for (mut client, share) in connected.into_iter().zip(shares) {
-        let progress = progress.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(share.len());
-            for request in share {
-                let id = request.request_id.clone();
-                let t = Instant::now();
-                let reply = client
-                    .sign(request)
-                    .await
-                    .map_err(|s| format!("request {id}: {:?} {}", s.code(), s.message()))?
-                    .into_inner();
-                latencies.push(t.elapsed());
-                if !matches!(reply.outcome, Some(Outcome::Signed(_))) {
-                    return Err(format!("request {id} was not signed: {reply:?}"));
-                }
-                progress.inc(1);
-            }
-            Ok::<_, String>(latencies)
-        }));
-    }
-    let mut latencies = Vec::with_capacity(total);
-    for task in tasks {
-        latencies.extend(task.await.map_err(op)?.map_err(op)?);
-    }
-    let wall = started.elapsed();
-    progress.finish_and_clear();
-    latencies.sort();
-    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-    Ok(Report {
-        count: latencies.len(),
-        wall,
-        p50: at(0.50),
-        p99: at(0.99),
-        max: *latencies.last().expect("at least one request"),
-    })
-}
-
-pub(crate) struct RawRate {
-    pub(crate) single: f64,
-    pub(crate) parallel: f64,
-    pub(crate) threads: usize,
-}
-
-/// The backend alone: `n` signatures over distinct digests, half `sign_ecdsa` (low-R, the
-/// Bitcoin key at 0/0) and half `sign_ecdsa_recoverable` (the Ethereum key at 0/0).
-pub(crate) fn raw_backend(
-    backend: &dyn KeyBackend,
-    btc: &Wallet,
-    eth: &Wallet,
-    n: usize,
-) -> Result<RawRate, CliError> {
-    let keys = [
-        KeyRef {
-            seed: btc.seed.clone(),
-            path: btc.account.child_path(false, 0),
-        },
-        KeyRef {
-            seed: eth.seed.clone(),
-            path: eth.account.child_path(false, 0),
-        },
-    ];
-    let sign = |from: usize, to: usize| -> Result<(), CliError> {
-        for i in from..to {
-            let mut digest = [0u8; 32];
-            digest[..8].copy_from_slice(&(i as u64).to_le_bytes());
-            digest[31] = 1;
-            let signed = if i % 2 == 0 {
-                backend
-                    .sign_ecdsa_recoverable(&keys[1], &digest)
-                    .map_err(op)?
-                    .is_some()
-            } else {
-                backend
-                    .sign_ecdsa(&keys[0], &digest, true)
-                    .map_err(op)?
-                    .is_some()
-            };
-            if !signed {
-                return Err(op("the backend does not hold the benchmark keys"));
-            }
-        }
-        Ok(())
+    println!(
+        "  policy           {rules} rules: deny rules, per-tx and fee limits, address books, \
+         24h and 1h windows on every request"
+    );
+    println!(
+        "  end to end       {rate:>9.0} signatures/s  ({} signed in {:.2} s; {} refused as overloaded)",
+        m.signed,
+        m.wall.as_secs_f64(),
+        m.refused
+    );
+    let from = if args.rate.is_some() {
+        "from the scheduled send time"
+    } else {
+        "send to answer"
     };
-    let t = Instant::now();
-    sign(0, n)?;
-    let single = n as f64 / t.elapsed().as_secs_f64();
-
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = n.div_ceil(threads);
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|k| s.spawn(move || sign(k * per, ((k + 1) * per).min(n))))
-            .collect();
-        handles
-            .into_iter()
-            .try_for_each(|h| h.join().map_err(|_| op("a signing thread panicked"))?)
-    })?;
-    let parallel = n as f64 / t.elapsed().as_secs_f64();
-    Ok(RawRate {
-        single,
-        parallel,
-        threads,
-    })
+    println!(
+        "  latency          p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({from})",
+        ms(m.latency.quantile(0.50)),
+        ms(m.latency.quantile(0.90)),
+        ms(m.latency.quantile(0.99)),
+        ms(m.latency.quantile(0.999)),
+        ms(m.latency.max())
+    );
+    if args.rate.is_some() {
+        println!(
+            "  sender           largest lag of a send behind its schedule: {:.2} ms",
+            ms(m.send_lag)
+        );
+    }
+    println!(
+        "  group commit     {flushes} flushes, {:.1} requests per flush (one durable write per signed request)",
+        m.signed as f64 / flushes.max(1) as f64
+    );
+    if let Some(cpu) = cpu {
+        println!(
+            "  CPU              {:.2} s for server and clients: {:.0} µs per request, {:.2} cores busy",
+            cpu.as_secs_f64(),
+            cpu.as_secs_f64() * 1e6 / m.signed.max(1) as f64,
+            cpu.as_secs_f64() / m.wall.as_secs_f64()
+        );
+    }
+    let raw_one = (before.one_core + after.one_core) / 2.0;
+    let raw_all = (before.all_cores + after.all_cores) / 2.0;
+    println!(
+        "  raw ECDSA        libsecp256k1 sign_ecdsa: {raw_one:.0}/s on one core, {raw_all:.0}/s on {} cores \
+         (before {:.0}, after {:.0})",
+        before.threads, before.all_cores, after.all_cores
+    );
+    println!(
+        "  ratio            end to end / raw ECDSA on every core = {:.1}% (on one core: {:.1}%)",
+        100.0 * rate / raw_all,
+        100.0 * rate / raw_one
+    );
+    let samples: Vec<String> = m
+        .rss
+        .iter()
+        .map(|(done, kib)| format!("{}k:{:.0}", done / 1000, mib(*kib)))
+        .collect();
+    println!(
+        "  memory (MiB)     resident after each tenth (requests:MiB) {}; peak {:.0}",
+        samples.join(" "),
+        peak_rss_kib().map_or(0.0, mib)
+    );
 }

@@ -8,8 +8,10 @@
 pub mod audit;
 pub mod backup;
 pub mod bench;
+pub mod bench_load;
 pub mod bench_signer;
 pub mod bench_signer_hsm;
+pub mod bench_stats;
 pub mod ceremony;
 pub mod client;
 pub mod common;

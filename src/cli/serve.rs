@@ -166,6 +166,7 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         unsafe_accept_state_rollback: config.signing.unsafe_accept_state_rollback,
         bitcoin: config.bitcoin.sign_options(),
         limits: config.limits.clone(),
+        max_requests_in_flight: config.signing.max_requests_in_flight,
         ..CoreConfig::new(
             config.store_dir.clone(),
             config.state_dir.clone().unwrap_or_default(),

@@ -9,7 +9,11 @@
 //!   EIP-55 checksummed addresses on Ethereum.
 //!
 //! Everything here is derived from the account xpub alone, so chains can check "is this script
-//! really ours at this path?" without touching a private key.
+//! really ours at this path?" without touching a private key. The public keys derived below an
+//! HD account (two non-hardened levels: two point multiplications each) are kept in a small
+//! bounded cache shared by every copy of the account, so ownership and change checks, which ask
+//! for the same few keys again and again, derive each once. The cache holds public data only and
+//! goes with the account (the signing core drops its wallets at seal).
 //!
 //! An account can also be a list of public keys generated inside an HSM ([`AccountKeys::Generated`],
 //! `custos hsm keygen`): not HD, so it has no xpub and no descriptor, only the addresses of its
@@ -45,6 +49,31 @@ pub enum AccountKeyError {
     NoDescriptor(&'static str),
 }
 
+/// Public keys below one HD account already derived, by (change, index): a cache, equal to any
+/// other (it is not part of the account's identity).
+#[derive(Clone, Default)]
+struct DerivedKeys(
+    std::sync::Arc<std::sync::RwLock<std::collections::HashMap<(bool, u32), PublicKey>>>,
+);
+
+/// Public keys kept per account at most (past it the cache starts again).
+const DERIVED_CAPACITY: usize = 4096;
+
+impl std::fmt::Debug for DerivedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.read().map(|m| m.len()).unwrap_or(0);
+        write!(f, "DerivedKeys({n})")
+    }
+}
+
+impl PartialEq for DerivedKeys {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for DerivedKeys {}
+
 /// The most keys a generated (non-HD) account holds.
 pub const MAX_GENERATED_KEYS: usize = 10_000;
 
@@ -69,6 +98,8 @@ pub struct AccountKey {
     pub master_fingerprint: Fingerprint,
     /// The account xpub, or the generated keys.
     pub keys: AccountKeys,
+    /// Keys derived from the xpub so far (a cache: not part of the account's identity).
+    derived: DerivedKeys,
 }
 
 impl AccountKey {
@@ -86,6 +117,7 @@ impl AccountKey {
             path,
             master_fingerprint: master.fingerprint(),
             keys: AccountKeys::Xpub(node.to_xpub(network_kind(network))),
+            derived: DerivedKeys::default(),
         })
     }
 
@@ -114,6 +146,7 @@ impl AccountKey {
             path,
             master_fingerprint: Fingerprint::from(fingerprint),
             keys: AccountKeys::Generated(std::sync::Arc::new(keys)),
+            derived: DerivedKeys::default(),
         })
     }
 
@@ -161,6 +194,7 @@ impl AccountKey {
             path,
             master_fingerprint,
             keys: AccountKeys::Xpub(xpub),
+            derived: DerivedKeys::default(),
         })
     }
 
@@ -221,8 +255,30 @@ impl AccountKey {
         Ok(descriptor.to_string())
     }
 
-    /// The public key at `change/index` below the account.
+    /// The public key at `change/index` below the account (derived once, then from the cache).
     pub fn public_key(&self, change: bool, index: u32) -> Result<PublicKey, AccountKeyError> {
+        if !matches!(self.keys, AccountKeys::Xpub(_)) {
+            return self.derive_public_key(change, index);
+        }
+        if let Some(key) = self
+            .derived
+            .0
+            .read()
+            .expect("derived-key lock poisoned")
+            .get(&(change, index))
+        {
+            return Ok(*key);
+        }
+        let key = self.derive_public_key(change, index)?;
+        let mut derived = self.derived.0.write().expect("derived-key lock poisoned");
+        if derived.len() >= DERIVED_CAPACITY {
+            derived.clear();
+        }
+        derived.insert((change, index), key);
+        Ok(key)
+    }
+
+    fn derive_public_key(&self, change: bool, index: u32) -> Result<PublicKey, AccountKeyError> {
         let xpub = match &self.keys {
             AccountKeys::Xpub(xpub) => xpub,
             AccountKeys::Generated(keys) => {

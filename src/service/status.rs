@@ -30,6 +30,7 @@ pub fn grpc_code(error: &CoreError) -> Code {
             Code::Unavailable
         }
         CoreError::StateTampered { .. } => Code::DataLoss,
+        CoreError::Overloaded { .. } => Code::ResourceExhausted,
         CoreError::NotImplemented { .. } => Code::Unimplemented,
         CoreError::Internal { .. } => Code::Internal,
     }

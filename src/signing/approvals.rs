@@ -149,6 +149,11 @@ pub async fn get_request(
             }
         }
     }
+    if r.state == StoredState::Signed {
+        // Durable before visible: a signed result read here may have been committed by a `Sign`
+        // still waiting for its flush.
+        core.flusher.flush().await.map_err(|e| core.fail(e))?;
+    }
     records::record(&r)
 }
 

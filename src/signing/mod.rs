@@ -7,30 +7,46 @@
 //! 2. **Idempotency.** The payload's canonical form is hashed ([`decode::canonical`]). A request
 //!    id seen before returns its first result whatever happened in between (a restart included):
 //!    the same signed transaction, the same pending state, the same denial. Another payload (or
-//!    another requester) under that id is `ALREADY_EXISTS`. A request left `authorized` (a crash
-//!    between the commit and the signature) is signed now, without reserving again.
+//!    another requester) under that id is `ALREADY_EXISTS`. A request left `authorized` (a quorum
+//!    met, then a crash before its signature; or an older version's two-step path) is signed
+//!    now, without reserving again, if its authorization still stands.
 //! 3. **Decode** ([`decode`]): the chain module parses the payload for the wallet and explains it
 //!    as an [`crate::intent::Intent`]; a parser error is `INVALID_ARGUMENT` with its message.
 //! 4. **Policy**: allow, deny or needs-approval, naming the rule.
-//! 5. **Commit** (one sled transaction over every tree, [`crate::state::sled::SledState::transact`]):
-//!    the Ethereum nonce guard, the limit reservation (a hold until the quorum's expiry for
-//!    needs-approval), the request record and its audit record. A cap taken meanwhile by a
-//!    concurrent request turns the decision into a denial inside the same transaction. Denials are
-//!    stored and audited too (`PERMISSION_DENIED` with the rule and stable code).
-//! 6. **Sign** through the key backend; 7. **Commit** the signed result: request `signed`, the
-//!    outbox entry (broadcastable transactions), the hold confirmed, the audit record with the tx
-//!    id — again one transaction, guarded so that a request never gets two outbox entries.
-//! 8. **Reply**, and wake the broadcaster streams.
+//! 5. **Allowed: sign in memory, then one durable write** (`commit::commit_signed`): the
+//!    chain module signs through the key backend and checks the signature (nothing is released);
+//!    then ONE transaction ([`crate::state::State::transact`]) re-checks what may have changed
+//!    since the evaluation — the id stored by a concurrent retry, the Ethereum nonce guard, every
+//!    cap of the reservation plan — and stores the reservation, the request `signed` with its
+//!    result, the outbox entry (broadcastable transactions) and the audit records (`sign.allow`,
+//!    `sign.signed`) together. A cap taken meanwhile turns the request into a denial inside the
+//!    same transaction and the signature is dropped; a concurrent retry's record wins and is
+//!    answered.
+//! 6. **Reply** after ONE flush, and wake the broadcaster streams.
+//! 7. **Denied, or needing approval**: the decision is stored in its own transaction
+//!    (`commit::commit_decision`; limits held until the quorum's expiry for needs-approval).
+//!    Denials are stored and audited too (`PERMISSION_DENIED` with the rule and stable code).
+//!    When a quorum is met the request becomes `authorized` and is signed in a second
+//!    transaction (`commit::sign_and_commit`: request `signed`, outbox entry, hold confirmed,
+//!    audit), guarded so that a request never gets two outbox entries. The same second write
+//!    completes requests left `authorized` by an older version or a crash between the two
+//!    writes (a retry, or the recovery pass at unseal, [`seal`]).
+//!
+//! Before all of it, **admission**: at most `max_requests_in_flight` `Sign` calls are admitted at
+//! once; the next is refused at once (`RESOURCE_EXHAUSTED`, [`CoreError::Overloaded`]) rather
+//! than queued, so the latency of the admitted ones stays bounded.
 //!
 //! # Durability contract ("durable before visible")
 //!
 //! No answer, and above all no signature, leaves before the transaction that explains it is
-//! flushed: step 5 is flushed before signing, step 7 before the reply and before live outbox
-//! streams are woken. Flushing goes through a group commit ([`flush`]): concurrent requests share
-//! one `fsync`. If a transaction or a flush fails — the audit record cannot be written, the disk is
-//! full — the caller gets `UNAVAILABLE` at once and nothing was signed: the transaction aborted as a
-//! whole, so nothing was reserved either (fail closed). Debug builds can inject that failure
-//! ([`FaultPlan`]).
+//! flushed: an allowed request's single write is flushed before the reply and before live outbox
+//! streams are woken (a crash before that flush releases nothing: the signature existed only in
+//! memory); a decision's write is flushed before its answer, and a second write before its reply.
+//! A retry answered from a stored signed result flushes first too. Flushing goes through a group
+//! commit ([`flush`]): concurrent requests share one `fsync`. If a transaction or a flush fails —
+//! the audit record cannot be written, the disk is full — the caller gets `UNAVAILABLE` at once
+//! and nothing was released: the transaction aborted as a whole, so nothing was reserved either
+//! (fail closed). Debug builds can inject that failure ([`FaultPlan`]).
 //!
 //! # Who may do what
 //!
@@ -53,6 +69,7 @@
 pub mod access;
 pub mod admin;
 pub mod approvals;
+pub(crate) mod commit;
 pub mod contract;
 pub mod decode;
 pub mod flush;
@@ -70,7 +87,7 @@ pub(crate) mod tamper;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -116,6 +133,8 @@ pub struct CoreConfig {
     /// restored backup). Unsafe: the state may have been rolled back to replay or undo work;
     /// the override is recorded in the audit chain.
     pub unsafe_accept_state_rollback: bool,
+    /// `Sign` calls admitted at once; past it a call is refused at once ([`CoreError::Overloaded`]).
+    pub max_requests_in_flight: usize,
 }
 
 impl CoreConfig {
@@ -129,12 +148,17 @@ impl CoreConfig {
             limits: input_limits::InputLimits::default(),
             authorization_max_age_secs: DEFAULT_AUTHORIZATION_MAX_AGE_SECS,
             unsafe_accept_state_rollback: false,
+            max_requests_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
         }
     }
 }
 
 /// One hour: how long an authorization left unsigned by a crash may still be signed.
 pub const DEFAULT_AUTHORIZATION_MAX_AGE_SECS: u64 = 3600;
+
+/// `Sign` calls admitted at once by default: far above what two cores keep busy (a few dozen),
+/// low enough that an admitted request waits at most a few tens of milliseconds behind the others.
+pub const DEFAULT_MAX_REQUESTS_IN_FLIGHT: usize = 128;
 
 /// Why the core could not open.
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +251,8 @@ pub struct SigningCore {
     seal: watch::Sender<SealState>,
     outbox_head: watch::Sender<u64>,
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// `Sign` calls admitted and not finished (bounded by `config.max_requests_in_flight`).
+    admitted: AtomicUsize,
     faults: FaultPlan,
     tamper: Arc<tamper::TamperReports>,
     hsm: OnceLock<hsm::HsmAttachment>,
@@ -340,6 +366,7 @@ impl SigningCore {
             seal,
             outbox_head,
             inflight: Mutex::new(HashMap::new()),
+            admitted: AtomicUsize::new(0),
             faults,
             tamper,
             hsm: OnceLock::new(),
@@ -552,6 +579,23 @@ impl SigningCore {
         audit::append_with_mac_in(tx, key, entry)
     }
 
+    /// Admits one `Sign` call, or refuses it at once when `max_requests_in_flight` are already
+    /// admitted (overload is refused, not queued). The slot is given back when the guard drops.
+    pub(crate) fn admit_in_flight(&self) -> CoreResult<InFlight<'_>> {
+        let limit = self.config.max_requests_in_flight.max(1);
+        let before = self.admitted.fetch_add(1, Ordering::AcqRel);
+        if before >= limit {
+            self.admitted.fetch_sub(1, Ordering::AcqRel);
+            return Err(CoreError::Overloaded { limit });
+        }
+        Ok(InFlight(&self.admitted))
+    }
+
+    /// `Sign` calls admitted now (tests).
+    pub fn requests_in_flight(&self) -> usize {
+        self.admitted.load(Ordering::Acquire)
+    }
+
     /// Serialises work on one request (by its key) within this process (a retry arriving while
     /// the first attempt signs waits for it, then finds its result).
     pub(crate) async fn lock_request(&self, id: &str) -> tokio::sync::OwnedMutexGuard<()> {
@@ -568,6 +612,15 @@ impl SigningCore {
         let roles = policy.policy.roles_of(principal);
         roles.contains(role_of(privilege))
             || (privilege == Privilege::Unseal && roles.contains(role_of(Privilege::Admin)))
+    }
+}
+
+/// One `Sign` call in flight (see [`SigningCore::admit_in_flight`]).
+pub(crate) struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -630,6 +683,9 @@ impl SignerCore for SigningCore {
     }
 
     async fn sign(&self, principal: &Principal, request: SignRequest) -> CoreResult<SignReply> {
+        // Overload is refused at once, before any work or wait: the requests admitted keep their
+        // latency.
+        let _in_flight = self.admit_in_flight()?;
         let _admitted = self.admit().await?;
         pipeline::sign(self, principal, request).await
     }

@@ -1,24 +1,22 @@
-//! `Sign`: idempotency → decode → intent → policy → atomic commit → sign → outbox → reply (see the
-//! [module docs](super)).
+//! `Sign`: admission → idempotency → decode → intent → policy → (allowed: sign in memory → one
+//! durable write) or (otherwise: the decision's write) → flush → reply (see the
+//! [module docs](super); the writes themselves are in [`super::commit`]).
 
-use crate::policy::{Decision as PolicyDecision, Outcome, PolicyRequest};
+use crate::policy::{Outcome, PolicyRequest};
 use crate::signing::contract::Principal;
 use crate::signing::contract::{CoreError, CoreResult};
 use crate::signing::contract::{SignPayload, SignReply, SignRequest};
 use crate::state::audit::AuditEntry;
-use crate::state::ledger::{confirm_in, confirm_keys, release_in, reserve_in, reserve_keys};
-use crate::state::nonces::{self, ClaimOutcome, NonceClaim};
-use crate::state::outbox::{self as outbox_state, StoredOutboxEntry};
-use crate::state::requests::{
-    self, request_key, StoredOutput, StoredQuorum, StoredRequest, StoredState,
-};
-use crate::state::ReserveOutcome;
-use crate::state::{engine::TxResult, StateTx, Tree};
-use crate::wallet::Wallet;
+use crate::state::ledger::release_in;
+use crate::state::nonces;
+use crate::state::requests::{self, request_key, StoredRequest, StoredState};
 
+use super::commit::{answer, commit_decision, commit_signed, sign_decoded, unavailable};
 use super::decode::{self, Decoded, SignFailure};
-use super::records::{self, denial};
-use super::{now_unix, Keys, LoadedPolicy, SigningCore};
+use super::records;
+use super::{now_unix, Keys, SigningCore};
+
+pub(crate) use super::commit::{finish, sign_and_commit};
 
 /// The audit record of a request event.
 pub(crate) fn entry(
@@ -110,6 +108,52 @@ pub async fn sign(
             authorized_at: None,
         };
         let nonce = decoded.nonce(&wallet);
+        if decision.outcome == Outcome::Allow {
+            // One durable write: sign in memory (checked, never released from here), then store
+            // decision, reservation, result, outbox entry and audit in one transaction that
+            // re-checks the caps; its refusal drops the signature.
+            let signed = sign_decoded(&keys, decoded, &wallet).await?;
+            if let Err(SignFailure::Unavailable(reason)) = &signed {
+                // Nothing was signed (the key backend cannot be used now): the decision is
+                // stored as the two-step path stores it (authorized, its limits reserved), so a
+                // retry with the same id, or the recovery pass, signs it once the token is back.
+                let Some(committed) =
+                    commit_decision(core, &keys, &policy, record, &decision, nonce, replacement)?
+                else {
+                    continue; // the id was stored meanwhile: answer as a retry
+                };
+                core.flusher.flush().await.map_err(|e| core.fail(e))?;
+                record_decision(core, &committed);
+                return Err(match committed.state {
+                    StoredState::Authorized => unavailable(&committed, &wallet, reason),
+                    _ => records::state_error(&committed),
+                });
+            }
+            let Some(done) = commit_signed(
+                core,
+                &keys,
+                &policy,
+                record,
+                &decision,
+                nonce,
+                replacement,
+                &signed,
+                &wallet,
+            )?
+            else {
+                continue; // the id was stored meanwhile (a concurrent retry): answer as one
+            };
+            drop(signed);
+            core.flusher.flush().await.map_err(|e| core.fail(e))?;
+            record_decision(core, &done);
+            super::outbox::notify(core, &done);
+            let reply = answer(&done)?;
+            if let Some(metrics) = core.metrics() {
+                metrics.observe_sign_latency(started.elapsed());
+            }
+            return Ok(reply);
+        }
+        // Denied or waiting for approvals: the decision's own write.
         let Some(committed) =
             commit_decision(core, &keys, &policy, record, &decision, nonce, replacement)?
         else {
@@ -118,13 +162,6 @@ pub async fn sign(
         core.flusher.flush().await.map_err(|e| core.fail(e))?;
         record_decision(core, &committed);
         return match committed.state {
-            StoredState::Authorized => {
-                let reply = finish(core, &keys, committed, decoded, &wallet).await?;
-                if let Some(metrics) = core.metrics() {
-                    metrics.observe_sign_latency(started.elapsed());
-                }
-                Ok(reply)
-            }
             StoredState::PendingApproval => records::reply(&committed),
             _ => Err(records::state_error(&committed)),
         };
@@ -138,7 +175,7 @@ fn record_decision(core: &SigningCore, committed: &StoredRequest) {
         return;
     };
     let outcome = match committed.state {
-        StoredState::Authorized => "allow",
+        StoredState::Authorized | StoredState::Signed | StoredState::Failed => "allow",
         StoredState::PendingApproval => "needs_approval",
         _ => "deny",
     };
@@ -159,7 +196,11 @@ async fn resume(
         });
     }
     match existing.state {
-        StoredState::Signed => records::reply(&existing),
+        StoredState::Signed => {
+            // Durable before visible, for retries too: the first attempt's flush may have failed.
+            core.flusher.flush().await.map_err(|e| core.fail(e))?;
+            records::reply(&existing)
+        }
         StoredState::PendingApproval => {
             let now = now_unix();
             if existing
@@ -278,310 +319,4 @@ pub(crate) fn recheck_authorization(
         })
         .map_err(|e| core.fail(e))
         .map(|ended| ended.or_else(|| Some(r.clone())))
-}
-
-/// Step 5: the decision, its reservation, nonce claim, request record and audit record, in one
-/// transaction. `None` if the id was stored meanwhile.
-fn commit_decision(
-    core: &SigningCore,
-    keys: &Keys,
-    policy: &LoadedPolicy,
-    record: StoredRequest,
-    decision: &PolicyDecision,
-    nonce: Option<(u64, String, u64, String)>,
-    replacement: bool,
-) -> CoreResult<Option<StoredRequest>> {
-    let id = record.key();
-    let principal = record.requester.clone();
-    let now = record.created_at;
-    let reads = decision_keys(&record, decision, nonce.as_ref());
-    core.state
-        .transact(|tx| {
-            tx.prefetch(&reads)?;
-            if requests::get_in(tx, &id)?.is_some() {
-                return Ok(None);
-            }
-            let mut r = record.clone();
-            let deny = |tx: &StateTx<'_>, mut r: StoredRequest, d| -> TxResult<_> {
-                r.state = StoredState::Denied;
-                if let Some(d) = d {
-                    r.decision = Some(d);
-                }
-                r.error = r.decision.as_ref().map(|d| d.reason.clone());
-                core.audit_in(
-                    tx,
-                    &keys.audit_key,
-                    &entry("sign.deny", &principal, &r, &policy.hash, now),
-                )?;
-                requests::put_in(tx, &r)?;
-                Ok(Some(r))
-            };
-            let (hold, state, event) = match &decision.outcome {
-                Outcome::Deny => return deny(tx, r, None),
-                Outcome::Allow => (None, StoredState::Authorized, "sign.allow"),
-                Outcome::NeedsApproval { quorum } => {
-                    let expires_at =
-                        now.saturating_add(i64::try_from(quorum.expires_secs).unwrap_or(i64::MAX));
-                    r.quorum = Some(StoredQuorum {
-                        count: quorum.count,
-                        roles: quorum.roles.iter().cloned().collect(),
-                        expires_at,
-                    });
-                    (
-                        Some(expires_at),
-                        StoredState::PendingApproval,
-                        "sign.pending",
-                    )
-                }
-            };
-            let claim = match &nonce {
-                Some((chain_id, address, n, hash)) => {
-                    let key = nonces::nonce_key(*chain_id, address, *n);
-                    let claim = NonceClaim {
-                        request_id: id.clone(),
-                        signing_hash: hash.clone(),
-                    };
-                    let replace = replacement && decision.allow_replacement;
-                    if let ClaimOutcome::Conflict { holder } =
-                        nonces::check_in(tx, &key, &claim, replace)?
-                    {
-                        let why = format!(
-                            "nonce {n} of {address} was already used by request '{holder}' \
-                             (mark the request as a replacement, under a rule that allows it)"
-                        );
-                        return deny(
-                            tx,
-                            r,
-                            Some(denial("nonce guard", "nonce.reused", why, &policy.hash)),
-                        );
-                    }
-                    Some((key, claim))
-                }
-                None => None,
-            };
-            if let Some(plan) = &decision.reservation {
-                match reserve_in(tx, &id, plan, hold)? {
-                    ReserveOutcome::Reserved | ReserveOutcome::AlreadyReserved => {}
-                    ReserveOutcome::AlreadyReleased => {
-                        let why = "this request id was reserved and released before".to_owned();
-                        return deny(
-                            tx,
-                            r,
-                            Some(denial("ledger", "limit.released", why, &policy.hash)),
-                        );
-                    }
-                    ReserveOutcome::LimitExceeded {
-                        rule,
-                        code,
-                        message,
-                    } => {
-                        let why = format!("rule '{rule}': {message}");
-                        return deny(tx, r, Some(denial(&rule, code, why, &policy.hash)));
-                    }
-                }
-            }
-            if let Some((key, claim)) = &claim {
-                nonces::claim_in(tx, key, claim)?;
-                r.nonce_key = Some(key.clone());
-            }
-            r.state = state;
-            if state == StoredState::Authorized {
-                r.authorized_at = Some(now);
-            }
-            core.audit_in(
-                tx,
-                &keys.audit_key,
-                &entry(event, &principal, &r, &policy.hash, now),
-            )?;
-            requests::put_in(tx, &r)?;
-            Ok(Some(r))
-        })
-        .map_err(|e| core.fail(e))
-}
-
-/// Every record [`commit_decision`] reads, so that a networked engine fetches them at once.
-fn decision_keys(
-    record: &StoredRequest,
-    decision: &PolicyDecision,
-    nonce: Option<&(u64, String, u64, String)>,
-) -> Vec<(Tree, Vec<u8>)> {
-    let key = record.key();
-    let hold = match &decision.outcome {
-        Outcome::NeedsApproval { quorum } => Some(
-            record
-                .created_at
-                .saturating_add(i64::try_from(quorum.expires_secs).unwrap_or(i64::MAX)),
-        ),
-        _ => None,
-    };
-    let mut keys = requests::record_keys(&record.request_id, &key, hold);
-    if let Some((chain_id, address, n, _)) = nonce {
-        let nonce = nonces::nonce_key(*chain_id, address, *n);
-        keys.push((Tree::Nonces, nonce.into_bytes()));
-    }
-    if let Some(plan) = &decision.reservation {
-        keys.extend(reserve_keys(&key, plan, hold));
-    }
-    keys
-}
-
-/// Every record [`sign_and_commit`] reads (the request, its reservation and hold, its nonce).
-fn signed_keys(record: &StoredRequest) -> Vec<(Tree, Vec<u8>)> {
-    let key = record.key();
-    let hold = record.quorum.as_ref().map(|q| q.expires_at);
-    let mut keys = requests::record_keys(&record.request_id, &key, hold);
-    keys.extend(confirm_keys(&key, hold));
-    if let Some(nonce) = &record.nonce_key {
-        keys.push((Tree::Nonces, nonce.as_bytes().to_vec()));
-    }
-    keys
-}
-
-/// Steps 6 and 7 without the flush: signs an `authorized` request and commits the result (see
-/// [`commit_signed`]).
-pub(crate) fn sign_and_commit(
-    core: &SigningCore,
-    keys: &Keys,
-    record: StoredRequest,
-    decoded: Decoded,
-    wallet: &Wallet,
-) -> CoreResult<StoredRequest> {
-    let signed = decode::sign(decoded, wallet, &*keys.backend);
-    commit_signed(core, keys, record, signed, wallet)
-}
-
-/// Signs on the blocking pool when the wallet is on an HSM (a token call may take milliseconds,
-/// or wait for a free session), inline otherwise (software signing takes microseconds).
-async fn sign_decoded(
-    keys: &Keys,
-    decoded: Decoded,
-    wallet: &Wallet,
-) -> CoreResult<Result<StoredOutput, SignFailure>> {
-    if !keys.backend.is_hsm_wallet(&wallet.name) {
-        return Ok(decode::sign(decoded, wallet, &*keys.backend));
-    }
-    let (router, wallet) = (keys.backend.clone(), wallet.clone());
-    tokio::task::spawn_blocking(move || decode::sign(decoded, &wallet, &*router))
-        .await
-        .map_err(|e| CoreError::Internal {
-            reason: format!("signing task failed: {e}"),
-        })
-}
-
-/// Step 7 without the flush: commits the result of signing an `authorized` request (request
-/// signed, outbox entry, hold confirmed, audit). If the request was signed meanwhile, that result
-/// stands and nothing is written. A signing failure marks the request failed and releases its
-/// reservation and nonce — except when the key backend was unavailable: then nothing was signed,
-/// nothing is written, the request stays `authorized` (its reservation held) and the caller gets
-/// UNAVAILABLE; a retry with the same request id, or the recovery pass at the next unseal, signs
-/// it once the token is back.
-pub(crate) fn commit_signed(
-    core: &SigningCore,
-    keys: &Keys,
-    record: StoredRequest,
-    signed: Result<StoredOutput, SignFailure>,
-    wallet: &Wallet,
-) -> CoreResult<StoredRequest> {
-    if let Err(SignFailure::Unavailable(reason)) = &signed {
-        tracing::warn!(
-            request_id = %record.request_id,
-            wallet = %wallet.name,
-            %reason,
-            "key backend unavailable: nothing signed, the request stays authorized"
-        );
-        return Err(CoreError::KeyBackendUnavailable {
-            reason: reason.clone(),
-        });
-    }
-    let policy_hash = core.policy().hash.clone();
-    let id = record.key();
-    let now = now_unix();
-    let reads = signed_keys(&record);
-    core.state
-        .transact(|tx| {
-            tx.prefetch(&reads)?;
-            let Some(mut r) = requests::get_in(tx, &id)? else {
-                return Ok(record.clone());
-            };
-            if r.state != StoredState::Authorized {
-                return Ok(r);
-            }
-            r.updated_at = now;
-            match &signed {
-                Ok(output) => {
-                    confirm_in(tx, &id)?;
-                    r.result = Some(output.clone());
-                    r.state = StoredState::Signed;
-                    let broadcastable = output.broadcastable();
-                    if broadcastable.is_some() {
-                        // The sequence the entry will get, for the audit record; pushed after it
-                        // so that the entry carries the audit head that includes it.
-                        r.outbox_seq = Some(outbox_state::next_sequence_in(tx)?);
-                    }
-                    let (audit_seq, audit_mac) = core.audit_with_mac_in(
-                        tx,
-                        &keys.audit_key,
-                        &entry("sign.signed", &r.requester, &r, &policy_hash, now),
-                    )?;
-                    if let Some((raw, tx_id)) = broadcastable {
-                        outbox_state::push_in(
-                            tx,
-                            &StoredOutboxEntry {
-                                sequence: 0,
-                                request_id: r.request_id.clone(),
-                                chain: wallet.chain(),
-                                network: wallet.network().name(),
-                                wallet: wallet.name.clone(),
-                                raw_tx_hex: raw.to_owned(),
-                                tx_id: tx_id.to_owned(),
-                                signed_at: now,
-                                audit_sequence: audit_seq,
-                                audit_mac: hex::encode(audit_mac),
-                            },
-                        )?;
-                    }
-                }
-                Err(SignFailure::Failed(reason) | SignFailure::Unavailable(reason)) => {
-                    release_in(tx, &id)?;
-                    if let Some(key) = &r.nonce_key {
-                        nonces::release_in(tx, key, &id)?;
-                    }
-                    r.state = StoredState::Failed;
-                    r.error = Some(reason.clone());
-                    core.audit_in(
-                        tx,
-                        &keys.audit_key,
-                        &entry("sign.failed", &r.requester, &r, &policy_hash, now),
-                    )?;
-                }
-            }
-            requests::put_in(tx, &r)?;
-            Ok(r)
-        })
-        .map_err(|e| core.fail(e))
-}
-
-/// Signs, commits, flushes, wakes the outbox streams, answers.
-pub(crate) async fn finish(
-    core: &SigningCore,
-    keys: &Keys,
-    record: StoredRequest,
-    decoded: Decoded,
-    wallet: &Wallet,
-) -> CoreResult<SignReply> {
-    let signed = sign_decoded(keys, decoded, wallet).await?;
-    let done = commit_signed(core, keys, record, signed, wallet)?;
-    core.flusher.flush().await.map_err(|e| core.fail(e))?;
-    super::outbox::notify(core, &done);
-    match done.state {
-        StoredState::Signed => records::reply(&done),
-        StoredState::Failed => Err(CoreError::Internal {
-            reason: format!(
-                "signing request '{}' failed: {}",
-                done.request_id,
-                done.error.clone().unwrap_or_default()
-            ),
-        }),
-        _ => Err(records::state_error(&done)),
-    }
 }

@@ -234,6 +234,10 @@ pub struct GuardedEngine {
     failure: Mutex<Option<Failure>>,
     /// Held shared by every admitted call; taken exclusively (never waited for) to reopen.
     gate: Arc<tokio::sync::RwLock<()>>,
+    /// Reopens so far ([`Engine::incarnation`]).
+    reopens: std::sync::atomic::AtomicU64,
+    /// Whether the engine wrapped is its database's only writer ([`Engine::exclusive`]).
+    exclusive: bool,
 }
 
 /// A call admitted into the core ([`GuardedEngine::admit`]): the database is not reopened while
@@ -249,6 +253,8 @@ impl GuardedEngine {
         GuardedEngine {
             storage,
             name: engine.name(),
+            reopens: std::sync::atomic::AtomicU64::new(0),
+            exclusive: engine.exclusive(),
             shared: engine.shared(),
             current: RwLock::new(Some(engine)),
             reopen,
@@ -386,6 +392,9 @@ impl GuardedEngine {
             }
         };
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+        // Before anyone is let in: records kept in memory from the failed instance are dropped.
+        self.reopens
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = None;
         drop(exclusive);
         tracing::info!("the state database was reopened after a failure: serving resumes");
@@ -484,6 +493,15 @@ impl Engine for GuardedEngine {
 
     fn count(&self, tree: Tree) -> Result<u64, StateError> {
         self.engine()?.count(tree)
+    }
+
+    /// A reopened instance is opened the same way: the wrapped engine's answer holds.
+    fn exclusive(&self) -> bool {
+        self.exclusive
+    }
+
+    fn incarnation(&self) -> u64 {
+        self.reopens.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn scan_many_raw(&self, scans: &[Scan]) -> Result<Vec<Entries>, StateError> {

@@ -155,6 +155,21 @@ pub trait Engine: Send + Sync {
     /// Number of entries in `tree` (tests and tools).
     fn count(&self, tree: Tree) -> Result<u64, StateError>;
 
+    /// Whether this process is the only writer of the database while it is open (an embedded
+    /// engine that holds its files locked). Then [`super::State`] may keep the bodies it verified
+    /// in memory ([`super::cache`]); an engine others write too (a shared SQL database, where a
+    /// record can change underneath this process) answers `false`, the default.
+    fn exclusive(&self) -> bool {
+        false
+    }
+
+    /// Which instance of the database answers: moves whenever the engine replaced the instance
+    /// underneath (a reopen after a failure, which restores only what was flushed). What was
+    /// kept in memory from another instance says nothing about this one.
+    fn incarnation(&self) -> u64 {
+        0
+    }
+
     /// Several range reads at once (one network round trip on an engine that has them); the
     /// results in the order of `scans`. The default reads them one after another.
     fn scan_many_raw(&self, scans: &[Scan]) -> Result<Vec<Entries>, StateError> {

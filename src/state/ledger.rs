@@ -58,8 +58,9 @@ fn corrupt_bucket() -> StateError {
 }
 
 fn read_bucket(tx: &StateTx<'_>, key: &[u8]) -> TxResult<Usage> {
-    match tx.get(Tree::LedgerBuckets, key)? {
-        Some(v) => buckets::decode(&v).ok_or_else(|| abort(corrupt_bucket())),
+    match tx.get_map(Tree::LedgerBuckets, key, buckets::decode)? {
+        Some(Some(usage)) => Ok(usage),
+        Some(None) => Err(abort(corrupt_bucket())),
         None => Ok(Usage::default()),
     }
 }
@@ -454,6 +455,24 @@ impl StateStore for State {
     fn window_usage(&self, key: &LedgerKey, from: i64, to: i64) -> Result<Usage, StateError> {
         let prefix = key_prefix(key);
         let mut total = Usage::default();
+        if self.caches_verified_records() {
+            // Bucket by bucket from the verified cache (absent buckets included).
+            let keys: Vec<Vec<u8>> = window_buckets(from, to)
+                .into_iter()
+                .map(|(level, start)| bucket_key(&prefix, level, start))
+                .collect();
+            let visited = self.visit_cached(Tree::LedgerBuckets, &keys, |body| {
+                if let Some(body) = body {
+                    let u = buckets::decode(body).ok_or_else(corrupt_bucket)?;
+                    total.sum = total.sum.saturating_add(u.sum);
+                    total.count = total.count.saturating_add(u.count);
+                }
+                Ok(())
+            })?;
+            if visited {
+                return Ok(total);
+            }
+        }
         let scans: Vec<Scan> = window_runs(from, to)
             .into_iter()
             .map(|(level, first, last)| Scan {

@@ -55,6 +55,7 @@ pub mod anchor;
 pub mod audit;
 pub mod auth;
 pub mod buckets;
+pub mod cache;
 pub mod engine;
 pub mod identity;
 pub mod ledger;

@@ -46,12 +46,18 @@ fn index(tree: Tree) -> usize {
         .expect("every tree is in Tree::ALL")
 }
 
+/// sled's page cache, bytes (sled's default is 1 GiB: the process would grow with the database
+/// until it reached it). The hot records (ledger buckets, heads) are few; the rest is read rarely.
+pub const CACHE_BYTES: u64 = 64 << 20;
+
 impl SledEngine {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StateError> {
-        let db =
-            crate::embedded_db::open(path, sled::Config::new().path(path).flush_every_ms(None))
-                .map_err(storage)?;
+        let config = sled::Config::new()
+            .path(path)
+            .flush_every_ms(None)
+            .cache_capacity(CACHE_BYTES);
+        let db = crate::embedded_db::open(path, config).map_err(storage)?;
         Self::from_db(db)
     }
 
@@ -180,6 +186,11 @@ impl Engine for SledEngine {
 
     fn count(&self, tree: Tree) -> Result<u64, StateError> {
         Ok(self.tree(tree).len() as u64)
+    }
+
+    /// sled holds its files locked: no other process writes them while this one has them open.
+    fn exclusive(&self) -> bool {
+        true
     }
 }
 

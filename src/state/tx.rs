@@ -6,11 +6,18 @@
 //! transaction, [`StateTx::get`] returns a record's body only if its MAC verifies (a failure aborts
 //! the step with [`StateError::Tampered`]); [`StateTx::put`] and [`StateTx::remove`] keep the
 //! digest of all records in step, written once at the end of the transaction.
+//!
+//! Where the engine says this process is its only writer ([`Engine::exclusive`]), the bodies of
+//! the hot trees are verified once and kept ([`super::cache`]); transactions then run one at a
+//! time, and each commit updates the cache before the next begins.
 
-use std::cell::Cell;
-use std::sync::{Arc, RwLock};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::auth::{term, Digest, StateAuth};
+use super::cache::{self, VerifiedCache};
 use super::engine::{abort, Engine, Entries, RawTx, Scan, TxError, TxResult};
 use super::tree::Tree;
 use super::StateError;
@@ -26,7 +33,16 @@ pub struct State {
     engine: Arc<dyn Engine>,
     auth: RwLock<Option<Arc<StateAuth>>>,
     observer: RwLock<Option<TamperObserver>>,
+    /// Transactions committed that wrote something (the group commit's numbering).
+    committed: AtomicU64,
+    /// Verified bodies, when this process is the engine's only writer.
+    cache: Option<VerifiedCache>,
+    /// Held around each transaction while the cache is on (commits update it in order).
+    serial: Mutex<()>,
 }
+
+/// Writes of a transaction to cached trees, applied to the cache once it commits.
+type Overlay = HashMap<(Tree, Vec<u8>), Option<Vec<u8>>>;
 
 impl std::fmt::Debug for State {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -40,11 +56,25 @@ impl std::fmt::Debug for State {
 impl State {
     /// A sealed state over `engine`.
     pub fn new(engine: Arc<dyn Engine>) -> Self {
+        let cache = engine.exclusive().then(VerifiedCache::default);
         State {
             engine,
             auth: RwLock::new(None),
             observer: RwLock::new(None),
+            committed: AtomicU64::new(0),
+            cache,
+            serial: Mutex::new(()),
         }
+    }
+
+    /// How many transactions that wrote have committed so far (in this process).
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::SeqCst)
+    }
+
+    /// Whether verified bodies are kept in memory (see [`super::cache`]).
+    pub fn caches_verified_records(&self) -> bool {
+        self.cache.is_some()
     }
 
     /// Sets who is told about records a lenient scan skipped (the signing core logs, counts and
@@ -82,6 +112,10 @@ impl State {
                     .unwrap_or_else(|e| e.into_inner())
                     .clone(),
             ),
+            committed: AtomicU64::new(0),
+            // A full check reads the engine itself, never what this process kept.
+            cache: None,
+            serial: Mutex::new(()),
         })
     }
 
@@ -92,7 +126,12 @@ impl State {
 
     /// Unseals (`Some`) or seals (`None`) the records.
     pub fn set_auth(&self, auth: Option<StateAuth>) {
+        let _serial = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         *self.auth.write().unwrap_or_else(|e| e.into_inner()) = auth.map(Arc::new);
+        // What was verified under one key says nothing under another.
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
     }
 
     /// Whether records can be read and written.
@@ -118,31 +157,102 @@ impl State {
         &self,
         mut step: impl FnMut(&StateTx<'_>) -> TxResult<R>,
     ) -> Result<R, StateError> {
+        let _serial = self
+            .cache
+            .as_ref()
+            .map(|_| self.serial.lock().unwrap_or_else(|e| e.into_inner()));
         let auth = self.auth()?;
+        if let Some(cache) = &self.cache {
+            cache.follow(self.engine.incarnation());
+        }
         let mut out = None;
-        self.engine.transact_raw(&mut |raw| {
+        let mut wrote = false;
+        let mut overlay = Overlay::new();
+        let result = self.engine.transact_raw(&mut |raw| {
             let tx = StateTx {
                 raw,
                 auth: &auth,
                 delta: Cell::new(Digest::default()),
                 wrote: Cell::new(false),
+                cache: self.cache.as_ref(),
+                overlay: RefCell::new(Overlay::new()),
             };
             let result = step(&tx)?;
             tx.finish()?;
+            wrote = tx.wrote.get();
+            overlay = tx.overlay.take();
             out = Some(result);
             Ok(())
-        })?;
+        });
+        match (&result, &self.cache) {
+            (Ok(()), Some(cache)) => cache.commit(overlay),
+            // The step finished but the commit failed: it may have been applied in part.
+            (Err(_), Some(cache)) if out.is_some() => cache.clear(),
+            _ => {}
+        }
+        result?;
+        if wrote {
+            self.committed.fetch_add(1, Ordering::SeqCst);
+        }
         out.ok_or_else(|| StateError::Storage("transaction ended without a result".into()))
     }
 
     /// One record's body, authenticated.
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StateError> {
         let auth = self.auth()?;
+        if let Some(cache) = self.cache_now().filter(|_| cache::cached(tree)) {
+            if let Some(body) = cache.get(tree, key, |b| b.map(<[u8]>::to_vec)) {
+                return Ok(body);
+            }
+            let generation = cache.generation();
+            let body = match self.engine.get_raw(tree, key)? {
+                None => None,
+                Some(value) => Some(auth.open(tree, key, &value)?.to_vec()),
+            };
+            cache.keep_if_current(generation, tree, key, body.as_deref());
+            return Ok(body);
+        }
         match self.engine.get_raw(tree, key)? {
             None => Ok(None),
             Some(value) if tree == Tree::Audit => Ok(Some(value)),
             Some(value) => auth.open(tree, key, &value).map(|b| Some(b.to_vec())),
         }
+    }
+
+    /// Visits the verified bodies of `keys` of a cached tree (`None`: absent), in order, from the
+    /// cache where it has them; `false` (nothing visited) when the cache is off or `tree` is not
+    /// cached. Outside a transaction: the bodies are each current at some moment of the call.
+    pub fn visit_cached(
+        &self,
+        tree: Tree,
+        keys: &[Vec<u8>],
+        mut visit: impl FnMut(Option<&[u8]>) -> Result<(), StateError>,
+    ) -> Result<bool, StateError> {
+        let Some(cache) = self.cache_now().filter(|_| cache::cached(tree)) else {
+            return Ok(false);
+        };
+        let auth = self.auth()?;
+        let mut misses = Vec::new();
+        let generation = {
+            let locked = cache.locked();
+            for (i, key) in keys.iter().enumerate() {
+                match locked.get(tree, key) {
+                    Some(body) => visit(body)?,
+                    None => misses.push(i),
+                }
+            }
+            locked.generation()
+        };
+        for i in misses {
+            let key = &keys[i];
+            let body = match self.engine.get_raw(tree, key)? {
+                None => None,
+                Some(value) => Some(auth.open(tree, key, &value)?.to_vec()),
+            };
+            cache.keep_if_current(generation, tree, key, body.as_deref());
+            visit(body.as_deref())?;
+        }
+        Ok(true)
     }
 
     /// A range of records, each authenticated (the first that fails ends the read with its error).
@@ -229,7 +339,21 @@ impl State {
 
     /// Makes every committed transaction durable.
     pub fn flush(&self) -> Result<(), StateError> {
-        self.engine.flush()
+        let flushed = self.engine.flush();
+        if flushed.is_err() {
+            // What was committed but not flushed may be lost (a reopen): forget it.
+            if let Some(cache) = &self.cache {
+                cache.clear();
+            }
+        }
+        flushed
+    }
+
+    /// The cache, following the engine's instance (see [`super::cache`]).
+    fn cache_now(&self) -> Option<&VerifiedCache> {
+        let cache = self.cache.as_ref()?;
+        cache.follow(self.engine.incarnation());
+        Some(cache)
     }
 
     /// Number of entries of a tree (no authentication: a count).
@@ -244,6 +368,8 @@ pub struct StateTx<'a> {
     auth: &'a StateAuth,
     delta: Cell<Digest>,
     wrote: Cell<bool>,
+    cache: Option<&'a VerifiedCache>,
+    overlay: RefCell<Overlay>,
 }
 
 impl StateTx<'_> {
@@ -254,18 +380,61 @@ impl StateTx<'_> {
         self.wrote.set(true);
     }
 
+    /// [`StateTx::account`] of a write whose new value's term is known.
+    fn account_term(&self, tree: Tree, old: Option<&[u8]>, new: ruint::aliases::U256) {
+        let mut d = self.delta.get();
+        d.replace(tree, old, None);
+        d.0 = d.0.wrapping_add(new);
+        self.delta.set(d);
+        self.wrote.set(true);
+    }
+
+    fn cache_for(&self, tree: Tree) -> Option<&VerifiedCache> {
+        self.cache.filter(|_| cache::cached(tree))
+    }
+
     /// One record's body, if it authenticates (else the step aborts with `Tampered`).
     pub fn get(&self, tree: Tree, key: &[u8]) -> TxResult<Option<Vec<u8>>> {
+        self.get_map(tree, key, <[u8]>::to_vec)
+    }
+
+    /// `f` of one record's body, if it authenticates (else the step aborts with `Tampered`):
+    /// [`StateTx::get`] without copying the body where the cache holds it.
+    pub fn get_map<T>(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        f: impl FnOnce(&[u8]) -> T,
+    ) -> TxResult<Option<T>> {
         debug_assert!(
             tree != Tree::Audit,
             "the audit chain is read with get_chained"
         );
+        if let Some(cache) = self.cache_for(tree) {
+            if let Some(own) = self.overlay.borrow().get(&(tree, key.to_vec())) {
+                return Ok(own.as_deref().map(f));
+            }
+            // Transactions run one at a time while the cache is on: it holds the committed state.
+            let mut f = Some(f);
+            if let Some(hit) = cache.get(tree, key, |body| {
+                body.map(|b| (f.take().expect("called once"))(b))
+            }) {
+                return Ok(hit);
+            }
+            let body = match self.raw.get(tree, key)? {
+                None => None,
+                Some(value) => Some(self.auth.open(tree, key, &value).map_err(abort)?.to_vec()),
+            };
+            cache.keep(tree, key, body.as_deref());
+            let f = f.take().expect("not called yet");
+            return Ok(body.as_deref().map(f));
+        }
         match self.raw.get(tree, key)? {
             None => Ok(None),
             Some(value) => self
                 .auth
                 .open(tree, key, &value)
-                .map(|b| Some(b.to_vec()))
+                .map(|b| Some(f(b)))
                 .map_err(abort),
         }
     }
@@ -277,8 +446,14 @@ impl StateTx<'_> {
             "the audit chain is written with put_chained"
         );
         let value = self.auth.seal(tree, key, body);
-        let old = self.raw.insert(tree, key, value.clone())?;
-        self.account(tree, old.as_deref(), Some(&value));
+        let term = term(tree, &value);
+        let old = self.raw.insert(tree, key, value)?;
+        self.account_term(tree, old.as_deref(), term);
+        if self.cache_for(tree).is_some() {
+            self.overlay
+                .borrow_mut()
+                .insert((tree, key.to_vec()), Some(body.to_vec()));
+        }
         Ok(())
     }
 
@@ -288,6 +463,9 @@ impl StateTx<'_> {
         let existed = old.is_some();
         if existed {
             self.account(tree, old.as_deref(), None);
+        }
+        if self.cache_for(tree).is_some() {
+            self.overlay.borrow_mut().insert((tree, key.to_vec()), None);
         }
         Ok(existed)
     }
@@ -315,31 +493,30 @@ impl StateTx<'_> {
         if !self.wrote.get() {
             return Ok(());
         }
-        let current = read_digest(self.raw, self.auth)?;
-        let next = Digest(current.0.wrapping_add(self.delta.get().0));
-        self.raw.insert(
-            Tree::Meta,
-            DIGEST_KEY,
-            self.auth.seal(Tree::Meta, DIGEST_KEY, &next.to_bytes()),
-        )?;
-        Ok(())
-    }
-}
-
-fn read_digest(raw: &dyn RawTx, auth: &StateAuth) -> TxResult<Digest> {
-    match raw.get(Tree::Meta, DIGEST_KEY)? {
-        None => Ok(Digest::default()),
-        Some(value) => {
-            let body = auth.open(Tree::Meta, DIGEST_KEY, &value).map_err(abort)?;
-            let bytes: [u8; 32] = body.try_into().map_err(|_| {
-                abort(StateError::Tampered {
+        let current = match self.get_map(Tree::Meta, DIGEST_KEY, |b| <[u8; 32]>::try_from(b))? {
+            None => Digest::default(),
+            Some(Ok(bytes)) => Digest::from_bytes(&bytes),
+            Some(Err(_)) => {
+                return Err(abort(StateError::Tampered {
                     tree: "meta",
                     key: "digest".into(),
                     reason: "not 32 bytes".into(),
-                })
-            })?;
-            Ok(Digest::from_bytes(&bytes))
+                }))
+            }
+        };
+        let next = Digest(current.0.wrapping_add(self.delta.get().0)).to_bytes();
+        // The digest is outside its own sum: written without accounting.
+        self.raw.insert(
+            Tree::Meta,
+            DIGEST_KEY,
+            self.auth.seal(Tree::Meta, DIGEST_KEY, &next),
+        )?;
+        if self.cache_for(Tree::Meta).is_some() {
+            self.overlay
+                .borrow_mut()
+                .insert((Tree::Meta, DIGEST_KEY.to_vec()), Some(next.to_vec()));
         }
+        Ok(())
     }
 }
 

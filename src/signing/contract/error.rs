@@ -90,6 +90,17 @@ pub enum CoreError {
         /// Which record, and why (no payloads, no secrets).
         reason: String,
     },
+    /// Too many signing requests are in flight (RESOURCE_EXHAUSTED, code `overloaded`): refused
+    /// at once, before anything was decoded, decided or stored, so that the requests admitted
+    /// keep a bounded latency. Retry later, with backoff.
+    #[error(
+        "overloaded: {limit} signing requests are already in flight (max_requests_in_flight); \
+         nothing was done with this one, retry later"
+    )]
+    Overloaded {
+        /// The bound that was reached.
+        limit: usize,
+    },
     /// A key backend (an HSM token) cannot be used now: absent, removed, failing, locked or busy
     /// (UNAVAILABLE, code `hsm-unavailable`). Nothing was signed; the request is kept and a retry
     /// with the same request id signs it once the token is back.
@@ -128,6 +139,7 @@ impl CoreError {
             CoreError::StateUnavailable { .. } => "state-unavailable",
             CoreError::KeyBackendUnavailable { .. } => "hsm-unavailable",
             CoreError::StateTampered { .. } => "state-tampered",
+            CoreError::Overloaded { .. } => "overloaded",
             CoreError::NotImplemented { .. } => "not-implemented",
             CoreError::Internal { .. } => "internal",
         }
