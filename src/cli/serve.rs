@@ -6,12 +6,16 @@
 //! 2. run the known-answer self-tests ([`crate::selftest`]) — derivation and both chains' signing,
 //!    as HSM firmware does before it serves;
 //! 3. open the signing core ([`SigningCore::open`]): the key store (sealed), the state database
-//!    and the policy, validated;
+//!    and the policy, validated and carrying the threshold of compliance signatures
+//!    `[compliance]` requires (refused otherwise, naming who signed and how many are missing;
+//!    `allow_unsigned_policy` is development mode, said in the log at every start and in the
+//!    unseal audit record);
 //! 4. unseal if a passphrase is configured (`passphrase_file`, else `CUSTOS_PASSPHRASE`);
 //!    otherwise start sealed and wait for `custos unseal`;
 //! 5. listen with mutual TLS (and metrics on their own port), and print
 //!    `custos listening on ADDR (mutual TLS)` on stdout — with the real port when the configuration
-//!    says port 0.
+//!    says port 0; with `[console]`, also serve the approval console on its loopback address
+//!    (`approval console on http://ADDR/`).
 //!
 //! While it runs: pending requests past their expiry are expired every 30 s; SIGHUP reloads the
 //! policy through the core as the host principal [`SIGHUP_PRINCIPAL`] (the core validates the new
@@ -90,10 +94,19 @@ fn run_self_tests() -> CliResult {
 
 /// Opens the signing core and unseals it when a passphrase is configured.
 fn open_core(config: &Config) -> Result<SigningCore, CliError> {
+    let trust = config.policy_trust();
+    if trust.is_development() {
+        tracing::warn!(
+            "DEVELOPMENT MODE: [compliance] allow_unsigned_policy = true — a policy takes effect \
+             without compliance signatures; whoever can write the policy file decides what is signed"
+        );
+    }
     let core = SigningCore::open(CoreConfig {
         store_dir: config.store_dir.clone(),
         state_dir: config.state_dir.clone(),
         policy_path: config.policy_file.clone(),
+        policy_trust: trust,
+        policy_signatures: config.policy_signatures(),
         ..CoreConfig::new(
             config.store_dir.clone(),
             config.state_dir.clone(),
@@ -142,6 +155,9 @@ fn startup_passphrase(config: &Config) -> Result<Option<(SecretString, String)>,
 }
 
 async fn serve(config: Config, tls: TlsMaterial, core: Arc<SigningCore>) -> CliResult {
+    // Listen for SIGHUP before anything is announced: a reload signal sent as soon as the
+    // server says it listens must reload, never terminate the process (SIGHUP's default).
+    let hangups = hangup_signals();
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| CliError::operational(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -153,6 +169,17 @@ async fn serve(config: Config, tls: TlsMaterial, core: Arc<SigningCore>) -> CliR
                 config.metrics_listen
             ))
         })?;
+    let console = match &config.console {
+        Some(c) => {
+            let addr = *c.listen.get_ref();
+            Some(TcpListener::bind(addr).await.map_err(|e| {
+                CliError::operational(format!(
+                    "cannot listen for the approval console on {addr}: {e}"
+                ))
+            })?)
+        }
+        None => None,
+    };
     let server = crate::service::start(core.clone(), &tls, listener, Some(metrics))
         .await
         .map_err(CliError::operational)?;
@@ -160,14 +187,26 @@ async fn serve(config: Config, tls: TlsMaterial, core: Arc<SigningCore>) -> CliR
     if let Some(addr) = server.metrics_addr {
         println!("metrics on http://{addr}/metrics");
     }
+    let console = match console {
+        Some(listener) => {
+            let running = crate::service::console::start(core.clone(), listener)
+                .map_err(CliError::operational)?;
+            println!("approval console on http://{}/", running.addr);
+            Some(running)
+        }
+        None => None,
+    };
     let tasks = [
         tokio::spawn(expire_periodically(core.clone())),
-        tokio::spawn(reload_on_sighup(core.clone())),
+        tokio::spawn(reload_on_sighup(core.clone(), hangups)),
     ];
     shutdown_signal().await;
     tracing::info!("shutting down");
     for task in &tasks {
         task.abort();
+    }
+    if let Some(console) = console {
+        console.shutdown().await;
     }
     let stopped = server.shutdown().await.map_err(CliError::operational);
     // A clean shutdown anchors the final audit head in the key store (see state::anchor).
@@ -202,16 +241,34 @@ async fn expire_periodically(core: Arc<SigningCore>) {
     }
 }
 
-/// Reloads the policy on every SIGHUP, logging the outcome.
 #[cfg(unix)]
-async fn reload_on_sighup(core: Arc<SigningCore>) {
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+/// The SIGHUP stream (installed now, so the signal no longer terminates the process).
+#[cfg(unix)]
+fn hangup_signals() -> Hangups {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut hangups = match signal(SignalKind::hangup()) {
-        Ok(s) => s,
+    match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGHUP: policy reload only through Admin.ReloadPolicy");
-            return;
+            None
         }
+    }
+}
+
+#[cfg(not(unix))]
+fn hangup_signals() -> Hangups {
+    None
+}
+
+/// Reloads the policy on every SIGHUP, logging the outcome.
+#[cfg(unix)]
+async fn reload_on_sighup(core: Arc<SigningCore>, hangups: Hangups) {
+    let Some(mut hangups) = hangups else {
+        return;
     };
     while hangups.recv().await.is_some() {
         tracing::info!(policy = %core.policy_path().display(), "SIGHUP: reloading the policy");
@@ -234,7 +291,7 @@ async fn reload_on_sighup(core: Arc<SigningCore>) {
 }
 
 #[cfg(not(unix))]
-async fn reload_on_sighup(_core: Arc<SigningCore>) {}
+async fn reload_on_sighup(_core: Arc<SigningCore>, _hangups: Hangups) {}
 
 async fn shutdown_signal() {
     let ctrl_c = async {

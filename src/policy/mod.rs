@@ -129,3 +129,5 @@ impl Policy {
 }
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_approvers;

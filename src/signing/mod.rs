@@ -49,9 +49,12 @@ pub mod flush;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod policy_load;
+pub(crate) mod proofs;
 pub mod records;
 pub mod seal;
 pub(crate) mod tamper;
+pub(crate) mod votes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -63,6 +66,8 @@ use tokio::sync::watch;
 
 use crate::assets::TokenRegistry;
 use crate::backend::SoftwareBackend;
+use crate::governance::policy_sig::{PolicyTrust, TrustReport};
+use crate::governance::proof::Proof;
 use crate::keystore::{KeyStore, KeystoreError, Unsealed};
 use crate::policy::Policy;
 use crate::secret::{Secret32, SecretString};
@@ -70,7 +75,7 @@ use crate::signing::contract::Principal;
 use crate::signing::contract::{
     AckInfo, AddressInfo, CreateWallet, ListPending, OutboxStream, PendingPage, PolicyReload,
     RequestRecord, RequestRef, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret,
-    WalletSummary,
+    VoteInput, WalletSummary,
 };
 use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
 use crate::signing::metrics::Metrics;
@@ -99,6 +104,12 @@ pub struct CoreConfig {
     /// restored backup). Unsafe: the state may have been rolled back to replay or undo work;
     /// the override is recorded in the audit chain.
     pub unsafe_accept_state_rollback: bool,
+    /// Which policies may take effect: `custos serve` sets the compliance officers' keys and
+    /// threshold from `custos.toml`. [`CoreConfig::new`] starts in development mode (unsigned
+    /// policies load, loudly), for tests and tools that build a core themselves.
+    pub policy_trust: PolicyTrust,
+    /// The policy's signature file (default: `<policy file>.sig` beside it).
+    pub policy_signatures: Option<PathBuf>,
 }
 
 impl CoreConfig {
@@ -111,6 +122,8 @@ impl CoreConfig {
             bitcoin: crate::chains::bitcoin::SignOptions::default(),
             authorization_max_age_secs: DEFAULT_AUTHORIZATION_MAX_AGE_SECS,
             unsafe_accept_state_rollback: false,
+            policy_trust: PolicyTrust::development(Vec::new()),
+            policy_signatures: None,
         }
     }
 }
@@ -133,9 +146,9 @@ pub enum SigningOpenError {
         /// What failed.
         source: StateError,
     },
-    /// The policy file is invalid.
+    /// The policy file is invalid, or lacks its compliance signatures.
     #[error("policy refused:\n{0}")]
-    Policy(crate::policy::PolicyErrors),
+    Policy(policy_load::PolicyLoadError),
 }
 
 /// Test-only fault injection: make the audit log unwritable. Settable only in debug builds
@@ -163,14 +176,17 @@ pub(crate) struct LoadedPolicy {
     pub(crate) policy: Policy,
     pub(crate) hash: String,
     pub(crate) tokens: TokenRegistry,
+    /// Who signed it (or that it runs unsigned, in development mode).
+    pub(crate) trust: TrustReport,
 }
 
 impl LoadedPolicy {
-    fn new(policy: Policy) -> Self {
+    fn new(policy: Policy, trust: TrustReport) -> Self {
         LoadedPolicy {
             hash: policy.hash(),
             tokens: policy.token_registry(),
             policy,
+            trust,
         }
     }
 }
@@ -263,7 +279,7 @@ impl SigningCore {
         config: CoreConfig,
         engine: Arc<dyn Engine>,
     ) -> Result<SigningCore, SigningOpenError> {
-        let policy = Policy::load(&config.policy_path).map_err(SigningOpenError::Policy)?;
+        let policy = policy_load::load(&config).map_err(SigningOpenError::Policy)?;
         let keystore = KeyStore::open(&config.store_dir)?;
         let state = Arc::new(State::new(engine));
         let tamper = Arc::new(tamper::TamperReports::default());
@@ -283,7 +299,7 @@ impl SigningCore {
             config,
             keystore,
             state,
-            policy: RwLock::new(Arc::new(LoadedPolicy::new(policy))),
+            policy: RwLock::new(Arc::new(policy)),
             keys: RwLock::new(None),
             seal,
             outbox_head,
@@ -570,18 +586,30 @@ impl SignerCore for SigningCore {
         &self,
         principal: &Principal,
         request: &RequestRef,
-        reason: &str,
+        vote: &VoteInput,
     ) -> CoreResult<RequestRecord> {
-        approvals::approve(self, principal, request, reason).await
+        approvals::approve(self, principal, request, vote).await
     }
 
     async fn reject(
         &self,
         principal: &Principal,
         request: &RequestRef,
-        reason: &str,
+        vote: &VoteInput,
     ) -> CoreResult<RequestRecord> {
-        approvals::reject(self, principal, request, reason).await
+        approvals::reject(self, principal, request, vote).await
+    }
+
+    async fn proof(&self, principal: &Principal, request: &RequestRef) -> CoreResult<Proof> {
+        proofs::proof(self, principal, request).await
+    }
+
+    fn approver_of_key(&self, key: &str) -> Option<String> {
+        let key = crate::governance::PublicKey::parse(key).ok()?.to_text();
+        self.policy()
+            .policy
+            .approver_of_key(&key)
+            .map(str::to_owned)
     }
 
     async fn list_wallets(&self, principal: &Principal) -> CoreResult<Vec<WalletSummary>> {

@@ -128,7 +128,11 @@ impl SigningCore {
             self,
             "unseal",
             principal,
-            format!("{seeds} seed(s), {} wallet(s)", wallets.len()),
+            format!(
+                "{seeds} seed(s), {} wallet(s); {}",
+                wallets.len(),
+                self.policy().trust.summary()
+            ),
         );
         let written = checked.and_then(|()| {
             self.state
