@@ -657,3 +657,52 @@ pub fn python_verify(proof: &std::path::Path, keys: Option<&std::path::Path>) ->
     );
     (out.status.success(), text)
 }
+
+#[tokio::test]
+async fn a_request_set_authorized_in_the_state_without_its_votes_is_never_signed() {
+    let env = Env::new();
+    let core = env.open();
+    core.sign(
+        &principal(PAYER),
+        btc_request("x-1", &env.psbt(2, 80_000_000, 1)),
+    )
+    .await
+    .unwrap();
+    approve_as(&core, BOB, &RequestRef::id("x-1"), "ok")
+        .await
+        .unwrap();
+    drop(core);
+    // One valid vote of two; the record is set `authorized` with a valid MAC, as if the quorum
+    // had been met and the server had crashed before signing.
+    let state = env.open_state();
+    let key = request_key(PAYER, "x-1");
+    state
+        .transact(|tx| {
+            let mut r = requests::get_in(tx, &key)?.unwrap();
+            r.state = requests::StoredState::Authorized;
+            r.authorized_at = Some(now_unix());
+            requests::put_in(tx, &r)
+        })
+        .unwrap();
+    state.flush().unwrap();
+    drop(state);
+
+    // The recovery pass at unseal re-verifies the votes: it denies instead of signing.
+    let core = env.open();
+    assert_eq!(outbox_len(&core), 0);
+    let r = core
+        .get_request(&principal(ADMIN), &RequestRef::id("x-1"))
+        .await
+        .unwrap();
+    assert_eq!(r.state, RequestState::Denied, "{r:?}");
+    assert_eq!(r.decision.unwrap().code, "approval.votes_invalid");
+    // A retry of the request answers the same denial.
+    let e = core
+        .sign(
+            &principal(PAYER),
+            btc_request("x-1", &env.psbt(2, 80_000_000, 1)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(e), "approval.votes_invalid");
+}

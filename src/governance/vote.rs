@@ -150,19 +150,19 @@ mod tests {
         let base = sample();
         let bytes = base.encode().unwrap();
         assert!(bytes.starts_with(b"\0\0\0\x0ecustos/vote/v1"));
-        let variants: Vec<Box<dyn Fn(&mut VoteStatement)>> = vec![
-            Box::new(|s| s.context.custody.push('0')),
-            Box::new(|s| s.context.request_id = "r-2".into()),
-            Box::new(|s| s.context.requester.push('x')),
-            Box::new(|s| s.context.wallet.push('x')),
-            Box::new(|s| s.context.payload_sha256 = "cd".repeat(32)),
-            Box::new(|s| s.context.intent[1] = "amount: 1000 ETH".into()),
-            Box::new(|s| s.context.intent.push(String::new())),
-            Box::new(|s| s.approver.push('x')),
-            Box::new(|s| s.key.push('0')),
-            Box::new(|s| s.decision = VoteDecision::Reject),
-            Box::new(|s| s.reason.clear()),
-            Box::new(|s| s.at += 1),
+        let variants: Vec<fn(&mut VoteStatement)> = vec![
+            |s| s.context.custody.push('0'),
+            |s| s.context.request_id = "r-2".into(),
+            |s| s.context.requester.push('x'),
+            |s| s.context.wallet.push('x'),
+            |s| s.context.payload_sha256 = "cd".repeat(32),
+            |s| s.context.intent[1] = "amount: 1000 ETH".into(),
+            |s| s.context.intent.push(String::new()),
+            |s| s.approver.push('x'),
+            |s| s.key.push('0'),
+            |s| s.decision = VoteDecision::Reject,
+            |s| s.reason.clear(),
+            |s| s.at += 1,
         ];
         for (i, change) in variants.iter().enumerate() {
             let mut v = base.clone();

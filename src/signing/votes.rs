@@ -23,7 +23,7 @@ use crate::governance::intent_text::intent_lines;
 use crate::governance::keys::PublicKey;
 use crate::governance::vote::{VoteStatement, MAX_CLOCK_SKEW_SECS, MAX_REASON_BYTES};
 use crate::governance::{VoteContext, VoteDecision};
-use crate::policy::Policy;
+use crate::policy::{Policy, Quorum};
 use crate::signing::contract::{CoreError, CoreResult, RequestRecord, VoteInput};
 use crate::state::requests::{StoredRequest, StoredVote, StoredVoteSignature};
 
@@ -222,6 +222,19 @@ pub(crate) fn counting_approvers(
         }
     }
     out
+}
+
+/// Whether the request's stored votes, verified again under the policy in force, meet `quorum`
+/// (the check before an `authorized` request that needed approval is signed by a retry or the
+/// recovery pass: a request set `authorized` in the database without its votes is not signed).
+pub(crate) fn quorum_met(core: &SigningCore, r: &StoredRequest, quorum: &Quorum) -> bool {
+    let policy = core.policy();
+    let ctx = context(&custody_id(core), r);
+    let voters = counting_approvers(&policy.policy, ctx.as_ref(), r);
+    policy
+        .policy
+        .quorum_status(quorum, &r.requester, &voters)
+        .met
 }
 
 /// Whether `principal` already has an approve vote that counts.

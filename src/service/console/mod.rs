@@ -83,7 +83,9 @@ impl RunningConsole {
     }
 }
 
-/// Refuses a foreign `Host` or a cross-origin `POST`, and adds the security headers.
+/// Refuses a foreign `Host` (anything but this console's own `127.0.0.1:PORT` or
+/// `localhost:PORT`: a page elsewhere cannot reach it through DNS rebinding) or a cross-origin
+/// `POST`, and adds the security headers.
 async fn guard(State(hosts): State<Arc<Vec<String>>>, request: Request, next: Next) -> Response {
     let host_ok = request
         .headers()
@@ -143,7 +145,6 @@ pub fn start<C: SignerCore>(
     let app = Arc::new(App {
         core,
         sessions: Sessions::default(),
-        hosts: hosts.clone(),
     });
     let router = Router::new()
         .route("/", get(routes::index))

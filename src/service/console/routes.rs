@@ -44,9 +44,6 @@ pub struct App<C> {
     pub core: Arc<C>,
     /// Challenges and sessions.
     pub sessions: Sessions,
-    /// The `Host` values the console answers to (`127.0.0.1:PORT`, `localhost:PORT`): anything
-    /// else is refused, so a page elsewhere cannot reach it through DNS rebinding.
-    pub hosts: Vec<String>,
 }
 
 /// A refusal as the page sees it.

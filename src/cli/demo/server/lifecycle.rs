@@ -270,6 +270,13 @@ pub(super) async fn stop_and_verify(signer: &mut Signer) -> Result<(), CliError>
         if let Some(rule) = &r.rule {
             line.push_str(&format!(" rule='{rule}'"));
         }
+        if r.event == "approve" {
+            // The vote's key and signature are in the record itself.
+            if let Some(detail) = &r.detail {
+                let short: String = detail.chars().take(72).collect();
+                line.push_str(&format!("\n{:>17}{short}…", ""));
+            }
+        }
         field(&format!("record {}", r.seq), &line);
     }
     println!("  Every record is chained and keyed with the store's audit key: rewriting history");
