@@ -609,6 +609,15 @@ async fn signed_votes_are_in_the_record_the_audit_and_a_proof_anyone_can_check()
         ),
     )
     .unwrap();
+    // A proof that drops a vote and claims a smaller quorum: the trusted policy's rule decides.
+    let mut t = proof.clone();
+    t.votes.truncate(1);
+    t.quorum.as_mut().unwrap().count = 1;
+    let check = t.verify(Some(&policy));
+    assert!(
+        check.problems.iter().any(|p| p.contains("signed without its quorum")),
+        "{check:?}"
+    );
     let check = proof.verify(Some(&stranger_policy));
     assert!(!check.ok());
     assert!(

@@ -245,18 +245,37 @@ impl Proof {
             }
         }
         match (policy, &self.quorum) {
-            (Some(p), Some(q)) => {
+            (Some(p), Some(recorded)) => {
+                // The quorum the trusted policy's rule asks for, not the one the proof claims.
+                let rule = self
+                    .decision
+                    .as_ref()
+                    .and_then(|d| p.rules.iter().find(|r| r.name == d.rule))
+                    .and_then(|r| r.approval.as_ref());
+                let (count, roles): (u32, Vec<String>) = match rule {
+                    Some(q) => (
+                        q.count.max(recorded.count),
+                        q.roles.iter().cloned().collect(),
+                    ),
+                    None => {
+                        c.passed.push(format!(
+                            "the given policy has no approval rule '{}': the recorded quorum is used",
+                            self.decision.as_ref().map_or("", |d| d.rule.as_str())
+                        ));
+                        (recorded.count, recorded.roles.clone())
+                    }
+                };
                 let counted: Vec<&String> = c
                     .approvers
                     .iter()
-                    .filter(|a| p.roles_of(a).iter().any(|r| q.roles.iter().any(|x| x == r)))
+                    .filter(|a| p.roles_of(a).iter().any(|r| roles.iter().any(|x| x == r)))
                     .collect();
-                let enough = counted.len() >= q.count as usize;
+                let enough = counted.len() >= count as usize;
                 let summary = format!(
                     "{} of the {} required approvals are valid signed votes by holders of {}: {}",
                     counted.len(),
-                    q.count,
-                    q.roles.join(", "),
+                    count,
+                    roles.join(", "),
                     counted
                         .iter()
                         .map(|s| s.as_str())
