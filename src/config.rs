@@ -19,6 +19,10 @@
 //! key = "tls/server.key"
 //! client_ca = "tls/ca.pem"
 //!
+//! [signing]                            # optional
+//! authorization_max_age = "1h"         # an authorization left unsigned by a crash expires after this
+//! unsafe_accept_state_rollback = false # serve a state behind its anchor (audited); never by default
+//!
 //! # Who must sign a policy before it takes effect (required; see docs/governance.md).
 //! [compliance]
 //! officers = [
@@ -99,6 +103,9 @@ pub struct Config {
     /// The approval console, if it is to be served.
     #[serde(default)]
     pub console: Option<ConsoleConfig>,
+    /// Signing-core bounds.
+    #[serde(default)]
+    pub signing: SigningConfig,
 }
 
 /// One pinned compliance officer.
@@ -137,6 +144,47 @@ pub struct ComplianceConfig {
 pub struct ConsoleConfig {
     /// Where it listens: a loopback address (it speaks plain HTTP).
     pub listen: Spanned<SocketAddr>,
+}
+
+/// `[signing]`: bounds of the signing core.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningConfig {
+    /// How long an `authorized` request left unsigned (by a crash) may still be signed by a retry
+    /// or the recovery pass; older ones are expired and their reservations released (`"1h"`).
+    #[serde(
+        default = "default_authorization_max_age",
+        deserialize_with = "duration"
+    )]
+    pub authorization_max_age: u64,
+    /// UNSAFE: unseal over a state database that is behind the key store's anchor (a restored
+    /// backup, or a rollback by whoever administers the state). It may replay or undo work; the
+    /// override is recorded in the audit chain and the log. Prefer `custos state accept-rollback`.
+    #[serde(default)]
+    pub unsafe_accept_state_rollback: bool,
+}
+
+impl Default for SigningConfig {
+    fn default() -> Self {
+        SigningConfig {
+            authorization_max_age: default_authorization_max_age(),
+            unsafe_accept_state_rollback: false,
+        }
+    }
+}
+
+fn default_authorization_max_age() -> u64 {
+    crate::signing::DEFAULT_AUTHORIZATION_MAX_AGE_SECS
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(d)?;
+    let secs =
+        crate::policy::amount_units::parse_duration(&text).map_err(serde::de::Error::custom)?;
+    if secs == 0 {
+        return Err(serde::de::Error::custom("must be longer than zero"));
+    }
+    Ok(secs)
 }
 
 fn default_metrics_listen() -> SocketAddr {
@@ -234,7 +282,9 @@ impl Config {
         let Some(section) = &self.compliance else {
             return Err((
                 0,
-                "no [compliance] section: pin the compliance officers' public keys and a threshold                  (officers = [{ name = \"…\", key = \"ed25519:…\" }], threshold = N), or, for                  development only, set allow_unsigned_policy = true under [compliance]"
+                "no [compliance] section: pin the compliance officers' public keys and a threshold \
+                 (officers = [{ name = \"…\", key = \"ed25519:…\" }], threshold = N), or, for \
+                 development only, set allow_unsigned_policy = true under [compliance]"
                     .into(),
             ));
         };
@@ -334,6 +384,19 @@ threshold = 1
         assert_eq!(config.store_dir, Path::new("/etc/custos/store"));
         assert_eq!(config.state_dir, Path::new("/var/lib/custos/state"));
         assert_eq!(config.tls.key, Path::new("/etc/custos/tls/server.key"));
+    }
+
+    #[test]
+    fn signing_bounds_default_and_parse() {
+        let config = Config::parse(GOOD, Path::new("custos.toml")).unwrap();
+        assert_eq!(config.signing.authorization_max_age, 3600);
+        assert!(!config.signing.unsafe_accept_state_rollback);
+        let text = format!("{GOOD}\n[signing]\nauthorization_max_age = \"15m\"\n");
+        let config = Config::parse(&text, Path::new("custos.toml")).unwrap();
+        assert_eq!(config.signing.authorization_max_age, 900);
+        let text = format!("{GOOD}\n[signing]\nauthorization_max_age = \"soon\"\n");
+        let error = Config::parse(&text, Path::new("custos.toml")).unwrap_err();
+        assert!(error.to_string().contains("custos.toml:"), "{error}");
     }
 
     #[test]

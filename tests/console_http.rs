@@ -35,7 +35,7 @@ async fn http(addr: SocketAddr, request: &str) -> Answer {
     }
 }
 
-fn get(addr: SocketAddr, path: &str, host: &str) -> String {
+fn get(path: &str, host: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
 }
 
@@ -54,7 +54,7 @@ async fn the_console_edge_refuses_what_it_must() {
     let host = addr.to_string();
 
     // The page: strict CSP, nothing from elsewhere.
-    let page = http(addr, &get(addr, "/", &host)).await;
+    let page = http(addr, &get("/", &host)).await;
     assert_eq!(page.status, 200);
     assert!(
         page.head
@@ -65,19 +65,19 @@ async fn the_console_edge_refuses_what_it_must() {
     assert!(page.head.contains("x-content-type-options: nosniff"));
     assert!(page.body.contains("Custos approvals"));
     for asset in ["/", "/app.js", "/style.css"] {
-        let a = http(addr, &get(addr, asset, &host)).await;
+        let a = http(addr, &get(asset, &host)).await;
         assert_eq!(a.status, 200, "{asset}");
         for external in ["src=\"http", "href=\"http", "url(http", "import(", "cdn"] {
             assert!(!a.body.contains(external), "{asset} refers to {external}");
         }
     }
-    let localhost = http(addr, &get(addr, "/", &format!("localhost:{}", addr.port()))).await;
+    let localhost = http(addr, &get("/", &format!("localhost:{}", addr.port()))).await;
     assert_eq!(localhost.status, 200);
 
     // DNS rebinding: another name for the same address is refused.
     let rebound = http(
         addr,
-        &get(addr, "/", &format!("evil.example:{}", addr.port())),
+        &get("/", &format!("evil.example:{}", addr.port())),
     )
     .await;
     assert_eq!(rebound.status, 421);

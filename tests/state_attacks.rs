@@ -614,3 +614,106 @@ async fn pruning_keeps_the_audit_chain_verifiable() {
     let core = env.open();
     assert!(audit_events(&core).iter().any(|e| e == "state.prune"));
 }
+
+/// Leaves `id` (signed already) as a crash after its decision would: `authorized`, no result, no
+/// outbox entry; `authorized_at` moved by `age` seconds into the past.
+fn rewind_to_authorized(env: &Env, id: &str, age: i64) {
+    let state = env.open_state();
+    let key = request_key(PAYER, id);
+    let mut r = custos::state::requests::get(&state, &key).unwrap().unwrap();
+    r.state = custos::state::requests::StoredState::Authorized;
+    r.result = None;
+    r.authorized_at = r.authorized_at.map(|t| t - age);
+    let seq = r.outbox_seq.take().unwrap();
+    state
+        .transact(|tx| {
+            custos::state::requests::put_in(tx, &r)?;
+            tx.remove(Tree::Outbox, &seq.to_be_bytes())?;
+            tx.remove(Tree::Meta, b"outbox_head")?;
+            Ok(())
+        })
+        .unwrap();
+    state.flush().unwrap();
+}
+
+#[tokio::test]
+async fn a_stale_authorization_is_expired_not_signed() {
+    let env = Env::new();
+    {
+        let core = env.open();
+        core.sign(
+            &principal(PAYER),
+            btc_request("s-1", &env.psbt(2, 30_000_000, 1)),
+        )
+        .await
+        .unwrap();
+    }
+    rewind_to_authorized(&env, "s-1", 2 * 3600);
+    let core = env.open();
+    assert_eq!(outbox_len(&core), 0, "the recovery pass did not sign it");
+    let r = core
+        .get_request(&principal(PAYER), &RequestRef::id("s-1"))
+        .await
+        .unwrap();
+    assert_eq!(r.state, RequestState::Expired);
+    assert!(r.error.unwrap().contains("longer than"), "says why");
+    assert_eq!(
+        wallet_usage(core.state()).0,
+        0,
+        "its reservation was released"
+    );
+    assert!(audit_events(&core)
+        .iter()
+        .any(|e| e == "sign.authorization_expired"));
+    // A shorter bound in the configuration applies too.
+    drop(core);
+    let env2 = Env::new();
+    {
+        let core = env2.open();
+        core.sign(
+            &principal(PAYER),
+            btc_request("s-2", &env2.psbt(3, 30_000_000, 2)),
+        )
+        .await
+        .unwrap();
+    }
+    rewind_to_authorized(&env2, "s-2", 120);
+    let core = env2.open_sealed_with(|c| c.authorization_max_age_secs = 60);
+    unseal(&core);
+    assert_eq!(outbox_len(&core), 0);
+}
+
+#[tokio::test]
+async fn an_authorization_the_policy_now_refuses_is_not_signed() {
+    let env = Env::new();
+    {
+        let core = env.open();
+        core.sign(
+            &principal(PAYER),
+            btc_request("n-1", &env.psbt(7, 30_000_000, 1)),
+        )
+        .await
+        .unwrap();
+    }
+    rewind_to_authorized(&env, "n-1", 0);
+    // Compliance blocks the payee meanwhile.
+    let p7 = bitcoin::Address::from_script(&payee_script(7), bitcoin::Network::Regtest)
+        .unwrap()
+        .to_string();
+    let blocking = policy_text("").replace(
+        &format!("addresses = [\"{}\"]", blocked_address()),
+        &format!("addresses = [\"{}\", \"{p7}\"]", blocked_address()),
+    );
+    std::fs::write(&env.policy, blocking).unwrap();
+    let core = env.open();
+    assert_eq!(outbox_len(&core), 0);
+    let e = core
+        .sign(
+            &principal(PAYER),
+            btc_request("n-1", &env.psbt(7, 30_000_000, 1)),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(denied(e).0, "blocked payees");
+    assert_eq!(wallet_usage(core.state()).0, 0);
+}

@@ -101,12 +101,16 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
              without compliance signatures; whoever can write the policy file decides what is signed"
         );
     }
+    if config.signing.unsafe_accept_state_rollback {
+        tracing::warn!(
+            "[signing] unsafe_accept_state_rollback is on: a state database behind its anchor will be served (the unseal records it in the audit chain)"
+        );
+    }
     let core = SigningCore::open(CoreConfig {
-        store_dir: config.store_dir.clone(),
-        state_dir: config.state_dir.clone(),
-        policy_path: config.policy_file.clone(),
         policy_trust: trust,
         policy_signatures: config.policy_signatures(),
+        authorization_max_age_secs: config.signing.authorization_max_age,
+        unsafe_accept_state_rollback: config.signing.unsafe_accept_state_rollback,
         ..CoreConfig::new(
             config.store_dir.clone(),
             config.state_dir.clone(),
