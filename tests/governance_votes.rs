@@ -618,6 +618,64 @@ async fn signed_votes_are_in_the_record_the_audit_and_a_proof_anyone_can_check()
         check.problems.iter().any(|p| p.contains("signed without its quorum")),
         "{check:?}"
     );
+    // The trusted policy judges the proof, not the proof's own claims: a policy without the
+    // deciding rule cannot vouch for the quorum (a problem, not the recorded quorum), a policy
+    // whose rule denies condemns a signature, and a proof rewritten to say "allowed by another
+    // rule" or to drop its decision is caught.
+    let renamed =
+        Policy::from_toml(&policy_text("").replace("\"btc large\"", "\"btc big\"")).unwrap();
+    let check = proof.verify(Some(&renamed));
+    assert!(!check.ok(), "{check:?}");
+    assert!(
+        check
+            .problems
+            .iter()
+            .any(|p| p.contains("no rule 'btc large'") && p.contains("cannot be checked")),
+        "{check:?}"
+    );
+    assert!(
+        !check.passed.iter().any(|p| p.contains("required approvals")),
+        "{check:?}"
+    );
+    let denying = Policy::from_toml(
+        &policy_text("")
+            .replace("effect = \"require_approval\"", "effect = \"deny\"")
+            .replace(
+                "approval = { quorum = 2, roles = [\"approver\"], expires = \"1h\" }",
+                "",
+            ),
+    )
+    .unwrap();
+    let check = proof.verify(Some(&denying));
+    assert!(
+        check
+            .problems
+            .iter()
+            .any(|p| p.contains("rule 'btc large' of the given policy denies")),
+        "{check:?}"
+    );
+    let mut t = proof.clone();
+    t.votes.clear();
+    t.quorum = None;
+    t.decision.as_mut().unwrap().outcome = "allow".into();
+    let check = t.verify(Some(&policy));
+    assert!(
+        check.problems.iter().any(|p| p.contains("signed without its quorum: 0 of the 2")),
+        "{check:?}"
+    );
+    let mut t = proof.clone();
+    t.decision.as_mut().unwrap().rule = "btc small".into();
+    t.quorum = None;
+    t.votes.clear();
+    let check = t.verify(Some(&policy));
+    assert!(check.ok(), "btc small allows without approval: {check:?}");
+    let mut t = proof.clone();
+    t.decision = None;
+    let check = t.verify(Some(&policy));
+    assert!(
+        check.problems.iter().any(|p| p.contains("no deciding rule is recorded")),
+        "{check:?}"
+    );
     let check = proof.verify(Some(&stranger_policy));
     assert!(!check.ok());
     assert!(

@@ -13,7 +13,9 @@
 //!    recorded statement, and its signature verifies under the vote's key;
 //! 4. with the policy the verifier trusts (`--policy`): each key is enrolled for its approver,
 //!    the approver holds one of the quorum's roles and is not the requester, and a signed
-//!    request had at least the quorum of such votes.
+//!    request had at least the quorum of such votes — the quorum of the trusted policy's
+//!    deciding rule (never less than the recorded one). A proof whose deciding rule the trusted
+//!    policy lacks is a problem, not a pass: the recorded quorum is only the server's word.
 //!
 //! Without a policy only 1–3 can be checked: the proof then shows who signed with which key, not
 //! that those keys were the approvers'. `tests/governance/verify_proof.py` does 3 with an
@@ -25,6 +27,7 @@ use super::intent_text::intent_lines;
 use super::keys::PublicKey;
 use super::vote::{VoteContext, VoteDecision, VoteStatement};
 use crate::intent::Intent;
+use crate::policy::model::Effect;
 use crate::policy::Policy;
 use crate::signing::contract::SignPayload;
 use crate::state::requests::StoredPayload;
@@ -244,58 +247,95 @@ impl Proof {
                     .push(format!("vote {} by {}: {why}", i + 1, v.approver)),
             }
         }
-        match (policy, &self.quorum) {
-            (Some(p), Some(recorded)) => {
-                // The quorum the trusted policy's rule asks for, not the one the proof claims.
-                let rule = self
-                    .decision
-                    .as_ref()
-                    .and_then(|d| p.rules.iter().find(|r| r.name == d.rule))
-                    .and_then(|r| r.approval.as_ref());
-                let (count, roles): (u32, Vec<String>) = match rule {
-                    Some(q) => (
-                        q.count.max(recorded.count),
-                        q.roles.iter().cloned().collect(),
-                    ),
-                    None => {
-                        c.passed.push(format!(
-                            "the given policy has no approval rule '{}': the recorded quorum is used",
-                            self.decision.as_ref().map_or("", |d| d.rule.as_str())
-                        ));
-                        (recorded.count, recorded.roles.clone())
-                    }
-                };
-                let counted: Vec<&String> = c
-                    .approvers
-                    .iter()
-                    .filter(|a| p.roles_of(a).iter().any(|r| roles.iter().any(|x| x == r)))
-                    .collect();
-                let enough = counted.len() >= count as usize;
-                let summary = format!(
-                    "{} of the {} required approvals are valid signed votes by holders of {}: {}",
-                    counted.len(),
-                    count,
-                    roles.join(", "),
-                    counted
-                        .iter()
-                        .map(|s| s.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                if self.state == "signed" && !enough {
-                    c.problems
-                        .push(format!("signed without its quorum: {summary}"));
-                } else {
-                    c.passed.push(summary);
-                }
-            }
-            (None, _) => c.passed.push(
+        match policy {
+            Some(p) => self.check_quorum(p, &mut c),
+            None => c.passed.push(
                 "keys not checked against an enrolment: pass --policy FILE (the policy you trust)"
                     .into(),
             ),
-            (Some(_), None) => {}
         }
         c
+    }
+
+    /// Checks the request's approvals against the policy the verifier trusts: the quorum is the
+    /// one that policy's deciding rule asks for (never less than the one recorded), counted over
+    /// the verified votes of holders of its roles. A proof the trusted policy cannot judge — no
+    /// deciding rule recorded, or no rule of that name in the policy — is a problem whenever it
+    /// claims a signature or a quorum: the recorded quorum is the server's word, not the policy's.
+    fn check_quorum(&self, p: &Policy, c: &mut ProofCheck) {
+        let signed = self.state == "signed";
+        let given_hash = p.hash();
+        let decision = self.decision.as_ref();
+        if let Some(d) = decision {
+            if d.policy_hash != given_hash {
+                c.passed.push(format!(
+                    "decided under policy {}, judged by the given policy {given_hash}",
+                    d.policy_hash
+                ));
+            }
+        }
+        let rule_name = decision.map(|d| d.rule.as_str()).filter(|r| !r.is_empty());
+        let Some(rule) = rule_name.and_then(|n| p.rules.iter().find(|r| r.name == n)) else {
+            if signed || self.quorum.is_some() {
+                c.problems.push(match rule_name {
+                    Some(n) => format!(
+                        "the given policy has no rule '{n}' (the rule that decided this request): \
+                         its quorum cannot be checked against the policy you trust"
+                    ),
+                    None => "no deciding rule is recorded: the quorum cannot be checked against \
+                             the policy you trust"
+                        .into(),
+                });
+            }
+            return;
+        };
+        if signed && rule.effect == Effect::Deny {
+            c.problems.push(format!(
+                "signed, but rule '{}' of the given policy denies",
+                rule.name
+            ));
+            return;
+        }
+        let (count, roles): (u32, Vec<String>) = match (&rule.approval, &self.quorum) {
+            (Some(q), recorded) => (
+                q.count.max(recorded.as_ref().map_or(0, |r| r.count)),
+                q.roles.iter().cloned().collect(),
+            ),
+            (None, Some(recorded)) => {
+                c.passed.push(format!(
+                    "rule '{}' of the given policy asks for no approval; the recorded quorum is checked",
+                    rule.name
+                ));
+                (recorded.count, recorded.roles.clone())
+            }
+            (None, None) => {
+                c.passed.push(format!(
+                    "rule '{}' of the given policy asks for no approval",
+                    rule.name
+                ));
+                return;
+            }
+        };
+        let counted: Vec<&str> = c
+            .approvers
+            .iter()
+            .filter(|a| p.roles_of(a).iter().any(|r| roles.iter().any(|x| x == r)))
+            .map(String::as_str)
+            .collect();
+        let enough = counted.len() >= count as usize;
+        let summary = format!(
+            "{} of the {} required approvals are valid signed votes by holders of {}: {}",
+            counted.len(),
+            count,
+            roles.join(", "),
+            counted.join(", ")
+        );
+        if signed && !enough {
+            c.problems
+                .push(format!("signed without its quorum: {summary}"));
+        } else {
+            c.passed.push(summary);
+        }
     }
 
     fn check_vote(&self, ctx: &VoteContext, v: &ProofVote) -> Result<PublicKey, String> {
