@@ -447,6 +447,18 @@ mod tests {
         assert!(moved.signers.is_empty());
         assert!(moved.refusal().contains("changed after it was signed"));
 
+        // One officer's signature copied into the file by hand, under another label, still
+        // counts once: two entries of dana's do not make a quorum of two.
+        let mut doubled = SignatureFile::new(&hash);
+        doubled.sign(&dana_key, Some("dana"));
+        let mut copy = doubled.signatures[0].clone();
+        copy.signer = Some("erin".into());
+        doubled.signatures.push(copy);
+        let once = trust.check(&hash, Some(&doubled));
+        assert_eq!(once.signers, ["dana"]);
+        assert!(!once.accepted(), "{once:?}");
+        assert!(once.refusal().contains("1 more needed (from erin)"));
+
         // A tampered signature does not verify.
         file.signatures[0].signature.replace_range(0..2, "00");
         let tampered = trust.check(&hash, Some(&file));
