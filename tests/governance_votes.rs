@@ -773,3 +773,44 @@ async fn a_request_set_authorized_in_the_state_without_its_votes_is_never_signed
         .unwrap_err();
     assert_eq!(code(e), "approval.votes_invalid");
 }
+
+#[tokio::test]
+async fn one_approvers_genuine_vote_copied_in_the_state_counts_once() {
+    let env = Env::new();
+    let core = env.open();
+    core.sign(
+        &principal(PAYER),
+        btc_request("d-1", &env.psbt(2, 80_000_000, 1)),
+    )
+    .await
+    .unwrap();
+    approve_as(&core, BOB, &RequestRef::id("d-1"), "ok")
+        .await
+        .unwrap();
+    drop(core);
+    // BOB's valid signed vote written a second time, and the request set `authorized` (valid
+    // MACs): two records, one approver — not a quorum of two.
+    let state = env.open_state();
+    let key = request_key(PAYER, "d-1");
+    state
+        .transact(|tx| {
+            let mut r = requests::get_in(tx, &key)?.unwrap();
+            let copy = r.approvals[0].clone();
+            r.approvals.push(copy);
+            r.state = requests::StoredState::Authorized;
+            r.authorized_at = Some(now_unix());
+            requests::put_in(tx, &r)
+        })
+        .unwrap();
+    state.flush().unwrap();
+    drop(state);
+
+    let core = env.open();
+    assert_eq!(outbox_len(&core), 0);
+    let r = core
+        .get_request(&principal(ADMIN), &RequestRef::id("d-1"))
+        .await
+        .unwrap();
+    assert_eq!(r.state, RequestState::Denied, "{r:?}");
+    assert_eq!(r.decision.unwrap().code, "approval.votes_invalid");
+}
