@@ -317,6 +317,34 @@ fn approve_signs_with_the_key_file_and_the_proof_verifies_offline() {
         .unwrap();
     assert!(python.status.success(), "{}", text(&python));
 
+    // Judged by a policy that lacks the deciding rule, the same proof fails: the recorded
+    // quorum is the server's word, not the policy's.
+    let recorded: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&proof).unwrap()).unwrap();
+    let rule = recorded["decision"]["rule"].as_str().unwrap().to_owned();
+    let named = format!("name = \"{rule}\"");
+    let policy_text = std::fs::read_to_string(&policy).unwrap();
+    assert!(policy_text.contains(&named), "{rule}");
+    let other_policy = dir.path().join("renamed-policy.toml");
+    std::fs::write(
+        &other_policy,
+        policy_text.replace(&named, "name = \"some other rule\""),
+    )
+    .unwrap();
+    let judged = custos(&[
+        "request",
+        "verify",
+        p(&proof),
+        "--policy",
+        p(&other_policy),
+    ]);
+    assert_eq!(judged.status.code(), Some(1), "{}", text(&judged));
+    assert!(
+        text(&judged).contains(&format!("FAIL  the given policy has no rule '{rule}'")),
+        "{}",
+        text(&judged)
+    );
+
     // A proof whose amount was edited fails, naming what.
     let edited = std::fs::read_to_string(&proof)
         .unwrap()
