@@ -331,13 +331,7 @@ fn approve_signs_with_the_key_file_and_the_proof_verifies_offline() {
         policy_text.replace(&named, "name = \"some other rule\""),
     )
     .unwrap();
-    let judged = custos(&[
-        "request",
-        "verify",
-        p(&proof),
-        "--policy",
-        p(&other_policy),
-    ]);
+    let judged = custos(&["request", "verify", p(&proof), "--policy", p(&other_policy)]);
     assert_eq!(judged.status.code(), Some(1), "{}", text(&judged));
     assert!(
         text(&judged).contains(&format!("FAIL  the given policy has no rule '{rule}'")),

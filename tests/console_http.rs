@@ -75,11 +75,7 @@ async fn the_console_edge_refuses_what_it_must() {
     assert_eq!(localhost.status, 200);
 
     // DNS rebinding: another name for the same address is refused.
-    let rebound = http(
-        addr,
-        &get("/", &format!("evil.example:{}", addr.port())),
-    )
-    .await;
+    let rebound = http(addr, &get("/", &format!("evil.example:{}", addr.port()))).await;
     assert_eq!(rebound.status, 421);
     assert!(rebound.head.contains("content-security-policy"));
 

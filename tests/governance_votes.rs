@@ -615,7 +615,10 @@ async fn signed_votes_are_in_the_record_the_audit_and_a_proof_anyone_can_check()
     t.quorum.as_mut().unwrap().count = 1;
     let check = t.verify(Some(&policy));
     assert!(
-        check.problems.iter().any(|p| p.contains("signed without its quorum")),
+        check
+            .problems
+            .iter()
+            .any(|p| p.contains("signed without its quorum")),
         "{check:?}"
     );
     // The trusted policy judges the proof, not the proof's own claims: a policy without the
@@ -634,7 +637,10 @@ async fn signed_votes_are_in_the_record_the_audit_and_a_proof_anyone_can_check()
         "{check:?}"
     );
     assert!(
-        !check.passed.iter().any(|p| p.contains("required approvals")),
+        !check
+            .passed
+            .iter()
+            .any(|p| p.contains("required approvals")),
         "{check:?}"
     );
     let denying = Policy::from_toml(
@@ -660,7 +666,10 @@ async fn signed_votes_are_in_the_record_the_audit_and_a_proof_anyone_can_check()
     t.decision.as_mut().unwrap().outcome = "allow".into();
     let check = t.verify(Some(&policy));
     assert!(
-        check.problems.iter().any(|p| p.contains("signed without its quorum: 0 of the 2")),
+        check
+            .problems
+            .iter()
+            .any(|p| p.contains("signed without its quorum: 0 of the 2")),
         "{check:?}"
     );
     let mut t = proof.clone();
@@ -673,7 +682,10 @@ async fn signed_votes_are_in_the_record_the_audit_and_a_proof_anyone_can_check()
     t.decision = None;
     let check = t.verify(Some(&policy));
     assert!(
-        check.problems.iter().any(|p| p.contains("no deciding rule is recorded")),
+        check
+            .problems
+            .iter()
+            .any(|p| p.contains("no deciding rule is recorded")),
         "{check:?}"
     );
     let check = proof.verify(Some(&stranger_policy));
