@@ -602,3 +602,88 @@ async fn concurrent_signs_never_exceed_the_rolling_limit() {
     assert_eq!(denied, 4);
     assert_eq!(env.outbox_len(), 20);
 }
+
+#[tokio::test]
+async fn admin_reload_policy_needs_the_compliance_signatures() {
+    let env = Env::new().await;
+    let mut admin = env.admin("ops-admin").await;
+    let running = admin
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .policy_hash;
+
+    // A change of meaning nobody signed: FAILED_PRECONDITION policy-unsigned, the message names
+    // what is missing, and the running policy stays.
+    let policy_path = env.env.join("policy.toml");
+    let original = std::fs::read_to_string(&policy_path).unwrap();
+    let changed = original.replace(
+        "admin = [\"ops-admin.exchange.example\"]",
+        "admin = [\"ops-admin.exchange.example\", \"spiffe://exchange.example/auditor\"]",
+    );
+    assert_ne!(changed, original, "the example policy's admin role moved");
+    std::fs::write(&policy_path, &changed).unwrap();
+    let err = admin
+        .reload_policy(proto::ReloadPolicyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_eq!(code_of(&err), "policy-unsigned");
+    assert!(
+        err.message().contains("changed after it was signed"),
+        "{err:?}"
+    );
+    assert!(err.message().contains("2 more needed"), "{err:?}");
+    let after = admin
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .policy_hash;
+    assert_eq!(after, running);
+
+    // One officer of two: still refused, naming the one missing.
+    let sign_as = |officer: &str| {
+        let out = Command::new(BIN)
+            .args(["policy", "sign"])
+            .arg(&policy_path)
+            .arg("--key")
+            .arg(env.env.join(format!("compliance/{officer}.pem")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sign_as("compliance-1");
+    let err = admin
+        .reload_policy(proto::ReloadPolicyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "policy-unsigned");
+    assert!(
+        err.message()
+            .contains("signed by compliance-1; 1 more needed (from compliance-2)"),
+        "{err:?}"
+    );
+
+    // Both: it takes effect.
+    sign_as("compliance-2");
+    let reload = admin
+        .reload_policy(proto::ReloadPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reload.previous_policy_hash, running);
+    assert_ne!(reload.policy_hash, running);
+    let after = admin
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .policy_hash;
+    assert_eq!(after, reload.policy_hash);
+}
