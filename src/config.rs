@@ -18,10 +18,33 @@
 //! cert = "tls/server.pem"
 //! key = "tls/server.key"
 //! client_ca = "tls/ca.pem"
+//! crl_file = "tls/ca.crl"             # optional: a CRL of the client CA (PEM or DER)
+//! revoked_serials = ["1f:0a:33"]      # optional: client certificate serials (hex)
+//! revoked_principals = ["spiffe://example.org/old-service"]   # optional
+//!
+//! [bitcoin]                           # optional; these are the defaults
+//! max_fee_sat = 10000000              # 1 ..= 2100000000000000
+//! max_fee_rate_sat_per_vb = 1000      # 1 ..= 100000000
+//! allow_all_sighashes = false         # weakening: logged and audited when true
+//! allow_witness_utxo_only = false     # weakening (CVE-2020-14199): logged and audited when true
 //!
 //! [signing]                            # optional
 //! authorization_max_age = "1h"         # an authorization left unsigned by a crash expires after this
 //! unsafe_accept_state_rollback = false # serve a state behind its anchor (audited); never by default
+//!
+//! [limits]                            # optional; every key optional, defaults shown
+//! psbt_bytes = 1048576                # 1 MiB
+//! psbt_inputs = 1000
+//! psbt_outputs = 1000
+//! eth_transaction_bytes = 262144      # 256 KiB (RLP, hex or JSON as sent)
+//! eth_calldata_bytes = 131072         # 128 KiB
+//! message_bytes = 16384               # 16 KiB (EIP-191 personal message)
+//! typed_data_bytes = 65536            # 64 KiB (EIP-712 JSON)
+//! typed_data_depth = 16
+//! typed_data_items = 1024             # members of one object / elements of one array
+//! # grpc_message_bytes = 1114112      # default: the largest payload limit + 64 KiB
+//! state_min_free_bytes = 67108864     # 64 MiB kept free on the state disk (0: no guard)
+//! state_flush_timeout_secs = 30
 //!
 //! # Who must sign a policy before it takes effect (required; see docs/governance.md).
 //! [compliance]
@@ -37,6 +60,10 @@
 //! [console]
 //! listen = "127.0.0.1:7480"
 //! ```
+//!
+//! Ranges are checked when the file is read: a value outside its range is an error at its
+//! `file:line:column`, like a misspelt key. What each limit guards and why its default:
+//! [`crate::signing::input_limits`] and [`crate::signing::storage`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -46,6 +73,8 @@ use toml::Spanned;
 
 use crate::governance::policy_sig::{Officer, PolicyTrust};
 use crate::governance::PublicKey;
+
+use crate::signing::input_limits::InputLimits;
 
 /// The default metrics address: loopback only.
 pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
@@ -61,7 +90,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// TLS material (PEM files).
+/// TLS material (PEM files) and what is revoked. The three revocation settings are read again,
+/// without a restart, on SIGHUP (`custos serve`); the rest only at start.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
@@ -71,6 +101,143 @@ pub struct TlsConfig {
     pub key: PathBuf,
     /// The CA that client certificates must chain to. Client certificates are mandatory.
     pub client_ca: PathBuf,
+    /// A certificate revocation list issued by the client CA (PEM or DER). When set, a client
+    /// certificate the CRL lists, or whose issuer has no CRL in the file, is refused.
+    #[serde(default)]
+    pub crl_file: Option<PathBuf>,
+    /// Serial numbers of revoked client certificates, hex (`1f:0a:33` or `1f0a33`).
+    #[serde(default)]
+    pub revoked_serials: Vec<CertSerial>,
+    /// Revoked principals (SAN URI as written; DNS names compare case-insensitively).
+    #[serde(default)]
+    pub revoked_principals: Vec<RevokedPrincipal>,
+}
+
+impl TlsConfig {
+    /// The revocation settings, as the server's client trust takes them.
+    pub fn revocation(&self) -> crate::service::Revocation {
+        crate::service::Revocation {
+            crl_file: self.crl_file.clone(),
+            serials: self.revoked_serials.iter().map(|s| s.0.clone()).collect(),
+            principals: self
+                .revoked_principals
+                .iter()
+                .map(|p| p.0.clone())
+                .collect(),
+        }
+    }
+}
+
+/// A certificate serial number from the configuration (validated: hex, at most 20 bytes).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct CertSerial(pub Vec<u8>);
+
+impl TryFrom<String> for CertSerial {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        crate::service::trust::parse_serial(&text).map(CertSerial)
+    }
+}
+
+/// A revoked principal from the configuration: a whole name (no `*` pattern), without
+/// surrounding whitespace; a DNS name (no `:`) is lower-cased as certificates' DNS names are.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct RevokedPrincipal(pub String);
+
+impl TryFrom<String> for RevokedPrincipal {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        if text.is_empty() || text.trim() != text || text.chars().any(char::is_control) {
+            return Err(format!(
+                "expected a principal (a SAN URI or DNS name), got {text:?}"
+            ));
+        }
+        if text.contains('*') {
+            return Err(format!(
+                "revoked principal {text:?}: list whole principals, '*' patterns are not revocations"
+            ));
+        }
+        Ok(RevokedPrincipal(if text.contains(':') {
+            text
+        } else {
+            text.to_ascii_lowercase()
+        }))
+    }
+}
+
+/// The largest satoshi amount there can be: 21 million BTC.
+pub const MAX_MONEY_SAT: u64 = 2_100_000_000_000_000;
+/// The largest fee rate `[bitcoin] max_fee_rate_sat_per_vb` accepts: 1 BTC per virtual byte
+/// (any real cap is far below).
+pub const MAX_FEE_RATE_SAT_PER_VB: u64 = 100_000_000;
+
+/// `[bitcoin]`: the Bitcoin sign options ([`crate::chains::bitcoin::SignOptions`], whose docs name
+/// the attack each one guards against). Every field is optional and defaults to the safe value.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BitcoinConfig {
+    /// Refuse a PSBT whose fee is above this (satoshis), 1 ..= [`MAX_MONEY_SAT`].
+    #[serde(deserialize_with = "fee_sat")]
+    pub max_fee_sat: u64,
+    /// Refuse a PSBT whose fee rate is above this (sat/vB), 1 ..= [`MAX_FEE_RATE_SAT_PER_VB`].
+    #[serde(deserialize_with = "fee_rate")]
+    pub max_fee_rate_sat_per_vb: u64,
+    /// Sign sighash types other than ALL/DEFAULT (a weakening).
+    pub allow_all_sighashes: bool,
+    /// Sign segwit v0 inputs that carry only `witness_utxo` (a weakening: CVE-2020-14199).
+    pub allow_witness_utxo_only: bool,
+}
+
+impl Default for BitcoinConfig {
+    fn default() -> Self {
+        let options = crate::chains::bitcoin::SignOptions::default();
+        BitcoinConfig {
+            max_fee_sat: options.max_fee_sat,
+            max_fee_rate_sat_per_vb: options.max_fee_rate_sat_per_vb,
+            allow_all_sighashes: options.allow_all_sighashes,
+            allow_witness_utxo_only: options.allow_witness_utxo_only,
+        }
+    }
+}
+
+impl BitcoinConfig {
+    /// The sign options this section sets.
+    pub fn sign_options(&self) -> crate::chains::bitcoin::SignOptions {
+        crate::chains::bitcoin::SignOptions {
+            max_fee_sat: self.max_fee_sat,
+            max_fee_rate_sat_per_vb: self.max_fee_rate_sat_per_vb,
+            allow_all_sighashes: self.allow_all_sighashes,
+            allow_witness_utxo_only: self.allow_witness_utxo_only,
+        }
+    }
+}
+
+fn in_range<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    min: u64,
+    max: u64,
+    unit: &str,
+) -> Result<u64, D::Error> {
+    let value = u64::deserialize(deserializer)?;
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "expected {min} ..= {max} {unit}, got {value}"
+        )))
+    }
+}
+
+fn fee_sat<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    in_range(deserializer, 1, MAX_MONEY_SAT, "sat")
+}
+
+fn fee_rate<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    in_range(deserializer, 1, MAX_FEE_RATE_SAT_PER_VB, "sat/vB")
 }
 
 /// The whole file.
@@ -103,9 +270,15 @@ pub struct Config {
     /// The approval console, if it is to be served.
     #[serde(default)]
     pub console: Option<ConsoleConfig>,
+    /// Bitcoin sign options (optional section; safe defaults).
+    #[serde(default)]
+    pub bitcoin: BitcoinConfig,
     /// Signing-core bounds.
     #[serde(default)]
     pub signing: SigningConfig,
+    /// Bounds on request payloads, gRPC messages and the state disk.
+    #[serde(default)]
+    pub limits: InputLimits,
 }
 
 /// One pinned compliance officer.
@@ -205,6 +378,14 @@ pub enum ConfigError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A value is valid alone but not with the others (`[limits]`).
+    #[error("{path}: {message}")]
+    Inconsistent {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong, naming the keys.
+        message: String,
+    },
     /// The file is not valid TOML or does not match the model.
     #[error("{path}:{line}:{column}: {message}")]
     Invalid {
@@ -269,6 +450,13 @@ impl Config {
                 ));
             }
         }
+        config
+            .limits
+            .validate()
+            .map_err(|message| ConfigError::Inconsistent {
+                path: path.to_owned(),
+                message,
+            })?;
         Ok(config)
     }
 
@@ -328,6 +516,9 @@ impl Config {
         resolve(&mut self.tls.cert);
         resolve(&mut self.tls.key);
         resolve(&mut self.tls.client_ca);
+        if let Some(p) = self.tls.crl_file.as_mut() {
+            resolve(p);
+        }
         if let Some(section) = self.compliance.as_mut() {
             if let Some(p) = section.get_mut().signatures.as_mut() {
                 resolve(p);
@@ -400,6 +591,37 @@ threshold = 1
     }
 
     #[test]
+    fn limits_default_when_absent_and_are_read_when_given() {
+        let config = Config::parse(GOOD, Path::new("custos.toml")).unwrap();
+        assert_eq!(config.limits, InputLimits::default());
+        let text = format!("{GOOD}\n[limits]\nmessage_bytes = 4096\nstate_min_free_bytes = 0\n");
+        let config = Config::parse(&text, Path::new("custos.toml")).unwrap();
+        assert_eq!(config.limits.message_bytes, 4096);
+        assert_eq!(config.limits.state_min_free_bytes, 0);
+        assert_eq!(config.limits.psbt_bytes, InputLimits::default().psbt_bytes);
+    }
+
+    #[test]
+    fn limits_refuse_unknown_keys_and_inconsistent_values() {
+        let text = format!("{GOOD}\n[limits]\nmessage_size = 4096\n");
+        let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(error.to_string().contains("message_size"), "{error}");
+        assert!(error.to_string().starts_with("c.toml:14:1: "), "{error}");
+        let text = format!("{GOOD}\n[limits]\ngrpc_message_bytes = 1000\n");
+        let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(
+            error.to_string().contains("grpc_message_bytes is 1000"),
+            "{error}"
+        );
+        let text = format!("{GOOD}\n[limits]\npsbt_inputs = 0\n");
+        let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+        assert!(
+            error.to_string().contains("psbt_inputs must be above 0"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn unknown_field_is_an_error_with_its_position() {
         let text = GOOD.replace("[tls]\n", "[tls]\npassphrase = \"hunter2\"\n");
         let error = Config::parse(&text, Path::new("custos.toml")).unwrap_err();
@@ -407,6 +629,87 @@ threshold = 1
         assert!(message.starts_with("custos.toml:9:1: "), "{message}");
         assert!(message.contains("passphrase"), "{message}");
         assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn revocation_settings_are_validated_where_written() {
+        let text = GOOD.replace(
+            "client_ca = \"tls/ca.pem\"\n",
+            "client_ca = \"tls/ca.pem\"\ncrl_file = \"tls/ca.crl\"\nrevoked_serials = [\"1F:0a\", \"00ff\"]\nrevoked_principals = [\"spiffe://t/Old\", \"Svc.T\"]\n",
+        );
+        let mut config = Config::parse(&text, Path::new("c.toml")).unwrap();
+        config.resolve_paths(Path::new("/etc/custos"));
+        let revocation = config.tls.revocation();
+        assert_eq!(
+            revocation.crl_file.as_deref(),
+            Some(Path::new("/etc/custos/tls/ca.crl"))
+        );
+        assert_eq!(revocation.serials, [vec![0x1f, 0x0a], vec![0xff]]);
+        assert_eq!(revocation.principals, ["spiffe://t/Old", "svc.t"]);
+
+        for (line, needle) in [
+            (
+                "revoked_serials = [\"01\", \"xyz\"]",
+                "serial number in hex",
+            ),
+            ("revoked_principals = [\"svc*\"]", "patterns"),
+            ("revoked_principals = [\" svc\"]", "expected a principal"),
+            ("crl = \"x\"", "unknown field"),
+        ] {
+            let text = GOOD.replace(
+                "client_ca = \"tls/ca.pem\"\n",
+                &format!("client_ca = \"tls/ca.pem\"\n{line}\n"),
+            );
+            let message = Config::parse(&text, Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(message.starts_with("c.toml:12:"), "{line}: {message}");
+            assert!(message.contains(needle), "{line}: {message}");
+        }
+    }
+
+    #[test]
+    fn bitcoin_section_defaults_to_the_safe_options() {
+        let config = Config::parse(GOOD, Path::new("c.toml")).unwrap();
+        assert_eq!(
+            config.bitcoin.sign_options(),
+            crate::chains::bitcoin::SignOptions::default()
+        );
+        assert!(config.bitcoin.sign_options().weakenings().is_empty());
+
+        let text = format!(
+            "{GOOD}\n[bitcoin]\nmax_fee_sat = 50000\nmax_fee_rate_sat_per_vb = 20\nallow_all_sighashes = true\nallow_witness_utxo_only = true\n"
+        );
+        let options = Config::parse(&text, Path::new("c.toml"))
+            .unwrap()
+            .bitcoin
+            .sign_options();
+        assert_eq!(options.max_fee_sat, 50_000);
+        assert_eq!(options.max_fee_rate_sat_per_vb, 20);
+        assert!(options.allow_all_sighashes && options.allow_witness_utxo_only);
+        assert_eq!(options.weakenings().len(), 2);
+    }
+
+    #[test]
+    fn bitcoin_values_out_of_range_or_unknown_name_their_line() {
+        for (line, needle) in [
+            (
+                "max_fee_sat = 0",
+                "expected 1 ..= 2100000000000000 sat, got 0",
+            ),
+            ("max_fee_sat = 2100000000000001", "got 2100000000000001"),
+            ("max_fee_rate_sat_per_vb = 0", "sat/vB, got 0"),
+            ("max_fee_rate_sat_per_vb = 100000001", "got 100000001"),
+            ("max_fee_sat = -5", "-5"),
+            ("allow_witness_utxo_only = \"yes\"", "bool"),
+            ("require_non_witness_utxo = false", "unknown field"),
+        ] {
+            let text = format!("{GOOD}\n[bitcoin]\n{line}\n");
+            let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
+            let message = error.to_string();
+            assert!(message.starts_with("c.toml:14:"), "{line}: {message}");
+            assert!(message.contains(needle), "{line}: {message}");
+        }
     }
 
     #[test]

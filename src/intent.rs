@@ -31,8 +31,12 @@ pub enum ActionKind {
     ContractCall,
     /// A transaction with no recipient that deploys a contract.
     ContractCreation,
-    /// A personal message signature (EIP-191).
+    /// A personal message signature (EIP-191) of a message that is not exactly 32 bytes.
     Message,
+    /// A personal message of exactly 32 bytes: a hash, signed blind (the signer cannot see what
+    /// it commits to: a transaction hash, an order, another chain's digest). A policy must allow
+    /// it by this name; rules allowing `message` do not.
+    BlindMessage,
     /// EIP-712 typed data that is not a recognised permit.
     TypedMessage,
 }
@@ -47,20 +51,28 @@ impl ActionKind {
             ActionKind::ContractCall => "contract_call",
             ActionKind::ContractCreation => "contract_creation",
             ActionKind::Message => "message",
+            ActionKind::BlindMessage => "blind_message",
             ActionKind::TypedMessage => "typed_message",
         }
     }
 
     /// Every kind, in a fixed order (for tooling and documentation).
-    pub const ALL: [ActionKind; 7] = [
+    pub const ALL: [ActionKind; 8] = [
         ActionKind::Transfer,
         ActionKind::TokenTransfer,
         ActionKind::TokenApproval,
         ActionKind::ContractCall,
         ActionKind::ContractCreation,
         ActionKind::Message,
+        ActionKind::BlindMessage,
         ActionKind::TypedMessage,
     ];
+
+    /// Kinds that only a rule naming them in `kinds` matches (a rule without `kinds`, or one
+    /// naming a broader kind, does not allow them). Deny rules still match them.
+    pub fn needs_naming(self) -> bool {
+        matches!(self, ActionKind::BlindMessage)
+    }
 }
 
 impl fmt::Display for ActionKind {
@@ -133,6 +145,11 @@ pub struct MessageInfo {
     /// A short, printable preview of a personal message (never more than 200 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview: Option<String>,
+    /// EIP-712 data whose domain has no `chainId`: its signature is valid on every chain where
+    /// the verifying contract (or any verifier) accepts it, so a policy must allow it explicitly
+    /// (`allow_typed_data_without_chain_id`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub without_chain_id: bool,
 }
 
 /// What one request does, chain-neutrally.
@@ -227,6 +244,11 @@ impl Intent {
         }
     }
 
+    /// Whether this is EIP-712 typed data not bound to a chain (no `domain.chainId`).
+    pub fn is_typed_data_without_chain_id(&self) -> bool {
+        self.message.as_ref().is_some_and(|m| m.without_chain_id)
+    }
+
     /// Whether this approval is unlimited (2^256 − 1, or the 160-bit max Permit2 uses).
     pub fn is_unlimited(&self) -> bool {
         self.kind == ActionKind::TokenApproval
@@ -260,7 +282,7 @@ impl Intent {
                 self.selector.as_deref().unwrap_or("none")
             ),
             ActionKind::ContractCreation => format!("deploy a contract with {amount}"),
-            ActionKind::Message | ActionKind::TypedMessage => {
+            ActionKind::Message | ActionKind::BlindMessage | ActionKind::TypedMessage => {
                 let info = self.message.clone().unwrap_or_default();
                 info.primary_type
                     .or(info.domain_name)

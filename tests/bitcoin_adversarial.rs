@@ -105,15 +105,33 @@ fn missing_utxo_data_is_refused() {
         }
     ));
 
-    // Segwit with only witness_utxo is accepted by default, refused on request.
-    let mut psbt = simple(&w);
+    // Segwit v0 with only witness_utxo is refused by default (CVE-2020-14199), for native and
+    // P2SH-wrapped inputs alike, and accepted only when the weakening is asked for.
+    for (purpose, script) in [(Purpose::Bip84, "p2wpkh"), (Purpose::Bip49, "p2sh-p2wpkh")] {
+        let w = hot(purpose);
+        let mut psbt = simple(&w);
+        psbt.inputs[0].non_witness_utxo = None;
+        let e = err(&w, &psbt);
+        assert_eq!(
+            e,
+            PsbtError::MissingPreviousTransaction { input: 0, script },
+            "{purpose:?}"
+        );
+        let message = e.to_string();
+        assert!(message.contains("input 0"), "{message}");
+        assert!(message.contains("non_witness_utxo"), "{message}");
+        let loose = SignOptions {
+            allow_witness_utxo_only: true,
+            ..SignOptions::default()
+        };
+        decode(&w, psbt.to_string().as_bytes(), &loose).unwrap();
+    }
+
+    // Taproot signatures commit to every amount: witness_utxo alone is enough by default.
+    let tr = hot(Purpose::Bip86);
+    let mut psbt = simple(&tr);
     psbt.inputs[0].non_witness_utxo = None;
-    decode(&w, psbt.to_string().as_bytes(), &SignOptions::default()).unwrap();
-    let strict = SignOptions {
-        require_non_witness_utxo: true,
-        ..SignOptions::default()
-    };
-    assert!(decode(&w, psbt.to_string().as_bytes(), &strict).is_err());
+    decode(&tr, psbt.to_string().as_bytes(), &SignOptions::default()).unwrap();
 }
 
 #[test]

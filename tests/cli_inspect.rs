@@ -25,6 +25,22 @@ const USDC: &str = "0xa0b86991c6218b36c1d19d4a2e9eb0ce3606eb48";
 const PAYEE: &str = "0x3535353535353535353535353535353535353535";
 const BOB: &str = "0xb0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0";
 
+/// m/44'/60'/1'/0/0 of "abandon ×11 about": the Sepolia wallet's address (account 1, since one
+/// key serves one wallet and mainnet holds account 0), derived here with the independent `bip32`
+/// crate, k256 and alloy's keccak.
+fn sepolia_address() -> String {
+    use std::str::FromStr;
+    let seed = bip39::Mnemonic::parse(ABANDON).unwrap().to_seed("");
+    let path = bip32::DerivationPath::from_str("m/44'/60'/1'/0/0").unwrap();
+    let public = bip32::XPrv::derive_from_path(seed, &path)
+        .unwrap()
+        .public_key()
+        .to_bytes();
+    let key = k256::PublicKey::from_sec1_bytes(&public).unwrap();
+    let point = k256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key, false);
+    alloy_primitives::Address::from_raw_public_key(&point.as_bytes()[1..]).to_checksum(None)
+}
+
 /// An operator's workspace: a store with three wallets, a passphrase file, payload files.
 struct Ws {
     tmp: TempDir,
@@ -48,11 +64,11 @@ impl Ws {
             "64",
         ]));
         for args in [
-            ["btc", "bitcoin", "regtest", "84"],
-            ["eth-sepolia", "ethereum", "sepolia", "44"],
-            ["eth-main", "ethereum", "mainnet", "44"],
+            ["btc", "bitcoin", "regtest", "84", "0"],
+            ["eth-sepolia", "ethereum", "sepolia", "44", "1"],
+            ["eth-main", "ethereum", "mainnet", "44", "0"],
         ] {
-            let [name, chain, network, purpose] = args;
+            let [name, chain, network, purpose, account] = args;
             let text = ok(&ws.run_store(&[
                 "wallet",
                 "create",
@@ -64,6 +80,8 @@ impl Ws {
                 network,
                 "--purpose",
                 purpose,
+                "--account",
+                account,
             ]));
             assert!(
                 text.starts_with(&format!("created wallet {name}")),
@@ -293,12 +311,14 @@ fn eth_inspect_transactions_messages_permits_and_refusals() {
         )),
         "{text}"
     );
+    let sepolia = sepolia_address();
+    assert_ne!(sepolia, ETH_ADDRESS);
     assert!(
-        text.contains(&format!("from:          {ETH_ADDRESS} (index 0)")),
+        text.contains(&format!("from:          {sepolia} (index 0)")),
         "{text}"
     );
     let v = ws.eth_json("eth-sepolia", "--tx", "tx.json", tx.as_bytes());
-    assert_eq!(v["from"], ETH_ADDRESS);
+    assert_eq!(v["from"], sepolia);
     let intent = &v["intent"];
     assert_eq!(intent["kind"], "transfer");
     assert_eq!(intent["network"], "sepolia");

@@ -191,6 +191,29 @@ fn address(ws: &Ws, name: &str, index: &str, change: bool) -> String {
     ok(&ws.run_store(&args)).trim_end().to_owned()
 }
 
+/// The public key at `path` of "abandon … about", derived with the independent `bip32` crate.
+fn independent_public_key(path: &str) -> [u8; 33] {
+    let seed = bip39::Mnemonic::parse(ABANDON).unwrap().to_seed("");
+    let path = bip32::DerivationPath::from_str(path).unwrap();
+    bip32::XPrv::derive_from_path(seed, &path)
+        .unwrap()
+        .public_key()
+        .to_bytes()
+}
+
+/// The P2WPKH address at `path` (independent derivation).
+fn independent_address(path: &str, network: bitcoin::Network) -> String {
+    let key = bitcoin::CompressedPublicKey::from_slice(&independent_public_key(path)).unwrap();
+    bitcoin::Address::p2wpkh(&key, network).to_string()
+}
+
+/// The EIP-55 Ethereum address at `path` (independent derivation, k256 and alloy's keccak).
+fn independent_eth_address(path: &str) -> String {
+    let key = k256::PublicKey::from_sec1_bytes(&independent_public_key(path)).unwrap();
+    let point = k256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key, false);
+    alloy_primitives::Address::from_raw_public_key(&point.as_bytes()[1..]).to_checksum(None)
+}
+
 /// The first address of `purpose` on testnet, derived with the independent `bip32` crate.
 fn independent_testnet_address(purpose: u32) -> String {
     let mnemonic = bip39::Mnemonic::parse(ABANDON).unwrap();
@@ -231,17 +254,77 @@ fn operator_creates_wallets_and_reads_known_addresses() {
             Some(purpose),
         );
     }
-    create_wallet(&ws, "default", "bitcoin", "mainnet", None);
+    // One key, one wallet: the default purpose (BIP84) at account 0 is btc84's path, and every
+    // EVM network derives from m/44'/60'/account', so Sepolia at account 0 would sign with the
+    // mainnet wallet's key. Both are refused, naming the wallet that holds the path.
+    fails(
+        &ws.run_store(&[
+            "wallet",
+            "create",
+            "--name",
+            "default",
+            "--chain",
+            "bitcoin",
+            "--network",
+            "mainnet",
+        ]),
+        1,
+        "wallet 'btc84' already uses seed '73c5da0a' at m/84'/0'/0'",
+    );
     create_wallet(&ws, "eth", "ethereum", "mainnet", None);
-    create_wallet(&ws, "sepolia", "ethereum", "sepolia", Some("44"));
+    let refused = ws.run_store(&[
+        "wallet",
+        "create",
+        "--name",
+        "sepolia",
+        "--chain",
+        "ethereum",
+        "--network",
+        "sepolia",
+    ]);
+    fails(
+        &refused,
+        1,
+        "wallet 'eth' already uses seed '73c5da0a' at m/44'/60'/0'",
+    );
+    assert!(
+        stderr(&refused).contains("account 1 is free"),
+        "{}",
+        stderr(&refused)
+    );
+    for (name, chain, network) in [
+        ("default", "bitcoin", "mainnet"),
+        ("sepolia", "ethereum", "sepolia"),
+    ] {
+        ok(&ws.run_store(&[
+            "wallet",
+            "create",
+            "--name",
+            name,
+            "--chain",
+            chain,
+            "--network",
+            network,
+            "--account",
+            "1",
+        ]));
+    }
 
     assert_eq!(address(&ws, "btc44", "0", false), BIP44_ADDRESS);
     assert_eq!(address(&ws, "btc49", "0", false), BIP49_ADDRESS);
     assert_eq!(address(&ws, "btc84", "0", false), BIP84_ADDRESS);
-    assert_eq!(address(&ws, "default", "0", false), BIP84_ADDRESS);
+    assert_eq!(
+        address(&ws, "default", "0", false),
+        independent_address("m/84'/0'/1'/0/0", bitcoin::Network::Bitcoin)
+    );
+    assert_ne!(address(&ws, "default", "0", false), BIP84_ADDRESS);
     assert_eq!(address(&ws, "btc86", "0", false), BIP86_ADDRESS);
     assert_eq!(address(&ws, "eth", "0", false), ETH_ADDRESS);
-    assert_eq!(address(&ws, "sepolia", "0", false), ETH_ADDRESS);
+    assert_eq!(
+        address(&ws, "sepolia", "0", false),
+        independent_eth_address("m/44'/60'/1'/0/0")
+    );
+    assert_ne!(address(&ws, "sepolia", "0", false), ETH_ADDRESS);
     assert_eq!(address(&ws, "tbtc44", "0", false), TESTNET_BIP44);
     assert_eq!(address(&ws, "tbtc49", "0", false), TESTNET_BIP49);
     assert_eq!(address(&ws, "tbtc84", "0", false), TESTNET_BIP84);

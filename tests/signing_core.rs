@@ -131,7 +131,8 @@ async fn denials_name_the_rule_and_code_and_leave_nothing_in_the_outbox() {
         )
         .await
         .unwrap_err();
-    assert_eq!(denied(e).1, "deny.default");
+    // No rule could let the outsider use the wallet: refused before its payload is read.
+    assert_eq!(denied(e).1, "policy-no-rule-for-principal");
     // The denial is the stored answer for that id.
     let e = core
         .sign(
@@ -145,7 +146,7 @@ async fn denials_name_the_rule_and_code_and_leave_nothing_in_the_outbox() {
     assert_eq!(wallet_usage(core.state()).0, 0);
     assert_eq!(
         audit_events(&core),
-        ["unseal", "sign.deny", "sign.deny", "sign.deny"]
+        ["unseal", "sign.deny", "sign.deny", "sign.refused"]
     );
     // A malformed payload is INVALID_ARGUMENT with the parser's message.
     let bad = SignRequest {

@@ -96,13 +96,11 @@ fn read_secret(
     prompt: &str,
     confirm: bool,
 ) -> Result<SecretString, CliError> {
+    let from_env = take_secret_env(env)?;
     let secret = if let Some(path) = file {
         read_secret_file(path)?
-    } else if let Some(value) = std::env::var_os(env) {
-        let text = value
-            .into_string()
-            .map_err(|_| CliError::usage(format!("the {env} environment variable is not UTF-8")))?;
-        SecretString::new(text)
+    } else if let Some(secret) = from_env {
+        secret
     } else {
         let no_terminal = |_| {
             CliError::usage(format!(
@@ -124,6 +122,25 @@ fn read_secret(
         return Err(CliError::usage("the passphrase is empty"));
     }
     Ok(secret)
+}
+
+/// Takes the secret in environment variable `name` out of the process environment: removed from
+/// the environment children inherit, and its bytes wiped from the block `/proc/<pid>/environ`
+/// shows ([`super::environ`]). `None` when unset. Call it before any thread is started.
+pub fn take_secret_env(name: &str) -> Result<Option<SecretString>, CliError> {
+    let Some(value) = std::env::var_os(name) else {
+        return Ok(None);
+    };
+    std::env::remove_var(name);
+    if let Err(e) = super::environ::wipe_initial(name) {
+        // The variable is gone from the live environment; only the copy in the initial block
+        // the kernel shows may remain. Say so, without the value.
+        eprintln!("warning: could not wipe {name} from /proc/self/environ: {e}");
+    }
+    let text = value
+        .into_string()
+        .map_err(|_| CliError::usage(format!("the {name} environment variable is not UTF-8")))?;
+    Ok(Some(SecretString::new(text)))
 }
 
 /// Reads a secret from a file (one trailing line ending dropped), with an error naming the file.

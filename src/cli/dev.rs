@@ -34,7 +34,7 @@ use clap::{Args, Subcommand};
 use crate::cli::common::{keystore_error, read_secret_file, with_spinner, UnsafeKdfArgs};
 use crate::cli::{CliError, CliResult};
 use crate::keys::MnemonicSecret;
-use crate::keys::{Chain, Network, Purpose};
+use crate::keys::{AccountPath, Chain, Network, Purpose};
 use crate::keystore::{ensure_vacant, KeyStore};
 use crate::policy::Policy;
 use crate::secret::SecretString;
@@ -97,7 +97,9 @@ pub struct DevWallet {
     pub name: String,
     /// Network.
     pub network: Network,
-    /// Account index (distinct per network, so two wallets never share keys).
+    /// Account index, distinct per account path family (purpose and coin type), so two wallets
+    /// never share keys: every EVM network derives from `m/44'/60'/account'` and every Bitcoin
+    /// test network from coin type 1, and the key store refuses a second wallet on a path.
     pub account: u32,
 }
 
@@ -196,7 +198,10 @@ pub fn plan_wallets(policy: &Policy) -> (Vec<DevWallet>, Vec<String>) {
     }
     let mut planned = Vec::new();
     let mut skipped = Vec::new();
-    let mut accounts: std::collections::HashMap<Network, u32> = std::collections::HashMap::new();
+    // Counted per path family (the account path at account 0), not per network: Sepolia and
+    // mainnet share m/44'/60'/…, testnet and regtest m/84'/1'/….
+    let mut accounts: std::collections::HashMap<Option<AccountPath>, u32> =
+        std::collections::HashMap::new();
     for (name, seen) in seen {
         let mut chains = seen.chains.clone();
         if chains.is_empty() {
@@ -235,7 +240,8 @@ pub fn plan_wallets(policy: &Policy) -> (Vec<DevWallet>, Vec<String>) {
             skipped.push(name);
             continue;
         };
-        let account = accounts.entry(network).or_insert(0);
+        let family = AccountPath::new(network, default_purpose(chain), 0).ok();
+        let account = accounts.entry(family).or_insert(0);
         planned.push(DevWallet {
             name,
             network,
@@ -244,6 +250,14 @@ pub fn plan_wallets(policy: &Policy) -> (Vec<DevWallet>, Vec<String>) {
         *account += 1;
     }
     (planned, skipped)
+}
+
+/// The purpose a development wallet gets: BIP84 on Bitcoin, BIP44 on Ethereum.
+fn default_purpose(chain: Chain) -> Purpose {
+    match chain {
+        Chain::Bitcoin => Purpose::Bip84,
+        Chain::Ethereum => Purpose::Bip44,
+    }
 }
 
 fn chain_from_name(name: &str) -> Option<Chain> {
@@ -365,10 +379,7 @@ fn env(args: &EnvArgs) -> CliResult {
     .map_err(keystore_error)?;
     let mut created = Vec::new();
     for w in &wallets {
-        let purpose = match w.network.chain() {
-            Chain::Bitcoin => Purpose::Bip84,
-            Chain::Ethereum => Purpose::Bip44,
-        };
+        let purpose = default_purpose(w.network.chain());
         let wallet = unsealed
             .create_wallet(&w.name, w.network, purpose, w.account)
             .map_err(keystore_error)?;
@@ -645,5 +656,59 @@ wallets = ["btc-dev", "eth-dev", "mystery"]
         assert_eq!(skipped, ["mystery"]);
         assert_eq!(wallets[0].network.to_string(), "regtest");
         assert_eq!(wallets[1].network.to_string(), "sepolia");
+    }
+
+    #[test]
+    fn wallets_on_networks_sharing_a_path_get_distinct_accounts() {
+        let policy = Policy::from_toml(
+            r#"
+[policy]
+name = "t"
+[roles]
+signer = ["spiffe://t/svc"]
+[[rules]]
+name = "eth main"
+effect = "allow"
+roles = ["signer"]
+wallets = ["eth-main"]
+chains = ["ethereum"]
+networks = ["mainnet"]
+[[rules]]
+name = "eth test"
+effect = "allow"
+roles = ["signer"]
+wallets = ["eth-test"]
+chains = ["ethereum"]
+networks = ["sepolia"]
+[[rules]]
+name = "btc test"
+effect = "allow"
+roles = ["signer"]
+wallets = ["btc-test"]
+chains = ["bitcoin"]
+networks = ["testnet"]
+[[rules]]
+name = "btc reg"
+effect = "allow"
+roles = ["signer"]
+wallets = ["btc-reg"]
+chains = ["bitcoin"]
+networks = ["regtest"]
+"#,
+        )
+        .unwrap();
+        let (wallets, _) = plan_wallets(&policy);
+        let paths: Vec<(String, String)> = wallets
+            .iter()
+            .map(|w| {
+                let path =
+                    AccountPath::new(w.network, default_purpose(w.network.chain()), w.account)
+                        .unwrap();
+                (w.name.clone(), path.to_string())
+            })
+            .collect();
+        assert_eq!(paths.len(), 4, "{paths:?}");
+        let unique: BTreeSet<&String> = paths.iter().map(|(_, p)| p).collect();
+        assert_eq!(unique.len(), paths.len(), "{paths:?}");
     }
 }

@@ -13,6 +13,7 @@ pub mod client;
 pub mod common;
 pub mod demo;
 pub mod dev;
+pub mod environ;
 pub mod error;
 pub mod eth;
 pub mod host;

@@ -19,7 +19,14 @@
 //!
 //! While it runs: pending requests past their expiry are expired every 30 s; SIGHUP reloads the
 //! policy through the core as the host principal [`SIGHUP_PRINCIPAL`] (the core validates the new
-//! file, keeps the old policy if it is invalid, and audits both hashes; the outcome is logged).
+//! file, keeps the old policy if it is invalid, and audits both hashes; the outcome is logged),
+//! and reloads the revocation settings of `[tls]` (`crl_file`, `revoked_serials`,
+//! `revoked_principals`) from the configuration file: a newly revoked certificate is refused at
+//! its next handshake and at the next call of a connection already open; if the file or the CRL
+//! is invalid, the revocation set in force stays and the error is logged.
+//!
+//! Options of `[bitcoin]` that weaken a check are logged (warning) at start and written into the
+//! audit chain (`config.weakened`, as the host) each time the core becomes unsealed.
 //! The core authorises a reload like any Admin call, so the policy decides whether a signal may
 //! reload it: list `local:sighup` under `[roles] admin` (no certificate can claim a `local:` name,
 //! so this grants nothing to network callers); otherwise use `Admin.ReloadPolicy`.
@@ -34,12 +41,15 @@ use std::time::Duration;
 use clap::Args;
 use tokio::net::TcpListener;
 
-use crate::cli::common::{read_secret_file, PASSPHRASE_ENV};
+use crate::cli::common::{read_secret_file, take_secret_env, PASSPHRASE_ENV};
 use crate::cli::{CliError, CliResult};
 use crate::config::{Config, LogFormat};
 use crate::secret::SecretString;
 use crate::selftest::{self, KNOWN_ANSWERS};
-use crate::service::TlsMaterial;
+use crate::service::trust::RevocationSummary;
+use crate::service::{ClientTrust, TlsMaterial};
+use crate::signing::contract::SignerCore;
+use crate::signing::host::WEAKENED_EVENT;
 use crate::signing::{now_unix, CoreConfig, SigningCore};
 
 /// The principal a SIGHUP reload is made (and audited) as. Certificates cannot claim it: the edge
@@ -64,12 +74,53 @@ pub fn run(args: ServeArgs) -> CliResult {
     run_self_tests()?;
     let tls = TlsMaterial::load(&config.tls.cert, &config.tls.key, &config.tls.client_ca)
         .map_err(CliError::operational)?;
+    let trust = ClientTrust::new(&tls.ca_pem, &config.tls.revocation())
+        .map_err(|e| CliError::operational(format!("cannot load the client trust: {e}")))?;
+    log_revocation(&trust.summary(), "loaded");
     let core = open_core(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| CliError::operational(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(serve(config, tls, Arc::new(core)))
+    let reload = Reload {
+        config_path: args.config,
+        trust: trust.clone(),
+    };
+    runtime.block_on(serve(config, tls, trust, Arc::new(core), reload))
+}
+
+/// What SIGHUP reloads besides the policy.
+struct Reload {
+    config_path: PathBuf,
+    trust: Arc<ClientTrust>,
+}
+
+fn log_revocation(summary: &RevocationSummary, what: &str) {
+    tracing::info!(
+        crls = summary.crls,
+        crl_entries = summary.crl_entries,
+        serials = summary.serials,
+        principals = summary.principals,
+        "client certificate revocation {what}"
+    );
+}
+
+/// Reads the configuration file again and puts its revocation settings in force; on any error
+/// the set in force stays.
+fn reload_revocation(reload: &Reload) {
+    let revocation = match Config::load(&reload.config_path) {
+        Ok(config) => config.tls.revocation(),
+        Err(e) => {
+            tracing::error!(error = %e, "revocation reload refused (configuration invalid); the revocation set in force stays");
+            return;
+        }
+    };
+    match reload.trust.reload(&revocation) {
+        Ok(summary) => log_revocation(&summary, "reloaded"),
+        Err(e) => {
+            tracing::error!(error = %e, "revocation reload refused; the revocation set in force stays")
+        }
+    }
 }
 
 /// The known-answer self-tests: every result logged, an error if any failed.
@@ -111,6 +162,8 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         policy_signatures: config.policy_signatures(),
         authorization_max_age_secs: config.signing.authorization_max_age,
         unsafe_accept_state_rollback: config.signing.unsafe_accept_state_rollback,
+        bitcoin: config.bitcoin.sign_options(),
+        limits: config.limits.clone(),
         ..CoreConfig::new(
             config.store_dir.clone(),
             config.state_dir.clone(),
@@ -118,6 +171,14 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         )
     })
     .map_err(|e| CliError::operational(format!("cannot open the signing core: {e}")))?;
+    for weakening in core.bitcoin_options().weakenings() {
+        tracing::warn!(
+            option = weakening.option,
+            value = %weakening.value,
+            risk = weakening.risk,
+            "a check is WEAKENED by the configuration (audited as {WEAKENED_EVENT} at each unseal)"
+        );
+    }
     tracing::info!(
         store = %config.store_dir.display(),
         state = %config.state_dir.display(),
@@ -141,27 +202,25 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
 
 /// The unseal passphrase for an unattended start: `passphrase_file`, else `CUSTOS_PASSPHRASE`,
 /// with where it came from (for the log; never the value).
+///
+/// `CUSTOS_PASSPHRASE` is taken out of the process environment in every case (even when a file
+/// is configured and it goes unused), so that no child process inherits it and
+/// `/proc/<pid>/environ` no longer shows it.
 fn startup_passphrase(config: &Config) -> Result<Option<(SecretString, String)>, CliError> {
+    let from_env = take_secret_env(PASSPHRASE_ENV)?;
     if let Some(path) = &config.passphrase_file {
         return Ok(Some((read_secret_file(path)?, path.display().to_string())));
     }
-    match std::env::var_os(PASSPHRASE_ENV) {
-        Some(value) => {
-            let text = value.into_string().map_err(|_| {
-                CliError::usage(format!(
-                    "the {PASSPHRASE_ENV} environment variable is not UTF-8"
-                ))
-            })?;
-            Ok(Some((SecretString::new(text), PASSPHRASE_ENV.to_owned())))
-        }
-        None => Ok(None),
-    }
+    Ok(from_env.map(|secret| (secret, PASSPHRASE_ENV.to_owned())))
 }
 
-async fn serve(config: Config, tls: TlsMaterial, core: Arc<SigningCore>) -> CliResult {
-    // Listen for SIGHUP before anything is announced: a reload signal sent as soon as the
-    // server says it listens must reload, never terminate the process (SIGHUP's default).
-    let hangups = hangup_signals();
+async fn serve(
+    config: Config,
+    tls: TlsMaterial,
+    trust: Arc<ClientTrust>,
+    core: Arc<SigningCore>,
+    reload: Reload,
+) -> CliResult {
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| CliError::operational(format!("cannot listen on {}: {e}", config.listen)))?;
@@ -184,9 +243,32 @@ async fn serve(config: Config, tls: TlsMaterial, core: Arc<SigningCore>) -> CliR
         }
         None => None,
     };
-    let server = crate::service::start(core.clone(), &tls, listener, Some(metrics))
-        .await
-        .map_err(CliError::operational)?;
+    let options = crate::service::ServerOptions {
+        max_message_bytes: config.limits.grpc_message_bytes(),
+    };
+    tracing::info!(
+        grpc_message_bytes = options.max_message_bytes,
+        state_min_free_bytes = config.limits.state_min_free_bytes,
+        "input limits"
+    );
+    let server = crate::service::start_with_trust(
+        core.clone(),
+        &tls,
+        trust,
+        listener,
+        Some(metrics),
+        options,
+    )
+    .await
+    .map_err(CliError::operational)?;
+    // Signal handlers first: a signal sent as soon as the line below appears is handled.
+    let stop = shutdown_signal();
+    let hangups = reload_on_sighup(core.clone(), reload);
+    let tasks = [
+        tokio::spawn(expire_periodically(core.clone())),
+        tokio::spawn(audit_weakenings_when_unsealed(core.clone())),
+        tokio::spawn(hangups),
+    ];
     println!("custos listening on {} (mutual TLS)", server.addr);
     if let Some(addr) = server.metrics_addr {
         println!("metrics on http://{addr}/metrics");
@@ -200,11 +282,7 @@ async fn serve(config: Config, tls: TlsMaterial, core: Arc<SigningCore>) -> CliR
         }
         None => None,
     };
-    let tasks = [
-        tokio::spawn(expire_periodically(core.clone())),
-        tokio::spawn(reload_on_sighup(core.clone(), hangups)),
-    ];
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down");
     for task in &tasks {
         task.abort();
@@ -217,6 +295,28 @@ async fn serve(config: Config, tls: TlsMaterial, core: Arc<SigningCore>) -> CliR
     let anchoring = core.clone();
     let _ = tokio::task::spawn_blocking(move || anchoring.anchor_now()).await;
     stopped
+}
+
+/// Writes the configuration's weakened options into the audit chain each time the core becomes
+/// unsealed (at start when a passphrase is configured, else at the first `custos unseal`): the
+/// audit key exists only while unsealed.
+async fn audit_weakenings_when_unsealed(core: Arc<SigningCore>) {
+    if core.bitcoin_options().weakenings().is_empty() {
+        return;
+    }
+    let mut seal = core.seal_state();
+    loop {
+        if seal.wait_for(|s| s.is_unsealed()).await.is_err() {
+            return;
+        }
+        match core.audit_weakened_options().await {
+            Ok(n) => tracing::warn!(weakened = n, "weakened options recorded in the audit"),
+            Err(e) => tracing::error!(error = %e, "cannot audit the weakened options"),
+        }
+        if seal.wait_for(|s| !s.is_unsealed()).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Expires pending requests past their time, and anchors the audit head in the key store, every
@@ -245,36 +345,37 @@ async fn expire_periodically(core: Arc<SigningCore>) {
     }
 }
 
+/// Reloads the revocation settings and the policy on every SIGHUP, logging the outcome. The
+/// handler is installed when this is called, before the server says it listens (an early SIGHUP
+/// would otherwise terminate the process).
 #[cfg(unix)]
-type Hangups = Option<tokio::signal::unix::Signal>;
-#[cfg(not(unix))]
-type Hangups = Option<()>;
-
-/// The SIGHUP stream (installed now, so the signal no longer terminates the process).
-#[cfg(unix)]
-fn hangup_signals() -> Hangups {
+fn reload_on_sighup(
+    core: Arc<SigningCore>,
+    reload: Reload,
+) -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP: policy reload only through Admin.ReloadPolicy");
-            None
-        }
+    let hangups = signal(SignalKind::hangup());
+    async move {
+        let mut hangups = match hangups {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: policy reload only through Admin.ReloadPolicy");
+                return;
+            }
+        };
+        reload_loop(&mut hangups, &core, &reload).await;
     }
 }
 
-#[cfg(not(unix))]
-fn hangup_signals() -> Hangups {
-    None
-}
-
-/// Reloads the policy on every SIGHUP, logging the outcome.
 #[cfg(unix)]
-async fn reload_on_sighup(core: Arc<SigningCore>, hangups: Hangups) {
-    let Some(mut hangups) = hangups else {
-        return;
-    };
+async fn reload_loop(
+    hangups: &mut tokio::signal::unix::Signal,
+    core: &SigningCore,
+    reload: &Reload,
+) {
     while hangups.recv().await.is_some() {
+        tracing::info!(config = %reload.config_path.display(), "SIGHUP: reloading the revocation settings");
+        reload_revocation(reload);
         tracing::info!(policy = %core.policy_path().display(), "SIGHUP: reloading the policy");
         match core.reload_policy_from_host(SIGHUP_PRINCIPAL).await {
             Ok(reload) if reload.previous_hash == reload.hash => {
@@ -295,26 +396,50 @@ async fn reload_on_sighup(core: Arc<SigningCore>, hangups: Hangups) {
 }
 
 #[cfg(not(unix))]
-async fn reload_on_sighup(_core: Arc<SigningCore>, _hangups: Hangups) {}
+fn reload_on_sighup(
+    _core: Arc<SigningCore>,
+    _reload: Reload,
+) -> impl std::future::Future<Output = ()> {
+    std::future::ready(())
+}
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Waits for SIGTERM or Ctrl-C. The handlers are installed when this is called (not when the
+/// future is first polled), so a signal sent as soon as the server says it listens is caught.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let mut interrupt =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        {
+            let terminate = async {
+                match terminate.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let interrupt = async {
+                match interrupt.as_mut() {
+                    Some(signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = terminate => {},
+                () = interrupt => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

@@ -59,9 +59,10 @@ pub fn reject(args: VoteArgs) -> CliResult {
 
 /// The caller's principal, as the server will read it from the client certificate.
 fn principal_of(config: &ClientConfig) -> Result<String, CliError> {
+    use rustls::pki_types::pem::PemObject;
     let pem = std::fs::read(&config.tls.cert)
         .map_err(|e| CliError::usage(format!("cannot read {}: {e}", config.tls.cert.display())))?;
-    let der = rustls_pemfile::certs(&mut pem.as_slice())
+    let der = rustls::pki_types::CertificateDer::pem_slice_iter(&pem)
         .next()
         .and_then(Result::ok)
         .ok_or_else(|| {

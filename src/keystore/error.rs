@@ -62,6 +62,23 @@ pub enum KeystoreError {
     /// A wallet by this name exists already.
     #[error("a wallet named '{0}' already exists")]
     DuplicateWallet(String),
+    /// Another wallet already uses this seed at this account path: the same keys would sign for
+    /// two wallets (every EVM network derives from `m/44'/60'/account'`, every Bitcoin test
+    /// network from coin type 1), so a signature one wallet's policy allows would be valid for
+    /// the other's chain too.
+    #[error("wallet '{existing}' already uses seed '{seed}' at {path}: one key serves one wallet; give '{name}' another account (account {free} is free)")]
+    KeyInUse {
+        /// The wallet asked for.
+        name: String,
+        /// The wallet holding that path.
+        existing: String,
+        /// The seed id.
+        seed: String,
+        /// The account path (`m/44'/60'/0'`).
+        path: String,
+        /// The lowest account index free on this seed for the same purpose and coin type.
+        free: u32,
+    },
     /// A wallet name with characters the store does not allow.
     #[error("invalid wallet name '{name}': {reason}")]
     InvalidWalletName {

@@ -104,6 +104,8 @@ struct Inner {
     dir: PathBuf,
     db: sled::Db,
     store_id: [u8; 16],
+    /// Held while a wallet is checked and written ([`Unsealed::create_wallet_for_seed`]).
+    creating_wallet: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -155,6 +157,7 @@ impl KeyStore {
                     dir: dir.to_owned(),
                     db,
                     store_id,
+                    creating_wallet: std::sync::Mutex::new(()),
                 }),
             })
         })();
@@ -190,6 +193,7 @@ impl KeyStore {
                 dir: dir.to_owned(),
                 db,
                 store_id: header.store_id,
+                creating_wallet: std::sync::Mutex::new(()),
             }),
         })
     }
@@ -319,6 +323,15 @@ impl KeyStore {
         }
         self.flush()?;
         Ok(true)
+    }
+
+    /// Serialises wallet creation within this process.
+    pub(crate) fn wallet_creation_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A poisoned lock guards no data: a panic mid-creation left at most an unwritten record.
+        self.inner
+            .creating_wallet
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes `bytes` under `id` (replacing what was there) and flushes.

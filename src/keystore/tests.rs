@@ -255,3 +255,99 @@ fn unsealed_debug_hides_the_dek_and_audit_key() {
         ));
     }
 }
+
+#[test]
+fn one_key_serves_one_wallet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = new_store(&tmp.path().join("s"));
+    let unsealed = store.unseal(&pass("pw")).unwrap();
+    let mainnet = Network::Ethereum { chain_id: 1 };
+    let sepolia = Network::Ethereum {
+        chain_id: 11_155_111,
+    };
+    unsealed
+        .create_wallet("eth", mainnet, Purpose::Bip44, 0)
+        .unwrap();
+    // Sepolia at account 0 is mainnet's key: refused, naming the wallet and a free account.
+    let error = unsealed
+        .create_wallet("sepolia", sepolia, Purpose::Bip44, 0)
+        .unwrap_err();
+    assert!(
+        matches!(&error, KeystoreError::KeyInUse { existing, path, free: 1, .. }
+            if existing == "eth" && path == "m/44'/60'/0'"),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(message.contains("wallet 'eth'"), "{message}");
+    assert!(message.contains("account 1 is free"), "{message}");
+    assert!(matches!(
+        unsealed.wallet("sepolia"),
+        Err(KeystoreError::UnknownWallet(_))
+    ));
+    unsealed
+        .create_wallet("sepolia", sepolia, Purpose::Bip44, 1)
+        .unwrap();
+    // Another chain id at account 1 is refused too; the next free account is 2.
+    let error = unsealed
+        .create_wallet(
+            "holesky",
+            Network::Ethereum { chain_id: 17_000 },
+            Purpose::Bip44,
+            1,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&error, KeystoreError::KeyInUse { existing, free: 2, .. } if existing == "sepolia"),
+        "{error:?}"
+    );
+
+    // Bitcoin test networks share coin type 1: regtest after testnet at the same path is refused;
+    // another purpose is another path and is fine.
+    let testnet = Network::Bitcoin(bitcoin::Network::Testnet);
+    let regtest = Network::Bitcoin(bitcoin::Network::Regtest);
+    unsealed
+        .create_wallet("tb", testnet, Purpose::Bip84, 0)
+        .unwrap();
+    assert!(matches!(
+        unsealed.create_wallet("rt", regtest, Purpose::Bip84, 0),
+        Err(KeystoreError::KeyInUse { .. })
+    ));
+    unsealed
+        .create_wallet("rt", regtest, Purpose::Bip86, 0)
+        .unwrap();
+    // The same path on another seed is another key.
+    let second = unsealed.add_seed(&abandon(), &pass("TREZOR")).unwrap();
+    unsealed
+        .create_wallet_for_seed(&second, "eth2", mainnet, Purpose::Bip44, 0)
+        .unwrap();
+    assert_eq!(unsealed.wallets().unwrap().len(), 5);
+}
+
+#[test]
+fn concurrent_creations_cannot_share_a_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = new_store(&tmp.path().join("s"));
+    let unsealed = std::sync::Arc::new(store.unseal(&pass("pw")).unwrap());
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let unsealed = unsealed.clone();
+            std::thread::spawn(move || {
+                unsealed
+                    .create_wallet(
+                        &format!("eth{i}"),
+                        Network::Ethereum { chain_id: 1 + i },
+                        Purpose::Bip44,
+                        0,
+                    )
+                    .is_ok()
+            })
+        })
+        .collect();
+    let created = handles
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
+    assert_eq!(created, 1);
+    assert_eq!(unsealed.wallets().unwrap().len(), 1);
+}

@@ -251,7 +251,10 @@ impl Unsealed {
         }
     }
 
-    /// Creates a wallet (an HD account) on `seed`; refuses a name already taken.
+    /// Creates a wallet (an HD account) on `seed`; refuses a name already taken, and an account
+    /// path another wallet on the same seed already uses ([`KeystoreError::KeyInUse`]): two
+    /// networks sharing a key (Sepolia and mainnet both derive from `m/44'/60'/0'`) would make
+    /// a signature allowed on one valid on the other.
     pub fn create_wallet_for_seed(
         &self,
         seed: &SeedId,
@@ -264,12 +267,16 @@ impl Unsealed {
             name: name.chars().take(64).collect(),
             reason,
         })?;
+        // One creation at a time in this process (the store's lock keeps other processes out),
+        // so two concurrent requests cannot both find a path free.
+        let _creating = self.store.wallet_creation_lock();
         let id = format!("{WALLET_PREFIX}{name}");
         if self.store.record(&id)?.is_some() {
             return Err(KeystoreError::DuplicateWallet(name.to_owned()));
         }
         let path = AccountPath::new(network, purpose, account)
             .map_err(|e| KeystoreError::Derivation(e.to_string()))?;
+        self.check_path_free(seed, name, path)?;
         let master = self.master_key(seed)?;
         let account = AccountKey::from_master(&master, network, path)
             .map_err(|e| KeystoreError::Derivation(e.to_string()))?;
@@ -293,6 +300,37 @@ impl Unsealed {
             return Err(KeystoreError::DuplicateWallet(name.to_owned()));
         }
         Ok(wallet)
+    }
+
+    /// Refuses `path` on `seed` when another wallet derives from it, naming that wallet and the
+    /// lowest free account for the same purpose and coin type.
+    fn check_path_free(
+        &self,
+        seed: &SeedId,
+        name: &str,
+        path: AccountPath,
+    ) -> Result<(), KeystoreError> {
+        let on_seed: Vec<Wallet> = self
+            .wallets()?
+            .into_iter()
+            .filter(|w| w.seed == *seed)
+            .collect();
+        let Some(existing) = on_seed.iter().find(|w| w.account.path == path) else {
+            return Ok(());
+        };
+        let taken = |account: u32| {
+            on_seed
+                .iter()
+                .any(|w| w.account.path == AccountPath { account, ..path })
+        };
+        let free = (0..1u32 << 31).find(|a| !taken(*a)).unwrap_or(0);
+        Err(KeystoreError::KeyInUse {
+            name: name.to_owned(),
+            existing: existing.name.clone(),
+            seed: seed.0.clone(),
+            path: path.to_string(),
+            free,
+        })
     }
 
     /// Decrypts and checks every record: each decodes and authenticates, each seed matches its

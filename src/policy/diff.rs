@@ -325,6 +325,16 @@ fn rule_changes(o: &Rule, n: &Rule, out: &mut Vec<String>) {
             f(&n.approval)
         ));
     }
+    if o.allow_typed_data_without_chain_id != n.allow_typed_data_without_chain_id {
+        out.push(format!(
+            "rule '{r}': EIP-712 typed data without domain.chainId (valid on every chain) {}",
+            if n.allow_typed_data_without_chain_id {
+                "now ALLOWED (weaker)"
+            } else {
+                "no longer allowed (stricter)"
+            }
+        ));
+    }
     if o.allow_replacement != n.allow_replacement {
         out.push(format!(
             "rule '{r}': nonce replacement {}",

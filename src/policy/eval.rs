@@ -147,6 +147,7 @@ impl Policy {
             ctx.asset.known.then_some(ctx.asset.symbol.as_str()),
             &ctx.destinations,
             intent.amount,
+            intent.is_typed_data_without_chain_id(),
         );
         let matches = |i: usize| index.rules[i].matches(&facts);
 
@@ -306,11 +307,21 @@ fn finish(
         }
     }
     decision.or(near_miss).unwrap_or_else(|| {
+        let mut hint = String::new();
+        if req.intent.kind.needs_naming() {
+            hint = format!(
+                "; a {} is allowed only by a rule that names it in kinds",
+                req.intent.kind
+            );
+        }
+        if req.intent.is_typed_data_without_chain_id() {
+            hint.push_str("; typed data without domain.chainId (valid on every chain) needs a rule with allow_typed_data_without_chain_id");
+        }
         deny(
             None,
             "deny.default",
             format!(
-                "no rule allows this request (default deny): {}",
+                "no rule allows this request (default deny): {}{hint}",
                 req.intent.summary()
             ),
         )

@@ -144,6 +144,9 @@ pub struct RuleFile {
     /// Ethereum nonce replacement allowed.
     #[serde(default)]
     pub allow_replacement: bool,
+    /// EIP-712 typed data without `domain.chainId` allowed.
+    #[serde(default)]
+    pub allow_typed_data_without_chain_id: bool,
 }
 
 /// `[rules.schedule]`.

@@ -19,7 +19,7 @@ use crate::amount::Amount;
 use crate::intent::ActionKind;
 use crate::network::Chain;
 
-use super::model::Policy;
+use super::model::{Effect, Policy};
 
 /// A fixed-size bit set (roles, books, assets, networks).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,6 +79,8 @@ pub(crate) struct CompiledRule {
     any_not_in: Option<Bits>,
     min_amount: Option<Amount>,
     max_amount: Option<Amount>,
+    /// Matches EIP-712 data without `domain.chainId` (deny rules, and rules that allow it).
+    typed_data_without_chain_id: bool,
 }
 
 /// The request, resolved against the index once.
@@ -94,6 +96,8 @@ pub(crate) struct Facts<'a> {
     /// Per destination: the books listing it (before `eligible_books`).
     pub destinations: Vec<Option<&'a Bits>>,
     pub amount: Amount,
+    /// EIP-712 data without `domain.chainId`.
+    pub typed_data_without_chain_id: bool,
 }
 
 /// The whole policy, precompiled.
@@ -217,16 +221,26 @@ impl Index {
                     .as_ref()
                     .map(|c| c.iter().fold(0, |m, c| m | chain_bit(*c))),
                 networks: nets,
-                kinds: r
-                    .kinds
-                    .as_ref()
-                    .map(|k| k.iter().fold(0, |m, k| m | kind_bit(*k))),
+                // A kind that must be named (blind messages) is outside an allow rule without
+                // `kinds`; deny rules without `kinds` match every kind.
+                kinds: match (&r.kinds, r.effect) {
+                    (Some(k), _) => Some(k.iter().fold(0, |m, k| m | kind_bit(*k))),
+                    (None, Effect::Deny) => None,
+                    (None, _) => Some(
+                        ActionKind::ALL
+                            .iter()
+                            .filter(|k| !k.needs_naming())
+                            .fold(0, |m, k| m | kind_bit(*k)),
+                    ),
+                },
                 assets,
                 all_in: book_bits(&d.all_in),
                 any_in: book_bits(&d.any_in),
                 any_not_in: book_bits(&d.any_not_in),
                 min_amount: r.min_amount.as_ref().map(|m| m.units),
                 max_amount: r.max_amount.as_ref().map(|m| m.units),
+                typed_data_without_chain_id: r.effect == Effect::Deny
+                    || r.allow_typed_data_without_chain_id,
             });
         }
         Index {
@@ -270,6 +284,7 @@ impl Index {
         symbol: Option<&str>,
         destinations: &[String],
         amount: Amount,
+        typed_data_without_chain_id: bool,
     ) -> Facts<'a> {
         let mut eligible_books = Bits::with_len(self.books.len());
         for (i, (c, n)) in self.books.iter().enumerate() {
@@ -291,6 +306,7 @@ impl Index {
                 .map(|a| self.addresses.get(a.as_str()))
                 .collect(),
             amount,
+            typed_data_without_chain_id,
         }
     }
 
@@ -350,6 +366,9 @@ impl CompiledRule {
             if k & kind_bit(f.kind) == 0 {
                 return false;
             }
+        }
+        if f.typed_data_without_chain_id && !self.typed_data_without_chain_id {
+            return false;
         }
         if let Some(a) = &self.assets {
             if !f.asset.is_some_and(|id| a.get(id)) {

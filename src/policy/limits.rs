@@ -144,7 +144,10 @@ pub fn counted_amount(kind: ActionKind, amount: Amount) -> Amount {
         | ActionKind::TokenTransfer
         | ActionKind::ContractCall
         | ActionKind::ContractCreation => amount,
-        ActionKind::TokenApproval | ActionKind::Message | ActionKind::TypedMessage => Amount::ZERO,
+        ActionKind::TokenApproval
+        | ActionKind::Message
+        | ActionKind::BlindMessage
+        | ActionKind::TypedMessage => Amount::ZERO,
     }
 }
 

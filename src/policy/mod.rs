@@ -47,6 +47,7 @@ mod index;
 pub mod limits;
 pub mod model;
 pub mod parse;
+pub mod reach;
 pub mod tests_file;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,7 @@ pub use eval::{Decision, Explanation, Outcome, PolicyRequest, QuorumStatus};
 pub use limits::{LedgerKey, ReservationPlan, Usage, UsageView};
 pub use model::{Policy, Quorum};
 pub use parse::{PolicyError, PolicyErrors};
+pub use reach::WalletScope;
 
 use crate::assets::{TokenInfo, TokenRegistry};
 use crate::network::{Chain, Network};
@@ -131,3 +133,5 @@ impl Policy {
 mod tests;
 #[cfg(test)]
 mod tests_approvers;
+#[cfg(test)]
+mod tests_kinds;

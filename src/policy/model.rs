@@ -330,6 +330,11 @@ pub struct Rule {
     pub approval: Option<Quorum>,
     /// Ethereum nonce replacement allowed.
     pub allow_replacement: bool,
+    /// EIP-712 typed data whose domain has no `chainId` may be signed. A weakening: such a
+    /// signature is valid on every chain where the verifying contract accepts it. Allow and
+    /// require_approval rules only; without it they do not match such data.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_typed_data_without_chain_id: bool,
 }
 
 impl Rule {

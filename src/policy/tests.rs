@@ -393,8 +393,12 @@ addresses = ["0x3fC91A3afd70395Cd496C647d5a6CC9D4B2b7FAD"]
                 r#"["token_transfer", "token_approval"]"#,
                 r#"["contract_call", "message"]"#,
                 r#"["transfer", "token_transfer"]"#,
+                r#"["blind_message", "typed_message"]"#,
             ];
-            r += &format!("kinds = {}\n", k[pick(4) as usize]);
+            r += &format!("kinds = {}\n", k[pick(5) as usize]);
+        }
+        if effect != "deny" && pick(3) == 0 {
+            r += "allow_typed_data_without_chain_id = true\n";
         }
         let asset = asset.filter(|_| pick(3) != 0);
         if let Some(a) = asset {
@@ -475,12 +479,13 @@ addresses = ["0x3fC91A3afd70395Cd496C647d5a6CC9D4B2b7FAD"]
             0..PRINCIPALS.len(),
             0..WALLETS.len(),
             0..7usize,
-            0..7u8,
+            0..8u8,
             proptest::collection::vec(0..ADDRS.len(), 0..3),
             0..500_000_000u64,
             0..(14 * 86_400i64),
+            proptest::bool::ANY,
         )
-            .prop_map(|(p, w, asset, kind, dests, amount, at)| {
+            .prop_map(|(p, w, asset, kind, dests, amount, at, unbound)| {
                 let (chain, network, asset) = match asset {
                     0 => (Chain::Bitcoin, "mainnet", Asset::native("BTC", 8)),
                     1 => (Chain::Bitcoin, "signet", Asset::native("SBTC", 8)),
@@ -505,7 +510,14 @@ addresses = ["0x3fC91A3afd70395Cd496C647d5a6CC9D4B2b7FAD"]
                     ActionKind::ContractCreation,
                     ActionKind::Message,
                     ActionKind::TypedMessage,
+                    ActionKind::BlindMessage,
                 ][usize::from(kind)];
+                // Typed data (a typed message or a permit) with or without domain.chainId.
+                let message = matches!(kind, ActionKind::TypedMessage | ActionKind::TokenApproval)
+                    .then(|| crate::intent::MessageInfo {
+                        without_chain_id: unbound,
+                        ..Default::default()
+                    });
                 let amount = Amount::from(amount);
                 PolicyRequest {
                     principal: PRINCIPALS[p].into(),
@@ -521,6 +533,7 @@ addresses = ["0x3fC91A3afd70395Cd496C647d5a6CC9D4B2b7FAD"]
                         amount,
                         fee: Amount::from(1000u64),
                         fee_rate_sat_per_kvb: Some(10_000),
+                        message,
                         ..Intent::new(WALLETS[w], chain, network, kind, asset)
                     },
                 }
@@ -566,4 +579,38 @@ addresses = ["0x3fC91A3afd70395Cd496C647d5a6CC9D4B2b7FAD"]
             assert!(codes.contains(code), "{code} never decided: {codes:?}");
         }
     }
+}
+
+/// A principal ending in a multi-byte character once sliced the text at a byte that is not a
+/// character boundary (a panic on the policy file, i.e. on a reload). Each is now an ordinary
+/// principal, or an error naming it.
+#[test]
+fn principals_ending_in_multibyte_characters_do_not_panic() {
+    for principal in [
+        "é",
+        "svc*é",
+        "spiffe://a/caf\u{e9}",
+        "x\u{1f600}",
+        "*é",
+        "é*",
+    ] {
+        let text = BASE.replace(
+            "signer = [\"spiffe://a/payouts\"]",
+            &format!("signer = [\"spiffe://a/payouts\", {principal:?}]"),
+        );
+        match Policy::from_toml(&format!("{text}{ALLOW}")) {
+            Ok(p) => assert!(
+                p.roles["signer"].contains(principal),
+                "{principal}: {:?}",
+                p.roles
+            ),
+            Err(e) => assert!(
+                e.to_string().contains("'*' is only allowed at the end"),
+                "{principal}: {e}"
+            ),
+        }
+    }
+    // '*' inside is refused; at the end it is a prefix.
+    let text = BASE.replace("signer = [\"spiffe://a/payouts\"]", "signer = [\"svc*é\"]");
+    assert!(Policy::from_toml(&format!("{text}{ALLOW}")).is_err());
 }

@@ -151,6 +151,7 @@ fn action_kind(kind: ActionKind) -> proto::ActionKind {
         ActionKind::ContractCall => proto::ActionKind::ContractCall,
         ActionKind::ContractCreation => proto::ActionKind::ContractCreation,
         ActionKind::Message => proto::ActionKind::Message,
+        ActionKind::BlindMessage => proto::ActionKind::BlindMessage,
         ActionKind::TypedMessage => proto::ActionKind::TypedMessage,
     }
 }
@@ -187,6 +188,7 @@ pub fn intent(intent: &Intent) -> proto::Intent {
             verifying_contract: m.verifying_contract.clone(),
             primary_type: m.primary_type.clone(),
             preview: m.preview.clone(),
+            without_chain_id: m.without_chain_id,
         }),
         unlimited: intent.is_unlimited(),
         summary: intent.summary(),

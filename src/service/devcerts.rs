@@ -9,8 +9,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -56,6 +57,19 @@ pub struct IssuedCert {
     pub cert_pem: String,
     /// The private key, PKCS#8 PEM.
     pub key_pem: SecretString,
+}
+
+impl IssuedCert {
+    /// The certificate's serial number (big-endian, no leading zero bytes), as a CRL or
+    /// `[tls] revoked_serials` names it.
+    pub fn serial(&self) -> Vec<u8> {
+        use rustls::pki_types::pem::PemObject;
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .expect("an issued certificate is one PEM certificate");
+        let (_, cert) = <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer<_>>::from_der(&der)
+            .expect("an issued certificate parses");
+        crate::service::trust::normalize_serial(cert.raw_serial())
+    }
 }
 
 impl std::fmt::Debug for IssuedCert {
@@ -152,7 +166,32 @@ impl DevCa {
         self.issue(params)
     }
 
-    fn issue(&self, mut params: CertificateParams) -> Result<IssuedCert, DevCertError> {
+    /// A certificate revocation list of this CA listing `revoked` (PEM), valid for 30 days.
+    /// `number` is the CRL number (increase it with each new list).
+    pub fn crl(&self, revoked: &[&IssuedCert], number: u64) -> Result<String, DevCertError> {
+        let now = OffsetDateTime::now_utc();
+        let params = CertificateRevocationListParams {
+            this_update: now - Duration::hours(1),
+            next_update: now + Duration::days(30),
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|cert| RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(&cert.serial()),
+                    revocation_time: now - Duration::minutes(5),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
+    }
+
+    /// Issues a certificate with `params` as given (key usage digitalSignature, one year): for
+    /// tests of what the server refuses (no extended key usage, odd names).
+    pub fn issue(&self, mut params: CertificateParams) -> Result<IssuedCert, DevCertError> {
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.use_authority_key_identifier_extension = true;
         validity(&mut params, 365);
@@ -281,12 +320,10 @@ mod tests {
     use crate::signing::contract::PrincipalSource;
 
     fn der(pem: &str) -> Vec<u8> {
-        let mut reader = std::io::BufReader::new(pem.as_bytes());
-        let cert = rustls_pemfile::certs(&mut reader)
-            .next()
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
             .expect("one certificate")
-            .expect("valid pem");
-        cert.to_vec()
+            .to_vec()
     }
 
     #[test]

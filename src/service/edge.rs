@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::identity::principal_from_request;
 use super::metrics_http::outcome_of;
 use super::status::to_status;
+use super::trust::ClientTrust;
 use crate::signing::contract::Principal;
 use crate::signing::contract::{CoreError, Privilege, SignerCore};
 use crate::signing::metrics::{Metrics, Outcome};
@@ -19,6 +19,8 @@ pub struct Edge<C> {
     pub core: Arc<C>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// Which client certificates are trusted now (checked again at every call).
+    pub trust: Arc<ClientTrust>,
 }
 
 impl<C> Clone for Edge<C> {
@@ -26,6 +28,7 @@ impl<C> Clone for Edge<C> {
         Edge {
             core: self.core.clone(),
             metrics: self.metrics.clone(),
+            trust: self.trust.clone(),
         }
     }
 }
@@ -39,13 +42,28 @@ impl<C: SignerCore> Edge<C> {
         request: &Request<T>,
         privilege: Option<Privilege>,
     ) -> Result<Principal, Status> {
-        let result = principal_from_request(request).and_then(|principal| {
+        let result = self.principal(request).and_then(|principal| {
             if let Some(privilege) = privilege {
                 self.core.authorize(&principal, privilege)?;
             }
             Ok(principal)
         });
         result.map_err(|error| self.refuse(method, None, &error))
+    }
+
+    /// The caller's principal: the connection's certificate chain, checked against the trust in
+    /// force now (a revocation reloaded since the handshake applies to this call).
+    fn principal<T>(&self, request: &Request<T>) -> Result<Principal, CoreError> {
+        let certs = request
+            .peer_certs()
+            .ok_or_else(|| CoreError::Unauthenticated {
+                reason: "no client certificate".into(),
+            })?;
+        self.trust
+            .authenticate(&certs, rustls::pki_types::UnixTime::now())
+            .map_err(|e| CoreError::Unauthenticated {
+                reason: e.to_string(),
+            })
     }
 
     /// Counts and answers one call's result.

@@ -10,22 +10,25 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use super::acceptor::{accept_tls, server_config};
 use super::admin::AdminService;
 use super::edge::Edge;
+use super::message_limit::MessageLimitStatus;
 use super::metrics_http;
 use super::outbox::OutboxService;
 use super::proto::admin_server::{self, AdminServer};
 use super::proto::outbox_server::{self, OutboxServer};
 use super::proto::signer_server::{self, SignerServer};
 use super::signer::SignerService;
-use super::tls::{server_tls, TlsMaterial};
+use super::tls::{TlsError, TlsMaterial};
+use super::trust::{ClientTrust, Revocation, TrustError};
 use crate::signing::contract::SealState;
 use crate::signing::contract::SignerCore;
+use crate::signing::input_limits::InputLimits;
 use crate::signing::metrics::Metrics;
 
 /// Why the server could not start or stopped with an error.
@@ -41,6 +44,12 @@ pub enum ServeError {
     /// A listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// The TLS configuration was refused.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+    /// The client CA or the revocation list was refused.
+    #[error("client trust: {0}")]
+    Trust(#[from] TrustError),
     /// The server task panicked or was cancelled.
     #[error("server task: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -118,20 +127,71 @@ async fn apply_seal_state(reporter: &HealthReporter, metrics: &Metrics, state: S
     tracing::info!(seal_state = state.as_str(), "seal state");
 }
 
+/// How the server treats what arrives (from `[limits]` of `custos.toml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// The largest request message any service decodes, bytes; a larger one is refused unread
+    /// with `RESOURCE_EXHAUSTED message-too-large` ([`super::message_limit`]).
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_message_bytes: InputLimits::default().grpc_message_bytes(),
+        }
+    }
+}
+
 /// Starts the server on `listener` (and metrics on `metrics_listener`) with mutual TLS from
-/// `tls`, delegating to `core`. Returns once the server accepts connections.
+/// `tls`, nothing revoked and the default [`ServerOptions`], delegating to `core`. Returns once
+/// the server accepts connections.
 pub async fn start<C: SignerCore>(
     core: Arc<C>,
     tls: &TlsMaterial,
     listener: TcpListener,
     metrics_listener: Option<TcpListener>,
 ) -> Result<RunningServer, ServeError> {
+    start_with(
+        core,
+        tls,
+        listener,
+        metrics_listener,
+        ServerOptions::default(),
+    )
+    .await
+}
+
+/// [`start`] with chosen [`ServerOptions`] and nothing revoked.
+pub async fn start_with<C: SignerCore>(
+    core: Arc<C>,
+    tls: &TlsMaterial,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    options: ServerOptions,
+) -> Result<RunningServer, ServeError> {
+    let trust = ClientTrust::new(&tls.ca_pem, &Revocation::default())?;
+    start_with_trust(core, tls, trust, listener, metrics_listener, options).await
+}
+
+/// [`start`] with the client trust and options given: the trust's CA and revocation set decide at
+/// every handshake and every call, and [`ClientTrust::reload`] changes them while the server runs.
+pub async fn start_with_trust<C: SignerCore>(
+    core: Arc<C>,
+    tls: &TlsMaterial,
+    trust: Arc<ClientTrust>,
+    listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
+    options: ServerOptions,
+) -> Result<RunningServer, ServeError> {
     let addr = listener.local_addr()?;
+    let tls_config = server_config(tls, &trust)?;
     let metrics = Arc::new(Metrics::new());
     core.attach_metrics(metrics.clone());
     let edge = Edge {
         core: core.clone(),
         metrics: metrics.clone(),
+        trust,
     };
 
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -173,20 +233,38 @@ pub async fn start<C: SignerCore>(
         None => None,
     };
 
+    let limit = options.max_message_bytes;
     let router = Server::builder()
-        .tls_config(server_tls(tls))?
-        .add_service(health)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(SignerServer::new(SignerService::new(edge.clone())))
-        .add_service(OutboxServer::new(OutboxService::new(edge.clone())))
-        .add_service(AdminServer::new(AdminService::new(edge)));
+        .add_service(MessageLimitStatus::new(
+            health.max_decoding_message_size(limit),
+        ))
+        .add_service(MessageLimitStatus::new(
+            reflection_v1.max_decoding_message_size(limit),
+        ))
+        .add_service(MessageLimitStatus::new(
+            reflection_v1alpha.max_decoding_message_size(limit),
+        ))
+        .add_service(MessageLimitStatus::new(
+            SignerServer::new(SignerService::new(edge.clone())).max_decoding_message_size(limit),
+        ))
+        .add_service(MessageLimitStatus::new(
+            OutboxServer::new(OutboxService::new(edge.clone())).max_decoding_message_size(limit),
+        ))
+        .add_service(MessageLimitStatus::new(
+            AdminServer::new(AdminService::new(edge)).max_decoding_message_size(limit),
+        ));
     let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let (incoming, accept_task) = accept_tls(listener, tls_config);
+    side_tasks.push(accept_task);
     let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = shutdown_rx.await;
     }));
-    tracing::info!(%addr, ?metrics_addr, "custos gRPC server listening (mutual TLS)");
+    tracing::info!(
+        %addr,
+        ?metrics_addr,
+        max_message_bytes = limit,
+        "custos gRPC server listening (mutual TLS)"
+    );
     Ok(RunningServer {
         addr,
         metrics_addr,

@@ -1,17 +1,20 @@
 //! Mutual TLS material: the server's identity and the CA that client certificates must chain to.
 //!
-//! Client certificates are mandatory: [`server_tls`] sets a client CA root and
-//! `client_auth_optional(false)`, so tonic builds rustls' `WebPkiClientVerifier` without
-//! `allow_unauthenticated()`: a client without a certificate, or with one from another CA, fails
-//! the handshake before any request is read. (`tests/grpc_tls.rs` holds the server to this.)
+//! Client certificates are mandatory: the server's rustls configuration
+//! ([`super::acceptor::server_config`]) verifies them with [`super::trust::ClientTrust`], so a
+//! client without a certificate, with one from another CA, a revoked one, or one without the
+//! clientAuth usage fails the handshake before any request is read. (`tests/grpc_tls.rs` holds
+//! the server to this.)
 //!
 //! PEM files are parsed here first so that a wrong file gives a clear error naming the file,
 //! instead of a handshake that fails later.
 
-use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 
 /// Why TLS material could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -33,13 +36,19 @@ pub enum TlsError {
         /// "a certificate", "a private key".
         expected: &'static str,
     },
+    /// rustls refused the server's configuration.
+    #[error("server tls configuration: {reason}")]
+    Config {
+        /// What was wrong.
+        reason: String,
+    },
     /// The PEM does not parse.
-    #[error("{path}: invalid PEM: {source}")]
+    #[error("{path}: invalid PEM: {reason}")]
     Pem {
         /// The file.
         path: PathBuf,
         /// The parse error.
-        source: std::io::Error,
+        reason: String,
     },
 }
 
@@ -80,14 +89,6 @@ impl TlsMaterial {
     }
 }
 
-/// The server side: our identity, and client certificates required from `ca_pem`'s CA.
-pub fn server_tls(material: &TlsMaterial) -> ServerTlsConfig {
-    ServerTlsConfig::new()
-        .identity(Identity::from_pem(&material.cert_pem, &material.key_pem))
-        .client_ca_root(Certificate::from_pem(&material.ca_pem))
-        .client_auth_optional(false)
-}
-
 /// The client side: our identity, and the server's certificate must chain to `ca_pem` and name
 /// `server_name` (a DNS name or IP address in its subjectAltName).
 pub fn client_tls(material: &TlsMaterial, server_name: &str) -> ClientTlsConfig {
@@ -106,10 +107,10 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 fn check_certificates(path: &Path, pem: &[u8]) -> Result<(), TlsError> {
     let mut count = 0;
-    for item in rustls_pemfile::certs(&mut BufReader::new(pem)) {
-        item.map_err(|source| TlsError::Pem {
+    for item in CertificateDer::pem_slice_iter(pem) {
+        item.map_err(|e| TlsError::Pem {
             path: path.to_owned(),
-            source,
+            reason: e.to_string(),
         })?;
         count += 1;
     }
@@ -123,15 +124,15 @@ fn check_certificates(path: &Path, pem: &[u8]) -> Result<(), TlsError> {
 }
 
 fn check_key(path: &Path, pem: &[u8]) -> Result<(), TlsError> {
-    match rustls_pemfile::private_key(&mut BufReader::new(pem)) {
-        Ok(Some(_)) => Ok(()),
-        Ok(None) => Err(TlsError::Missing {
+    match PrivateKeyDer::from_pem_slice(pem) {
+        Ok(_) => Ok(()),
+        Err(pem::Error::NoItemsFound) => Err(TlsError::Missing {
             path: path.to_owned(),
             expected: "a private key",
         }),
-        Err(source) => Err(TlsError::Pem {
+        Err(e) => Err(TlsError::Pem {
             path: path.to_owned(),
-            source,
+            reason: e.to_string(),
         }),
     }
 }

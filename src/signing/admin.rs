@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use crate::keys::{Chain, Network, Purpose};
 use crate::keystore::KeystoreError;
-use crate::policy::model::Effect;
 use crate::signing::contract::Principal;
 use crate::signing::contract::{
     AddressInfo, CreateWallet, PolicyReload, StatusInfo, WalletSummary,
@@ -21,6 +20,7 @@ use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
 use crate::state::audit::AuditEntry;
 use crate::wallet::Wallet;
 
+use super::access::Access;
 use super::{now_unix, policy_load, unavailable, SigningCore};
 
 /// `Admin.Status`.
@@ -62,6 +62,10 @@ fn keystore_error(e: KeystoreError) -> CoreError {
         KeystoreError::InvalidWalletName { .. } => CoreError::invalid("name", e.to_string()),
         KeystoreError::DuplicateWallet(_) => CoreError::Precondition {
             code: "wallet-exists".into(),
+            reason: e.to_string(),
+        },
+        KeystoreError::KeyInUse { .. } => CoreError::Precondition {
+            code: "key-in-use".into(),
             reason: e.to_string(),
         },
         KeystoreError::UnknownSeed(id) => CoreError::NotFound { what: "seed", id },
@@ -181,42 +185,41 @@ pub async fn reload_policy_as(core: &SigningCore, who: &str) -> CoreResult<Polic
 }
 
 /// `Signer.ListWallets`: admins see every wallet; others the wallets some allow or
-/// require-approval rule for one of their roles names (or every wallet, if such a rule names
-/// none).
+/// require-approval rule reaches them on ([`super::access`]).
 pub fn list_wallets(core: &SigningCore, principal: &Principal) -> CoreResult<Vec<WalletSummary>> {
-    let keys = core.keys()?;
     let policy = core.policy();
-    let roles = policy.policy.roles_of(principal.as_str());
-    let admin = roles.contains(super::role_of(Privilege::Admin));
-    let usable = |name: &str| {
-        admin
-            || policy.policy.rules.iter().any(|rule| {
-                rule.effect != Effect::Deny
-                    && rule
-                        .roles
-                        .as_ref()
-                        .is_none_or(|rs| rs.iter().any(|r| roles.contains(r.as_str())))
-                    && rule.wallets.as_ref().is_none_or(|ws| ws.contains(name))
-            })
-    };
+    let access = Access::new(&policy.policy, principal.as_str());
+    access.require_a_role()?;
+    let keys = core.keys()?;
     let wallets = keys.wallets.read().expect("wallet lock poisoned");
     let out = wallets
         .values()
-        .filter(|w| usable(&w.name))
+        .filter(|w| access.may_see_wallet(w))
         .map(summary)
         .collect();
     Ok(out)
 }
 
-/// `Signer.GetAddress`.
+/// `Signer.GetAddress`: for the principals that may see the wallet; others get NOT_FOUND, as for
+/// an unknown wallet.
 pub fn get_address(
     core: &SigningCore,
+    principal: &Principal,
     wallet: &str,
     change: bool,
     index: u32,
 ) -> CoreResult<AddressInfo> {
+    let policy = core.policy();
+    let access = Access::new(&policy.policy, principal.as_str());
+    access.require_a_role()?;
     let keys = core.keys()?;
     let w = keys.wallet(wallet)?;
+    if !access.may_see_wallet(&w) {
+        return Err(CoreError::NotFound {
+            what: "wallet",
+            id: wallet.to_owned(),
+        });
+    }
     let address = w
         .address(change, index)
         .map_err(|e| CoreError::invalid("index", e.to_string()))?;

@@ -43,6 +43,7 @@ use crate::state::requests::{
 };
 use crate::state::{ReserveOutcome, State};
 
+use super::access::Access;
 use super::pipeline::{self, entry};
 use super::records::{self, denial};
 use super::{decode, now_unix, votes, Keys, SigningCore, HOST_PRINCIPAL};
@@ -67,11 +68,13 @@ fn not_pending(r: &StoredRequest) -> CoreError {
 /// The key of the request `rref` names. With a requester, that one; without, the caller's own
 /// request under that id (`own_first`, for `GetRequest`), else the one request with that id (or,
 /// among several, the one still pending); otherwise INVALID_ARGUMENT asking for the requester.
+/// With `access`, only the requests the caller may see count (others are not confirmed to exist).
 fn resolve(
     core: &SigningCore,
     principal: &Principal,
     rref: &RequestRef,
     own_first: bool,
+    access: Option<&Access<'_>>,
 ) -> CoreResult<String> {
     if let Some(requester) = &rref.requester {
         return Ok(request_key(requester, &rref.request_id));
@@ -85,7 +88,18 @@ fn resolve(
             return Ok(own);
         }
     }
-    let keys = requests::keys_with_id(&core.state, &rref.request_id).map_err(|e| core.fail(e))?;
+    let mut keys =
+        requests::keys_with_id(&core.state, &rref.request_id).map_err(|e| core.fail(e))?;
+    if let Some(access) = access {
+        let mut visible = Vec::with_capacity(keys.len());
+        for key in keys {
+            let r = requests::get(&core.state, &key).map_err(|e| core.fail(e))?;
+            if r.is_some_and(|r| access.may_see_request(&r)) {
+                visible.push(key);
+            }
+        }
+        keys = visible;
+    }
     if let [one] = keys.as_slice() {
         return Ok(one.clone());
     }
@@ -111,19 +125,22 @@ fn resolve(
     }
 }
 
-/// `Signer.GetRequest`: the requester sees its own requests; approvers and admins see all. Others
-/// get NOT_FOUND (ids are not confirmed to exist).
+/// `Signer.GetRequest`: the requester, the holders of one of its quorum's roles and admins see a
+/// request; others get NOT_FOUND, as for an id that does not exist (see [`super::access`]).
 pub async fn get_request(
     core: &SigningCore,
     principal: &Principal,
     rref: &RequestRef,
 ) -> CoreResult<RequestRecord> {
+    let policy = core.policy();
+    let access = Access::new(&policy.policy, principal.as_str());
+    access.require_a_role()?;
     let id = &rref.request_id;
-    let key = resolve(core, principal, rref, true)?;
+    let key = resolve(core, principal, rref, true, Some(&access))?;
     let r = requests::get(&core.state, &key)
         .map_err(|e| core.fail(e))?
         .ok_or_else(|| not_found(id))?;
-    if r.requester != principal.as_str() && !core.is_admin_or_approver(principal.as_str()) {
+    if !access.may_see_request(&r) {
         return Err(not_found(id));
     }
     if r.state == StoredState::PendingApproval
@@ -142,11 +159,15 @@ pub async fn get_request(
 }
 
 /// `Signer.ListPending`: oldest expiry first; expired ones are left to the sweep and not shown.
+/// Only the requests the caller may see ([`super::access`]) are listed.
 pub fn list_pending(
     core: &SigningCore,
-    _principal: &Principal,
+    principal: &Principal,
     req: ListPending,
 ) -> CoreResult<PendingPage> {
+    let policy = core.policy();
+    let access = Access::new(&policy.policy, principal.as_str());
+    access.require_a_role()?;
     let size = match req.page_size {
         0 => 100,
         n => n.min(1000) as usize,
@@ -171,7 +192,7 @@ pub fn list_pending(
             cursor = Some(key.clone());
             let live = r.quorum.as_ref().is_some_and(|q| q.expires_at > now);
             let wanted = req.wallet.as_ref().is_none_or(|w| *w == r.wallet);
-            if live && wanted {
+            if live && wanted && access.may_see_request(&r) {
                 out.push(votes::record(core, &r)?);
                 if out.len() >= size {
                     next = Some(hex::encode(key));
@@ -286,7 +307,7 @@ pub async fn approve(
     vote: &VoteInput,
 ) -> CoreResult<RequestRecord> {
     let keys = core.keys()?;
-    let key = resolve(core, principal, rref, false)?;
+    let key = resolve(core, principal, rref, false, None)?;
     let _guard = core.lock_request(&key).await;
     let r = pending_for_vote(core, &keys, &key).await?;
     let stored_quorum = r.quorum.clone().ok_or_else(|| not_pending(&r))?;
@@ -467,7 +488,7 @@ pub async fn reject(
     vote: &VoteInput,
 ) -> CoreResult<RequestRecord> {
     let keys = core.keys()?;
-    let key = resolve(core, principal, rref, false)?;
+    let key = resolve(core, principal, rref, false, None)?;
     let _guard = core.lock_request(&key).await;
     let r = pending_for_vote(core, &keys, &key).await?;
     let quorum = r.quorum.clone().ok_or_else(|| not_pending(&r))?;

@@ -36,16 +36,26 @@
 //!
 //! [`SignerCore::authorize`] maps the policy's roles to privileges: role `admin` → the Admin
 //! service, role `approver` → Approve/Reject, role `broadcaster` → the Outbox service. Which
-//! requests a principal may have signed is the policy's business alone.
+//! requests a principal may have signed is the policy's business alone; who may read which
+//! request or wallet, and who may send a payload at all, is [`access`]'s (least privilege).
+//!
+//! # Bounded input, bounded disk
+//!
+//! Before step 2, `Sign` refuses a principal no rule could allow on the wallet ([`access`],
+//! audited, nothing stored), a payload above its kind's limits ([`input_limits`]) and a full
+//! state disk ([`storage`]): none of them costs a decode or a write.
 //!
 //! The rest: approvals and expiry ([`approvals`]), the outbox ([`outbox`]), seal/unseal and the
 //! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]).
 
+pub mod access;
 pub mod admin;
 pub mod approvals;
 pub mod contract;
 pub mod decode;
 pub mod flush;
+pub mod host;
+pub mod input_limits;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
@@ -53,6 +63,7 @@ pub mod policy_load;
 pub(crate) mod proofs;
 pub mod records;
 pub mod seal;
+pub mod storage;
 pub(crate) mod tamper;
 pub(crate) mod votes;
 
@@ -97,6 +108,8 @@ pub struct CoreConfig {
     pub policy_path: PathBuf,
     /// Bitcoin signing options.
     pub bitcoin: crate::chains::bitcoin::SignOptions,
+    /// Bounds on payloads and on the state disk (`[limits]` of `custos.toml`).
+    pub limits: input_limits::InputLimits,
     /// An `authorized` request older than this (seconds since it was authorized) is expired,
     /// its reservation released, instead of being signed by a retry or the recovery pass.
     pub authorization_max_age_secs: u64,
@@ -120,6 +133,7 @@ impl CoreConfig {
             state_dir,
             policy_path,
             bitcoin: crate::chains::bitcoin::SignOptions::default(),
+            limits: input_limits::InputLimits::default(),
             authorization_max_age_secs: DEFAULT_AUTHORIZATION_MAX_AGE_SECS,
             unsafe_accept_state_rollback: false,
             policy_trust: PolicyTrust::development(Vec::new()),
@@ -218,6 +232,7 @@ pub struct SigningCore {
     config: CoreConfig,
     keystore: KeyStore,
     state: Arc<State>,
+    storage: Arc<storage::GuardedEngine>,
     flusher: GroupCommit,
     policy: RwLock<Arc<LoadedPolicy>>,
     keys: RwLock<Option<Arc<Keys>>>,
@@ -263,25 +278,54 @@ pub const HOST_PRINCIPAL: &str = "host";
 
 impl SigningCore {
     /// Opens the key store (sealed; its lock held), the state database, and loads and validates
-    /// the policy.
+    /// the policy. The database is reopened in place after a storage failure ([`storage`]).
     pub fn open(config: CoreConfig) -> Result<SigningCore, SigningOpenError> {
-        let engine = crate::state::sled::SledEngine::open(&config.state_dir).map_err(|source| {
+        let dir = config.state_dir.clone();
+        let engine = crate::state::sled::SledEngine::open(&dir).map_err(|source| {
             SigningOpenError::State {
-                dir: config.state_dir.clone(),
+                dir: dir.clone(),
                 source,
             }
         })?;
-        Self::open_with_engine(config, Arc::new(engine))
+        let reopen: storage::Reopen = Box::new(move || {
+            Ok(Arc::new(crate::state::sled::SledEngine::open(&dir)?) as Arc<dyn Engine>)
+        });
+        let storage = storage::Storage::new(
+            config.state_dir.clone(),
+            config.limits.state_min_free_bytes,
+            Duration::from_secs(config.limits.state_flush_timeout_secs),
+        );
+        Self::open_guarded(config, Arc::new(engine), storage, Some(reopen))
     }
 
-    /// [`SigningCore::open`] over a state engine opened by the caller.
+    /// [`SigningCore::open`] over a state engine opened by the caller. The engine keeps its data
+    /// where it chooses: no free-space guard on `state_dir`, no reopen ([`storage`]).
     pub fn open_with_engine(
         config: CoreConfig,
         engine: Arc<dyn Engine>,
     ) -> Result<SigningCore, SigningOpenError> {
+        let storage = storage::Storage::new(
+            config.state_dir.clone(),
+            0,
+            Duration::from_secs(config.limits.state_flush_timeout_secs),
+        );
+        Self::open_guarded(config, engine, storage, None)
+    }
+
+    fn open_guarded(
+        config: CoreConfig,
+        engine: Arc<dyn Engine>,
+        storage: storage::Storage,
+        reopen: Option<storage::Reopen>,
+    ) -> Result<SigningCore, SigningOpenError> {
         let policy = policy_load::load(&config).map_err(SigningOpenError::Policy)?;
         let keystore = KeyStore::open(&config.store_dir)?;
-        let state = Arc::new(State::new(engine));
+        let storage = Arc::new(storage::GuardedEngine::new(
+            Arc::new(storage),
+            engine,
+            reopen,
+        ));
+        let state = Arc::new(State::new(storage.clone()));
         let tamper = Arc::new(tamper::TamperReports::default());
         let observer = tamper.clone();
         state.set_tamper_observer(Arc::new(move |e| observer.report(e)));
@@ -296,6 +340,7 @@ impl SigningCore {
         }
         Ok(SigningCore {
             flusher: GroupCommit::new(state.clone()),
+            storage,
             config,
             keystore,
             state,
@@ -347,6 +392,7 @@ impl SigningCore {
     /// Unseals with the store passphrase (`serve` at start, when a passphrase file is configured);
     /// audited. Runs argon2id on the calling thread.
     pub fn unseal_with_passphrase(&self, passphrase: &SecretString) -> CoreResult<SealState> {
+        let _admitted = self.storage.try_admit().map_err(unavailable)?;
         let unsealed = self
             .keystore
             .unseal(passphrase)
@@ -358,6 +404,7 @@ impl SigningCore {
     /// While sealed nothing can be audited, so nothing expires (holds keep counting — the safe
     /// side) until the next sweep after unsealing.
     pub fn expire_pending(&self, now: i64) -> CoreResult<usize> {
+        let _admitted = self.storage.try_admit().map_err(unavailable)?;
         let expired = approvals::expire_due(self, now);
         self.audit_tamper_reports();
         expired
@@ -367,7 +414,14 @@ impl SigningCore {
     /// Only the host can send the process a signal, so no role is required; the file is
     /// validated and the reload audited exactly as `Admin.ReloadPolicy` does.
     pub async fn reload_policy_from_host(&self, who: &str) -> CoreResult<PolicyReload> {
+        let _admitted = self.admit().await?;
         admin::reload_policy_as(self, who).await
+    }
+
+    /// Admits a call that can write into the core ([`storage::GuardedEngine::admit`]: a failed
+    /// state database is reopened only while no admitted call is in progress).
+    pub(crate) async fn admit(&self) -> CoreResult<storage::Admitted> {
+        self.storage.admit().await.map_err(unavailable)
     }
 
     /// The policy file the core reloads from.
@@ -399,6 +453,10 @@ impl SigningCore {
     /// what cannot be written now is kept for the next try). Needs the keys.
     pub(crate) fn audit_tamper_reports(&self) {
         let Ok(keys) = self.keys() else { return };
+        // Admitted: the commit and its flush are not split by a reopen of the state ([`storage`]).
+        let Ok(_admitted) = self.storage.try_admit() else {
+            return;
+        };
         let reports = self.tamper.take_unaudited();
         if reports.is_empty() {
             return;
@@ -494,10 +552,6 @@ impl SigningCore {
         lock.lock_owned().await
     }
 
-    pub(crate) fn is_admin_or_approver(&self, principal: &str) -> bool {
-        self.holds(principal, Privilege::Admin) || self.holds(principal, Privilege::Approve)
-    }
-
     fn holds(&self, principal: &str, privilege: Privilege) -> bool {
         let policy = self.policy();
         policy
@@ -541,10 +595,12 @@ impl SignerCore for SigningCore {
     }
 
     async fn unseal(&self, principal: &Principal, secret: UnsealSecret) -> CoreResult<SealState> {
+        let _admitted = self.admit().await?;
         seal::unseal(self, principal, secret).await
     }
 
     async fn seal(&self, principal: &Principal) -> CoreResult<SealState> {
+        let _admitted = self.admit().await?;
         seal::seal(self, principal.as_str()).await
     }
 
@@ -553,14 +609,17 @@ impl SignerCore for SigningCore {
         principal: &Principal,
         request: CreateWallet,
     ) -> CoreResult<WalletSummary> {
+        let _admitted = self.admit().await?;
         admin::create_wallet(self, principal, request).await
     }
 
     async fn reload_policy(&self, principal: &Principal) -> CoreResult<PolicyReload> {
+        let _admitted = self.admit().await?;
         admin::reload_policy(self, principal).await
     }
 
     async fn sign(&self, principal: &Principal, request: SignRequest) -> CoreResult<SignReply> {
+        let _admitted = self.admit().await?;
         pipeline::sign(self, principal, request).await
     }
 
@@ -569,6 +628,7 @@ impl SignerCore for SigningCore {
         principal: &Principal,
         request: &RequestRef,
     ) -> CoreResult<RequestRecord> {
+        let _admitted = self.admit().await?;
         approvals::get_request(self, principal, request).await
     }
 
@@ -588,6 +648,7 @@ impl SignerCore for SigningCore {
         request: &RequestRef,
         vote: &VoteInput,
     ) -> CoreResult<RequestRecord> {
+        let _admitted = self.admit().await?;
         approvals::approve(self, principal, request, vote).await
     }
 
@@ -597,10 +658,12 @@ impl SignerCore for SigningCore {
         request: &RequestRef,
         vote: &VoteInput,
     ) -> CoreResult<RequestRecord> {
+        let _admitted = self.admit().await?;
         approvals::reject(self, principal, request, vote).await
     }
 
     async fn proof(&self, principal: &Principal, request: &RequestRef) -> CoreResult<Proof> {
+        let _admitted = self.admit().await?;
         proofs::proof(self, principal, request).await
     }
 
@@ -618,12 +681,12 @@ impl SignerCore for SigningCore {
 
     async fn get_address(
         &self,
-        _principal: &Principal,
+        principal: &Principal,
         wallet: &str,
         change: bool,
         index: u32,
     ) -> CoreResult<AddressInfo> {
-        admin::get_address(self, wallet, change, index)
+        admin::get_address(self, principal, wallet, change, index)
     }
 
     async fn stream_signed(
@@ -635,6 +698,7 @@ impl SignerCore for SigningCore {
     }
 
     async fn ack(&self, principal: &Principal, sequence: u64) -> CoreResult<AckInfo> {
+        let _admitted = self.admit().await?;
         outbox::ack(self, principal, sequence).await
     }
 }

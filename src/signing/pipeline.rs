@@ -50,6 +50,11 @@ pub async fn sign(
 ) -> CoreResult<SignReply> {
     let started = std::time::Instant::now();
     let keys = core.keys()?;
+    // Before the payload is hashed, decoded or stored: who may send one at all, how large it
+    // may be, and whether the state disk has room (module docs, "Bounded input, bounded disk").
+    super::access::admit_sign(core, &keys, principal, &req).await?;
+    core.config.limits.check(&req.payload)?;
+    core.storage.check_space().map_err(|e| core.fail(e))?;
     let (payload, sha) = decode::canonical(&req.payload);
     let key = request_key(principal.as_str(), &req.request_id);
     let _guard = core.lock_request(&key).await;
@@ -60,6 +65,7 @@ pub async fn sign(
         let wallet = keys.wallet(&req.wallet)?;
         let policy = core.policy();
         let decoded = decode::decode(&wallet, &payload, &policy.tokens, &core.config.bitcoin)?;
+        core.config.limits.check_decoded(&decoded)?;
         let intent = decoded.intent().clone();
         let now = now_unix();
         let decision = policy

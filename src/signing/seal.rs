@@ -263,7 +263,13 @@ impl SigningCore {
     /// previous anchor stays, which only makes the rollback check older, never wrong).
     pub fn anchor_now(&self) {
         let Ok(keys) = self.keys() else { return };
+        // Admitted, so the state is not reopened between the read and the flush; the head is
+        // anchored only once the flush made it durable (never ahead of what is on disk).
+        let Ok(_admitted) = self.storage.try_admit() else {
+            return;
+        };
         let written = audit::head_with_mac(&self.state)
+            .and_then(|head| self.flusher.flush_blocking().map(|()| head))
             .map_err(|e| e.to_string())
             .and_then(|(seq, mac)| {
                 keys.unsealed

@@ -61,6 +61,15 @@ pub enum PsbtError {
         /// What was needed (`witness_utxo or non_witness_utxo`, `non_witness_utxo`).
         expected: &'static str,
     },
+    /// A segwit v0 input of ours carries only `witness_utxo` (see
+    /// [`super::SignOptions::allow_witness_utxo_only`]).
+    #[error("input {input} ({script}, ours) has no non_witness_utxo: the full previous transaction is required to prove its amount, since a segwit v0 signature commits to no other input's amount (CVE-2020-14199; option bitcoin.allow_witness_utxo_only)")]
+    MissingPreviousTransaction {
+        /// Input index.
+        input: usize,
+        /// `p2wpkh` or `p2sh-p2wpkh`.
+        script: &'static str,
+    },
     /// The `non_witness_utxo` is not the transaction the input spends.
     #[error("input {input} spends an output of {expected}, but its non_witness_utxo is {found}")]
     NonWitnessUtxoMismatch {

@@ -19,7 +19,9 @@
 //! - Ownership and change are re-derived from the wallet's account xpub, never trusted from the
 //!   PSBT (see [`psbt`] and [`intent`]).
 //! - Every input must show its value (`witness_utxo`, or `non_witness_utxo` whose txid matches);
-//!   P2PKH inputs we sign need `non_witness_utxo` (legacy signatures do not commit to amounts).
+//!   P2PKH and segwit v0 inputs we sign need `non_witness_utxo`, the full previous transaction
+//!   (legacy signatures commit to no amount, BIP143 ones to their own input's only:
+//!   CVE-2020-14199); P2TR inputs need only `witness_utxo` (BIP341 commits to every amount).
 //! - The network is checked where a PSBT shows it: global xpubs (xpub vs tpub) and key origins with
 //!   our fingerprint (SLIP-44 coin type 0 vs 1). Testnet, signet and regtest share coin type and
 //!   tpub, so they cannot be told apart from a PSBT.

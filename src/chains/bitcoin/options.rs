@@ -1,5 +1,9 @@
 //! What a Bitcoin signing request may do: safe by default, every weakening named `allow_*` with
 //! the attack it lets through (BDK's `SignOptions` habit).
+//!
+//! `custos serve` reads these from the `[bitcoin]` section of `custos.toml`
+//! ([`crate::config::BitcoinConfig`]); [`SignOptions::weakenings`] lists what an operator set
+//! below the defaults, which the server logs and audits at start.
 
 /// Options for [`super::decode`] and [`super::sign`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,15 +29,19 @@ pub struct SignOptions {
     /// coins anywhere; SINGLE and ANYONECANPAY let others change the rest of the transaction. With
     /// them, the intent the policy approved no longer describes what the signature allows.
     pub allow_all_sighashes: bool,
-    /// Require the full previous transaction (`non_witness_utxo`) for segwit v0 inputs we sign, not
-    /// only `witness_utxo`. Default false: BIP174 lets segwit inputs carry only `witness_utxo`,
-    /// and the issue this module implements accepts it (Bitcoin Core and BDK include both anyway).
+    /// Sign segwit v0 inputs (P2WPKH, P2SH-P2WPKH) that carry only `witness_utxo`, without the
+    /// full previous transaction (`non_witness_utxo`). Default false: every segwit v0 input the
+    /// wallet signs must carry the transaction it spends, whose txid must be the outpoint's and
+    /// whose output must equal `witness_utxo` when both are given.
     ///
-    /// Attack it closes: a BIP143 signature commits to its own input's amount only, so a requester
-    /// can obtain signatures over the same transaction in two requests that each understate a
-    /// different input, then combine them into a transaction paying a larger fee than either
-    /// request showed (CVE-2020-14199). Taproot signatures commit to every amount and are immune.
-    pub require_non_witness_utxo: bool,
+    /// Attack it lets through (CVE-2020-14199): a BIP143 signature commits to its own input's
+    /// amount only, and `witness_utxo` is whatever the requester wrote. Two requests over the same
+    /// transaction, each understating a different input, each show a small fee; the signature
+    /// of the truthful input of each request combines into one valid transaction that pays the
+    /// difference to the miner, far above any fee cap or policy limit. Taproot (BIP341)
+    /// signatures commit to every input's amount and script, so P2TR inputs never need the full
+    /// transaction; P2PKH (legacy) inputs always do.
+    pub allow_witness_utxo_only: bool,
 }
 
 impl Default for SignOptions {
@@ -42,7 +50,99 @@ impl Default for SignOptions {
             max_fee_sat: 10_000_000,
             max_fee_rate_sat_per_vb: 1_000,
             allow_all_sighashes: false,
-            require_non_witness_utxo: false,
+            allow_witness_utxo_only: false,
         }
+    }
+}
+
+/// One option set below its safe default, with the attack that this lets through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Weakening {
+    /// The option's name as `custos.toml` spells it (`bitcoin.allow_witness_utxo_only`).
+    pub option: &'static str,
+    /// The value in force, and the default, as text.
+    pub value: String,
+    /// What it lets through.
+    pub risk: &'static str,
+}
+
+impl std::fmt::Display for Weakening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} = {} ({})", self.option, self.value, self.risk)
+    }
+}
+
+impl SignOptions {
+    /// Every option weaker than its default: `allow_*` switched on, a fee cap raised. Empty for
+    /// the defaults (or stricter settings).
+    pub fn weakenings(&self) -> Vec<Weakening> {
+        let defaults = SignOptions::default();
+        let mut out = Vec::new();
+        if self.allow_witness_utxo_only {
+            out.push(Weakening {
+                option: "bitcoin.allow_witness_utxo_only",
+                value: "true (default false)".into(),
+                risk: "segwit v0 inputs signed without their previous transaction: split requests can burn any amount as fee (CVE-2020-14199)",
+            });
+        }
+        if self.allow_all_sighashes {
+            out.push(Weakening {
+                option: "bitcoin.allow_all_sighashes",
+                value: "true (default false)".into(),
+                risk: "SIGHASH_NONE/SINGLE/ANYONECANPAY signatures let others change what is paid",
+            });
+        }
+        if self.max_fee_sat > defaults.max_fee_sat {
+            out.push(Weakening {
+                option: "bitcoin.max_fee_sat",
+                value: format!("{} (default {})", self.max_fee_sat, defaults.max_fee_sat),
+                risk: "a larger fee may be paid to miners by one transaction",
+            });
+        }
+        if self.max_fee_rate_sat_per_vb > defaults.max_fee_rate_sat_per_vb {
+            out.push(Weakening {
+                option: "bitcoin.max_fee_rate_sat_per_vb",
+                value: format!(
+                    "{} (default {})",
+                    self.max_fee_rate_sat_per_vb, defaults.max_fee_rate_sat_per_vb
+                ),
+                risk: "a higher fee rate may be paid to miners",
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe_and_weakenings_are_named() {
+        assert!(SignOptions::default().weakenings().is_empty());
+        let stricter = SignOptions {
+            max_fee_sat: 1_000,
+            max_fee_rate_sat_per_vb: 10,
+            ..SignOptions::default()
+        };
+        assert!(stricter.weakenings().is_empty());
+        let loose = SignOptions {
+            max_fee_sat: 20_000_000,
+            max_fee_rate_sat_per_vb: 1_001,
+            allow_all_sighashes: true,
+            allow_witness_utxo_only: true,
+        };
+        let named: Vec<&str> = loose.weakenings().iter().map(|w| w.option).collect();
+        assert_eq!(
+            named,
+            [
+                "bitcoin.allow_witness_utxo_only",
+                "bitcoin.allow_all_sighashes",
+                "bitcoin.max_fee_sat",
+                "bitcoin.max_fee_rate_sat_per_vb"
+            ]
+        );
+        let text = loose.weakenings()[0].to_string();
+        assert!(text.contains("CVE-2020-14199"), "{text}");
     }
 }

@@ -211,16 +211,8 @@ pub(crate) fn check(
         };
         let mine = ownership(wallet, i, input, &prevout, tx.output.len(), options)?;
         if let Some(mine) = &mine {
-            let needs_full = match mine.kind {
-                ScriptKind::P2pkh => true,
-                ScriptKind::P2wpkh | ScriptKind::P2shP2wpkh => options.require_non_witness_utxo,
-                ScriptKind::P2tr => false,
-            };
-            if needs_full && input.non_witness_utxo.is_none() {
-                return Err(PsbtError::MissingUtxo {
-                    input: i,
-                    expected: "non_witness_utxo",
-                });
+            if input.non_witness_utxo.is_none() {
+                require_previous_transaction(i, mine.kind, options)?;
             }
         }
         prevouts.push(prevout);
@@ -236,6 +228,38 @@ pub(crate) fn check(
         prevouts,
         owned,
     })
+}
+
+/// An owned input without its full previous transaction: refused unless its signature commits to
+/// the amount by itself (taproot), or the options allow `witness_utxo` alone for segwit v0.
+///
+/// Only the full transaction, hashed to the outpoint's txid, proves what an input is worth: a
+/// legacy signature commits to no amount, a BIP143 (segwit v0) signature to its own input's
+/// amount only, so a requester who understates a different input in each of two requests gets
+/// two sets of signatures that combine into a transaction paying far more fee than either
+/// request showed (CVE-2020-14199). BIP341 signatures commit to every spent output.
+fn require_previous_transaction(
+    input: usize,
+    kind: ScriptKind,
+    options: &SignOptions,
+) -> Result<(), PsbtError> {
+    match kind {
+        ScriptKind::P2pkh => Err(PsbtError::MissingUtxo {
+            input,
+            expected: "non_witness_utxo",
+        }),
+        ScriptKind::P2wpkh | ScriptKind::P2shP2wpkh if !options.allow_witness_utxo_only => {
+            Err(PsbtError::MissingPreviousTransaction {
+                input,
+                script: if kind == ScriptKind::P2wpkh {
+                    "p2wpkh"
+                } else {
+                    "p2sh-p2wpkh"
+                },
+            })
+        }
+        ScriptKind::P2wpkh | ScriptKind::P2shP2wpkh | ScriptKind::P2tr => Ok(()),
+    }
 }
 
 /// Key origins naming our master fingerprint: `(claimed key, path)`.

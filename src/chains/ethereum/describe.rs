@@ -120,9 +120,18 @@ pub(crate) fn transaction(
     intent
 }
 
-/// The intent of a personal message.
+/// The length of a personal message that is a hash (a digest of 32 bytes).
+pub const BLIND_MESSAGE_LEN: usize = 32;
+
+/// The intent of a personal message; exactly 32 bytes is a hash signed blind
+/// ([`ActionKind::BlindMessage`]).
 pub(crate) fn personal_message(wallet: &Wallet, message: &[u8]) -> Intent {
-    let mut i = base(wallet, ActionKind::Message);
+    let kind = if message.len() == BLIND_MESSAGE_LEN {
+        ActionKind::BlindMessage
+    } else {
+        ActionKind::Message
+    };
+    let mut i = base(wallet, kind);
     i.message = Some(MessageInfo {
         preview: Some(super::message::preview(message)),
         ..MessageInfo::default()
@@ -142,6 +151,7 @@ pub(crate) fn typed_data(
         verifying_contract: typed.domain.verifying_contract.as_ref().map(addr),
         primary_type: Some(typed.primary_type.clone()),
         preview: None,
+        without_chain_id: typed.chain_id.is_none(),
     };
     let Some(permit) = &typed.permit else {
         let mut i = base(wallet, ActionKind::TypedMessage);

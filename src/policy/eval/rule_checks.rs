@@ -11,7 +11,7 @@ use crate::network::Chain;
 use super::{join, Ctx, Miss};
 use crate::policy::amount_units::format_fee_rate;
 use crate::policy::limits::{counted_amount, LedgerKey, ReservationPlan, UsageView, WindowCheck};
-use crate::policy::model::{Money, Policy, Rule, Scope};
+use crate::policy::model::{Effect, Money, Policy, Rule, Scope};
 
 impl Policy {
     /// The first condition of `rule` the request does not meet.
@@ -62,6 +62,17 @@ impl Policy {
                     intent.kind,
                     join(k.iter().map(|k| k.as_str()))
                 ));
+            }
+        }
+        if rule.effect != Effect::Deny {
+            if intent.kind.needs_naming() && rule.kinds.is_none() {
+                return no(format!(
+                    "kind {} is allowed only by a rule that names it in kinds",
+                    intent.kind
+                ));
+            }
+            if intent.is_typed_data_without_chain_id() && !rule.allow_typed_data_without_chain_id {
+                return no("the typed data has no domain.chainId (valid on every chain), and the rule does not allow_typed_data_without_chain_id".into());
             }
         }
         if let Some(a) = &rule.assets {

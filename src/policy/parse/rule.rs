@@ -364,6 +364,12 @@ impl Validator<'_> {
                     format!("deny rule '{name}' cannot allow_replacement"),
                 );
             }
+            if raw.allow_typed_data_without_chain_id {
+                self.err(
+                    at.clone(),
+                    format!("deny rule '{name}' cannot allow_typed_data_without_chain_id (deny rules match such data anyway)"),
+                );
+            }
         }
         if self.error_count() > errors_before {
             return None;
@@ -385,6 +391,7 @@ impl Validator<'_> {
             limits,
             approval,
             allow_replacement: raw.allow_replacement,
+            allow_typed_data_without_chain_id: raw.allow_typed_data_without_chain_id,
         })
     }
 }

@@ -131,7 +131,7 @@ impl Validator<'_> {
                             role.get_ref()
                         ),
                     );
-                } else if text[..text.len() - 1].contains('*') {
+                } else if text.strip_suffix('*').unwrap_or(text).contains('*') {
                     self.err(
                         p.span(),
                         format!(
