@@ -123,8 +123,14 @@ async fn signed_votes_are_in_the_record_the_audit_and_a_proof_anyone_can_check()
     assert!(check.ok(), "{check:?}");
     assert_eq!(check.approvers, [BOB, CAROL]);
     assert!(proof.verify(None).ok());
-    // Outsiders cannot read it.
+    // Those who may not read the request may not have its proof: a principal with no role is
+    // refused, one whose role gives no sight of it is told it does not exist (as GetRequest).
     let e = core.proof(&principal(OUTSIDER), &rref).await.unwrap_err();
+    assert_eq!(code(e), "policy-no-role");
+    let e = core
+        .proof(&principal(BROADCASTER), &rref)
+        .await
+        .unwrap_err();
     assert_eq!(code(e), "not-found");
 
     // ring re-checks every signature over the statement rebuilt by hand.
