@@ -4,6 +4,7 @@
 //! both officers sign it (`custos policy sign`, `custos policy signatures`); `custos approve`
 //! signing with the approver's key file; `custos request proof` and `custos request verify`.
 
+#[allow(dead_code)]
 mod served;
 
 use std::path::Path;

@@ -12,6 +12,7 @@
 //! verify` and by Python's `cryptography`. Screenshots are kept under
 //! `target/tmp/console-screenshots/`.
 
+#[allow(dead_code)]
 mod served;
 
 use std::io::{BufRead, BufReader};

@@ -5,6 +5,7 @@
 //! broken file, and stops cleanly on SIGTERM.
 
 mod bitcoin_support;
+#[allow(dead_code)]
 mod served;
 
 use std::path::{Path, PathBuf};

@@ -1,4 +1,3 @@
-#![allow(dead_code)]
 //! Running the real `custos` binary as an operator would: `dev env`, then `serve` on an ephemeral
 //! loopback port. Shared by the tests that spawn the server (grpc_serve, crash_restart).
 
