@@ -46,6 +46,17 @@
 //! state_min_free_bytes = 67108864     # 64 MiB kept free on the state disk (0: no guard)
 //! state_flush_timeout_secs = 30
 //!
+//! [hsm]                               # optional: a PKCS#11 token (see hsm/README.md)
+//! module = "/usr/lib/softhsm/libsofthsm2.so"
+//! token_label = "custos"              # or: slot = 3
+//! pin_file = "hsm/user-pin"           # or: pin_env = "CUSTOS_HSM_PIN" (never the PIN itself)
+//! sessions = 4                        # session pool size
+//! wallets = ["eth-hsm", "btc-hsm"]    # wallets whose keys are on the token; ["*"] for all
+//! auto_unseal = true                  # unseal at start through the store's slot/pkcs11
+//!
+//! [hsm.module_env]                    # environment the module reads (optional)
+//! SOFTHSM2_CONF = "/srv/custos/hsm/softhsm2.conf"
+//!
 //! # Who must sign a policy before it takes effect (required; see docs/governance.md).
 //! [compliance]
 //! officers = [
@@ -65,6 +76,7 @@
 //! `file:line:column`, like a misspelt key. What each limit guards and why its default:
 //! [`crate::signing::input_limits`] and [`crate::signing::storage`].
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -240,6 +252,82 @@ fn fee_rate<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D:
     in_range(deserializer, 1, MAX_FEE_RATE_SAT_PER_VB, "sat/vB")
 }
 
+/// The default size of the HSM session pool.
+pub const DEFAULT_HSM_SESSIONS: usize = 4;
+/// The largest HSM session pool accepted.
+pub const MAX_HSM_SESSIONS: usize = 256;
+
+/// A PKCS#11 token (`[hsm]`). The user PIN comes from `pin_file` or the environment variable
+/// `pin_env`, never from this file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HsmConfig {
+    /// The PKCS#11 module (shared library).
+    pub module: PathBuf,
+    /// The token's label (looked up at every connection). Exactly one of this and `slot`.
+    #[serde(default)]
+    pub token_label: Option<String>,
+    /// A fixed slot id instead of a label.
+    #[serde(default)]
+    pub slot: Option<u64>,
+    /// A file holding the user PIN (keep it 0600). Exactly one of this and `pin_env`.
+    #[serde(default)]
+    pub pin_file: Option<PathBuf>,
+    /// The name of an environment variable holding the user PIN.
+    #[serde(default)]
+    pub pin_env: Option<String>,
+    /// The most sessions opened at once (1 to 256).
+    #[serde(default = "default_sessions")]
+    pub sessions: usize,
+    /// The wallets whose keys live on the token; `"*"` for every wallet the HSM can hold.
+    #[serde(default)]
+    pub wallets: Vec<String>,
+    /// Unseal at start through the store's HSM slot (`slot/pkcs11`).
+    #[serde(default)]
+    pub auto_unseal: bool,
+    /// Environment variables the module reads (`SOFTHSM2_CONF`, `ChrystokiConfigurationPath`),
+    /// set before it is loaded.
+    #[serde(default)]
+    pub module_env: BTreeMap<String, String>,
+}
+
+fn default_sessions() -> usize {
+    DEFAULT_HSM_SESSIONS
+}
+
+impl HsmConfig {
+    /// The checks serde cannot express; the message names the fields.
+    fn validate(&self) -> Result<(), String> {
+        match (&self.token_label, &self.slot) {
+            (Some(_), Some(_)) => return Err("set token_label or slot, not both".into()),
+            (None, None) => return Err("set token_label (or slot)".into()),
+            (Some(label), None) if label.is_empty() || label.len() > 32 => {
+                return Err(
+                    "token_label has 1 to 32 characters (PKCS#11 labels are 32 bytes)".into(),
+                )
+            }
+            _ => {}
+        }
+        match (&self.pin_file, &self.pin_env) {
+            (Some(_), Some(_)) => return Err("set pin_file or pin_env, not both".into()),
+            (None, None) => {
+                return Err("set pin_file or pin_env: the user PIN never goes in this file".into())
+            }
+            _ => {}
+        }
+        if !(1..=MAX_HSM_SESSIONS).contains(&self.sessions) {
+            return Err(format!(
+                "sessions is {}, expected 1 to {MAX_HSM_SESSIONS}",
+                self.sessions
+            ));
+        }
+        if self.wallets.iter().any(|w| w.is_empty()) {
+            return Err("wallets holds an empty name".into());
+        }
+        Ok(())
+    }
+}
+
 /// The whole file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -279,6 +367,9 @@ pub struct Config {
     /// Bounds on request payloads, gRPC messages and the state disk.
     #[serde(default)]
     pub limits: InputLimits,
+    /// A PKCS#11 token (optional).
+    #[serde(default)]
+    pub hsm: Option<HsmConfig>,
 }
 
 /// One pinned compliance officer.
@@ -457,6 +548,20 @@ impl Config {
                 path: path.to_owned(),
                 message,
             })?;
+        if let Some(hsm) = &config.hsm {
+            hsm.validate().map_err(|message| {
+                let line = text
+                    .lines()
+                    .position(|l| l.trim_start().starts_with("[hsm]"))
+                    .map_or(1, |i| i + 1);
+                ConfigError::Invalid {
+                    path: path.to_owned(),
+                    line,
+                    column: 1,
+                    message: format!("[hsm]: {message}"),
+                }
+            })?;
+        }
         Ok(config)
     }
 
@@ -518,6 +623,12 @@ impl Config {
         resolve(&mut self.tls.client_ca);
         if let Some(p) = self.tls.crl_file.as_mut() {
             resolve(p);
+        }
+        if let Some(hsm) = self.hsm.as_mut() {
+            resolve(&mut hsm.module);
+            if let Some(p) = hsm.pin_file.as_mut() {
+                resolve(p);
+            }
         }
         if let Some(section) = self.compliance.as_mut() {
             if let Some(p) = section.get_mut().signatures.as_mut() {
@@ -712,6 +823,47 @@ threshold = 1
             let at = format!("c.toml:{}:", GOOD.lines().count() + 3);
             assert!(message.starts_with(&at), "{line}: {message}");
             assert!(message.contains(needle), "{line}: {message}");
+        }
+    }
+
+    #[test]
+    fn hsm_section() {
+        let text = format!(
+            "{GOOD}\n[hsm]\nmodule = \"lib.so\"\ntoken_label = \"custos\"\npin_env = \"PIN\"\nwallets = [\"eth-hsm\"]\nauto_unseal = true\n[hsm.module_env]\nSOFTHSM2_CONF = \"/x/softhsm2.conf\"\n"
+        );
+        let mut config = Config::parse(&text, Path::new("c.toml")).unwrap();
+        config.resolve_paths(Path::new("/etc/custos"));
+        let hsm = config.hsm.unwrap();
+        assert_eq!(hsm.module, Path::new("/etc/custos/lib.so"));
+        assert_eq!(hsm.sessions, DEFAULT_HSM_SESSIONS);
+        assert!(hsm.auto_unseal);
+        assert_eq!(hsm.module_env["SOFTHSM2_CONF"], "/x/softhsm2.conf");
+
+        // A PIN in the file is an unknown field, named with its position and never echoed.
+        let with_pin = text.replace("pin_env = \"PIN\"", "pin = \"123456\"");
+        let error = Config::parse(&with_pin, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("pin") && !error.contains("123456"),
+            "{error}"
+        );
+        assert!(error.starts_with("c.toml:16:"), "{error}");
+        // The checks serde cannot make name the section's line.
+        for (from, to, what) in [
+            ("pin_env = \"PIN\"", "", "pin_file or pin_env"),
+            (
+                "token_label = \"custos\"",
+                "slot = 1\ntoken_label = \"x\"",
+                "not both",
+            ),
+            ("auto_unseal = true", "sessions = 0", "sessions is 0"),
+        ] {
+            let error = Config::parse(&text.replace(from, to), Path::new("c.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(error.starts_with("c.toml:13:1: [hsm]: "), "{error}");
+            assert!(error.contains(what), "{error}");
         }
     }
 

@@ -221,7 +221,7 @@ fn wrong_network_is_refused() {
     // A global xpub of the other network kind.
     let mut psbt = simple(&w);
     psbt.xpub.insert(
-        main.account.xpub,
+        *main.account.xpub().unwrap(),
         (
             main.account.master_fingerprint,
             main.account.path.to_derivation_path(),

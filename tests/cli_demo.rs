@@ -86,6 +86,20 @@ fn demo_runs_every_step() {
     );
     assert!(value(&text, "tx hash").starts_with("0x"), "{text}");
 
+    // Signed inside a SoftHSM2 token (installed by .ci/install-tools): same signer, the key
+    // sensitive and unreadable.
+    assert!(
+        value(&text, "hsm key").starts_with(
+            "custos/eth-hot/0/0: secp256k1, sensitive=true, extractable=false, CKA_VALUE unreadable"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        value(&text, "hsm signer"),
+        format!("{ETH_ADDRESS} equals eth-hot's address")
+    );
+    assert!(value(&text, "signed in hsm").starts_with("0x02"), "{text}");
+
     // The refused payload, with its precise reason.
     assert!(
         text.contains(

@@ -7,9 +7,10 @@
 use custos::keystore::record::{check_value, decode_record, encode_record};
 use libfuzzer_sys::fuzz_target;
 
-const IDS: [&str; 5] = [
+const IDS: [&str; 6] = [
     "header",
     "slot/passphrase",
+    "slot/pkcs11",
     "seed/73c5da0a",
     "wallet/hot",
     "bogus",

@@ -6,8 +6,11 @@
 //! can ask several backends in turn.
 //!
 //! - [`software`]: keys derived in memory from unsealed BIP39 seeds (the embedded default).
-//! - A PKCS#11 backend (HSM) implements the same trait.
+//! - [`pkcs11`]: secp256k1 keys inside an HSM, signing with `CKM_ECDSA` (see its module docs).
+//! - [`router`]: sends each key to the backend its wallet is on.
 
+pub mod pkcs11;
+pub mod router;
 pub mod software;
 
 use bitcoin::bip32::DerivationPath;
@@ -17,6 +20,7 @@ use bitcoin::secp256k1::PublicKey;
 use bitcoin::taproot::TapNodeHash;
 use serde::{Deserialize, Serialize};
 
+pub use router::KeyRouter;
 pub use software::SoftwareBackend;
 
 /// Identifies one sealed seed in the key store (its id in the store, not a secret).
@@ -54,6 +58,15 @@ pub enum BackendError {
         /// The path asked for.
         path: String,
         /// Why.
+        reason: String,
+    },
+    /// The device (HSM) cannot be used now: absent, removed, failing, locked, or busy. Nothing was
+    /// signed; the same request can be retried once the device is back.
+    #[error("key backend {backend} unavailable: {reason}")]
+    Unavailable {
+        /// Backend name.
+        backend: &'static str,
+        /// What is wrong, naming the token (never key material or a PIN).
         reason: String,
     },
     /// The device (HSM) failed or refused.

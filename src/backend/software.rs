@@ -32,6 +32,14 @@ pub struct SoftwareBackend {
     keys: RwLock<Keys>,
 }
 
+impl std::fmt::Debug for SoftwareBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftwareBackend")
+            .field("unsealed", &self.is_unsealed())
+            .finish_non_exhaustive()
+    }
+}
+
 impl SoftwareBackend {
     /// An empty (sealed) backend.
     pub fn new() -> Self {

@@ -14,6 +14,12 @@
 //! flushes, and the key backend alone (`sign_ecdsa` with low-R grinding as Bitcoin uses it,
 //! `sign_ecdsa_recoverable` as Ethereum does, over fixed digests) on one thread and on every core,
 //! with the ratio of the end-to-end rate to the backend's.
+//!
+//! `--backend pkcs11` runs the same requests twice in the same run — once with the keys in
+//! software, once with both wallets' keys in a SoftHSM2 token (made in the throwaway directory;
+//! see [`super::bench_signer_hsm`]) — and reports both end-to-end rates, their ratio, the token's
+//! raw signing rate through the backend, and the raw libsecp256k1 rate (no derivation, no
+//! backend) as the ceiling of either.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -54,9 +60,27 @@ pub struct SignerArgs {
     /// Sign requests in total (half Ethereum, half Bitcoin).
     #[arg(long, default_value_t = 2000)]
     pub requests: usize,
+    /// Where the keys are: `software`, or `pkcs11` (SoftHSM2; both paths are measured).
+    #[arg(long, value_enum, default_value_t = BenchBackend::Software)]
+    pub backend: BenchBackend,
+    /// The PKCS#11 module for `--backend pkcs11`.
+    #[arg(long, value_name = "PATH", default_value = crate::backend::pkcs11::provision::SOFTHSM2_MODULE)]
+    pub hsm_module: std::path::PathBuf,
+    /// The HSM session pool size for `--backend pkcs11`.
+    #[arg(long, default_value_t = 4)]
+    pub hsm_sessions: usize,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub kdf: UnsafeKdfArgs,
+}
+
+/// `--backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchBackend {
+    /// Keys derived in memory.
+    Software,
+    /// Keys in a PKCS#11 token (SoftHSM2), measured beside the software path.
+    Pkcs11,
 }
 
 /// The benchmark's policy: everything allowed for [`CLIENT`], no limits.
@@ -81,7 +105,7 @@ destinations = "any"
     )
 }
 
-fn op(e: impl std::fmt::Display) -> CliError {
+pub(crate) fn op(e: impl std::fmt::Display) -> CliError {
     CliError::operational(e)
 }
 
@@ -101,7 +125,7 @@ pub fn run(args: SignerArgs) -> CliResult {
     std::fs::write(dir.join("policy.toml"), policy()).map_err(op)?;
     let passphrase = SecretString::new(format!("bench-{:016x}", rand::random::<u64>()));
     let mnemonic = MnemonicSecret::generate().map_err(op)?;
-    let (btc, eth, backend) = {
+    let (btc, eth, backend, hsm) = {
         let store = with_spinner("sealing the key store (argon2id)…", || {
             KeyStore::create(
                 &dir.join("store"),
@@ -132,45 +156,74 @@ pub fn run(args: SignerArgs) -> CliResult {
             .map_err(keystore_error)?;
         let backend = SoftwareBackend::new();
         unsealed.load_into(&backend).map_err(keystore_error)?;
-        (btc, eth, backend)
+        let hsm = match args.backend {
+            BenchBackend::Software => None,
+            BenchBackend::Pkcs11 => Some(with_spinner(
+                "making a SoftHSM2 token and importing the keys…",
+                || {
+                    super::bench_signer_hsm::provision(
+                        &dir.path,
+                        &args.hsm_module,
+                        args.hsm_sessions,
+                        &unsealed,
+                        &[&btc, &eth],
+                    )
+                },
+            )?),
+        };
+        (btc, eth, backend, hsm)
     };
     println!("key store sealed with argon2id ({kdf}); wallets btc (regtest), eth (sepolia)");
 
-    let core = SigningCore::open(CoreConfig {
-        store_dir: dir.join("store"),
-        state_dir: dir.join("state"),
-        policy_path: dir.join("policy.toml"),
-        ..CoreConfig::new(Default::default(), Default::default(), Default::default())
-    })
-    .map_err(op)?;
-    with_spinner("unsealing the signer (argon2id)…", || {
-        core.unseal_with_passphrase(&passphrase)
-    })
-    .map_err(op)?;
-    let core = Arc::new(core);
     let server_tls =
         TlsMaterial::load(&pki.server_cert, &pki.server_key, &pki.ca_cert).map_err(op)?;
     let client = &pki.clients[0];
     let client_tls_material =
         TlsMaterial::load(&client.cert, &client.key, &pki.ca_cert).map_err(op)?;
-
-    let payloads = build_requests(&btc, &eth, requests)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(op)?;
-    let report = runtime.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
-        let server = crate::service::start(core.clone(), &server_tls, listener, None)
-            .await
-            .map_err(op)?;
-        let flushes_before = core.flush_count();
-        let report = drive(server.addr.port(), &client_tls_material, clients, payloads).await;
-        let flushes = core.flush_count() - flushes_before;
-        server.shutdown().await.map_err(op)?;
-        report.map(|r| (r, flushes))
-    });
-    let (report, flushes) = report?;
+    // Both paths run on the same key store and state (the state is bound to the store and
+    // anchored in it: a second state would be refused as a rollback), one after the other, with
+    // request ids, nonces and coins numbered on from the first path's.
+    let run_path = |from: usize, attach: Option<Arc<crate::backend::pkcs11::Pkcs11Backend>>| {
+        let core = SigningCore::open(CoreConfig::new(
+            dir.join("store"),
+            dir.join("state"),
+            dir.join("policy.toml"),
+        ))
+        .map_err(op)?;
+        if let Some(backend) = attach {
+            core.attach_hsm(crate::signing::hsm::HsmAttachment {
+                backend,
+                wallets: vec![btc.name.clone(), eth.name.clone()],
+            })
+            .map_err(|_| op("the hsm was attached twice"))?;
+        }
+        with_spinner("unsealing the signer (argon2id)…", || {
+            core.unseal_with_passphrase(&passphrase)
+        })
+        .map_err(op)?;
+        let core = Arc::new(core);
+        let payloads = build_requests(&btc, &eth, from, requests)?;
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
+            let server = crate::service::start(core.clone(), &server_tls, listener, None)
+                .await
+                .map_err(op)?;
+            let flushes_before = core.flush_count();
+            let report = drive(server.addr.port(), &client_tls_material, clients, payloads).await;
+            let flushes = core.flush_count() - flushes_before;
+            server.shutdown().await.map_err(op)?;
+            report.map(|r| (r, flushes))
+        })
+    };
+    let (report, flushes) = run_path(0, None)?;
+    let hsm_report = match &hsm {
+        Some(token) => Some(run_path(requests, Some(token.clone()))?),
+        None => None,
+    };
 
     let raw = raw_backend(&backend, &btc, &eth, requests.max(2000))?;
 
@@ -202,17 +255,35 @@ pub fn run(args: SignerArgs) -> CliResult {
         100.0 * rate / raw.parallel,
         raw.threads
     );
+    if let (Some(token), Some((hsm_report, hsm_flushes))) = (&hsm, hsm_report) {
+        super::bench_signer_hsm::report(
+            token,
+            &btc,
+            &eth,
+            requests.max(2000),
+            rate,
+            &hsm_report,
+            hsm_flushes,
+        )?;
+    }
     Ok(())
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
 /// Alternating Ethereum and Bitcoin requests, every id, nonce and coin distinct.
-fn build_requests(btc: &Wallet, eth: &Wallet, n: usize) -> Result<Vec<SignRequest>, CliError> {
+/// Request `i` is numbered `from + i` (request id, Ethereum nonce, Bitcoin coin), so a second
+/// run on the same state (the HSM path after the software path) signs new requests.
+fn build_requests(
+    btc: &Wallet,
+    eth: &Wallet,
+    from: usize,
+    n: usize,
+) -> Result<Vec<SignRequest>, CliError> {
     let payee = external_script(0x42);
-    (0..n)
+    (from..from + n)
         .map(|i| {
             let payload = if i % 2 == 0 {
                 Payload::EthereumTransaction(EthereumTransactionPayload {
@@ -235,12 +306,12 @@ fn build_requests(btc: &Wallet, eth: &Wallet, n: usize) -> Result<Vec<SignReques
         .collect()
 }
 
-struct Report {
-    count: usize,
-    wall: Duration,
-    p50: Duration,
-    p99: Duration,
-    max: Duration,
+pub(crate) struct Report {
+    pub(crate) count: usize,
+    pub(crate) wall: Duration,
+    pub(crate) p50: Duration,
+    pub(crate) p99: Duration,
+    pub(crate) max: Duration,
 }
 
 /// `clients` connections, each sending its share in turn; every answer must be signed.
@@ -307,16 +378,16 @@ async fn drive(
     })
 }
 
-struct RawRate {
-    single: f64,
-    parallel: f64,
-    threads: usize,
+pub(crate) struct RawRate {
+    pub(crate) single: f64,
+    pub(crate) parallel: f64,
+    pub(crate) threads: usize,
 }
 
 /// The backend alone: `n` signatures over distinct digests, half `sign_ecdsa` (low-R, the
 /// Bitcoin key at 0/0) and half `sign_ecdsa_recoverable` (the Ethereum key at 0/0).
-fn raw_backend(
-    backend: &SoftwareBackend,
+pub(crate) fn raw_backend(
+    backend: &dyn KeyBackend,
     btc: &Wallet,
     eth: &Wallet,
     n: usize,

@@ -2,6 +2,8 @@
 //! chain modules, then the main story: the gRPC signer with the example policy, driven over
 //! loopback mutual TLS as real clients drive it (`server`).
 //!
+//! One offline step signs inside a SoftHSM2 token ([`hsm`]) when SoftHSM2 is installed.
+//!
 //! It works in a throwaway directory (or `--dir DIR`, kept), with demo keys from the BIP39 test
 //! mnemonic "abandon ×11 about" and a demo passphrase printed in clear — both public, for a
 //! demonstration only. Each step is a small named function that prints one section; the runner
@@ -16,6 +18,7 @@
 
 mod btc;
 mod eth;
+mod hsm;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -66,6 +69,8 @@ pub(crate) struct Demo {
     pub eth_hot: Wallet,
     /// Tokens the Ethereum steps decode.
     pub tokens: TokenRegistry,
+    /// The demo seed's master key (the HSM step imports a key derived from it).
+    pub master: crate::keys::MasterKey,
 }
 
 impl Demo {
@@ -92,6 +97,10 @@ const STEPS: &[Step] = &[
     ("ethereum: an ERC-20 transfer", eth::token_transfer),
     ("ethereum: a personal_sign message", eth::personal_message),
     ("ethereum: a payload for another chain", eth::wrong_chain),
+    (
+        "hsm: the same transfer signed inside a SoftHSM2 token",
+        hsm::sign_inside,
+    ),
 ];
 
 /// Set-up steps before [`STEPS`]: store, wallets, backend.
@@ -112,6 +121,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         create_wallets(&unsealed)
     })?;
     let backend = steps.run("software key backend", || load_backend(&unsealed))?;
+    let master = unsealed.master_key(&eth_hot.seed).map_err(keystore_error)?;
     drop(unsealed);
     let demo = Demo {
         dir: workdir.path.clone(),
@@ -119,6 +129,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         btc_hot,
         eth_hot,
         tokens: demo_tokens(),
+        master,
     };
     write_tokens_file(&demo)?;
 

@@ -134,6 +134,16 @@ fn status_json(reply: &StatusResponse) -> serde_json::Value {
         "principal": reply.principal,
         "roles": reply.roles,
         "outbox_head_sequence": reply.outbox_head_sequence,
+        "seal_reason": reply.seal_reason,
+        "hsm": reply.hsm.as_ref().map(|h| serde_json::json!({
+            "token": h.token,
+            "module": h.module,
+            "available": h.available,
+            "detail": h.detail,
+            "wallets": h.wallets,
+            "sessions_open": h.sessions_open,
+            "sessions_max": h.sessions_max,
+        })),
     })
 }
 
@@ -147,6 +157,9 @@ fn print_status(reply: &StatusResponse) {
     } else {
         println!("seal state:   {seal}");
     }
+    if !reply.seal_reason.is_empty() {
+        println!("sealed since: {}", reply.seal_reason);
+    }
     let hash = if reply.policy_hash.is_empty() {
         "(none loaded)"
     } else {
@@ -157,4 +170,23 @@ fn print_status(reply: &StatusResponse) {
     println!("principal:    {}", reply.principal);
     println!("roles:        {}", reply.roles.join(", "));
     println!("outbox head:  {}", reply.outbox_head_sequence);
+    if let Some(hsm) = &reply.hsm {
+        let state = if hsm.available {
+            "available"
+        } else {
+            "UNAVAILABLE"
+        };
+        println!("hsm:          {} ({state}; {})", hsm.token, hsm.module);
+        println!("              {}", hsm.detail);
+        println!(
+            "              sessions {}/{}; wallets: {}",
+            hsm.sessions_open,
+            hsm.sessions_max,
+            if hsm.wallets.is_empty() {
+                "(none)".to_owned()
+            } else {
+                hsm.wallets.join(", ")
+            }
+        );
+    }
 }

@@ -9,14 +9,18 @@ pub mod approver;
 pub mod audit;
 pub mod bench;
 pub mod bench_signer;
+pub mod bench_signer_hsm;
 pub mod client;
 pub mod common;
 pub mod demo;
 pub mod dev;
+pub mod dev_hsm;
 pub mod environ;
 pub mod error;
 pub mod eth;
 pub mod host;
+pub mod hsm;
+pub mod hsm_keygen;
 pub mod init;
 pub mod mnemonic;
 pub mod passphrase;
@@ -108,6 +112,9 @@ pub enum Command {
     /// The audit chain: verify it, show the newest records.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// HSM ceremonies (PKCS#11): status, key import and generation, the auto-unseal slot.
+    #[command(subcommand)]
+    Hsm(hsm::HsmCommand),
     /// The state database: verify every record, prune old requests, accept a rollback.
     #[command(subcommand)]
     State(state::StateCommand),
@@ -139,6 +146,7 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Request(command) => request::run(command),
         Command::Pending(args) => sign::pending(args),
         Command::Audit(command) => audit::run(command),
+        Command::Hsm(command) => hsm::run(command),
         Command::State(command) => state::run(command),
     }
 }

@@ -10,9 +10,15 @@
 //!    `[compliance]` requires (refused otherwise, naming who signed and how many are missing;
 //!    `allow_unsigned_policy` is development mode, said in the log at every start and in the
 //!    unseal audit record);
-//! 4. unseal if a passphrase is configured (`passphrase_file`, else `CUSTOS_PASSPHRASE`);
-//!    otherwise start sealed and wait for `custos unseal`;
-//! 5. listen with mutual TLS (and metrics on their own port), and print
+//! 4. with an `[hsm]` section: load the PKCS#11 module (a module that cannot be loaded, or a PIN
+//!    that cannot be read, refuses the start) and attach the token, which may be absent for now
+//!    (its wallets then answer UNAVAILABLE until it is back; the others sign);
+//! 5. unseal: through the HSM slot when `[hsm] auto_unseal` is set and the token is there, else
+//!    with a configured passphrase (`passphrase_file`, else `CUSTOS_PASSPHRASE`); otherwise start
+//!    sealed, log why, keep the reason for `custos status`, and wait for `custos unseal`. While an
+//!    auto-unseal is what failed, it is retried every [`AUTO_UNSEAL_RETRY`] until it succeeds or
+//!    someone unseals or seals by hand;
+//! 6. listen with mutual TLS (and metrics on their own port), and print
 //!    `custos listening on ADDR (mutual TLS)` on stdout — with the real port when the configuration
 //!    says port 0; with `[console]`, also serve the approval console on its loopback address
 //!    (`approval console on http://ADDR/`).
@@ -58,6 +64,12 @@ pub const SIGHUP_PRINCIPAL: &str = "local:sighup";
 
 /// How often pending requests are checked for expiry.
 pub const EXPIRY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// How often a failed auto-unseal is tried again while nothing else unsealed or sealed.
+pub const AUTO_UNSEAL_RETRY: Duration = Duration::from_secs(5);
+
+/// The start of the seal reason an auto-unseal failure leaves (see [`SigningCore::unseal_with_hsm`]).
+const AUTO_UNSEAL_FAILED: &str = "auto-unseal through the hsm failed";
 
 /// Arguments of `custos serve`.
 #[derive(Debug, Args)]
@@ -185,19 +197,69 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         policy = %core.policy_path().display(),
         "signing core open (sealed)"
     );
+    let auto_unseal = attach_hsm(config, &core)?;
+    if auto_unseal {
+        match core.unseal_with_hsm() {
+            Ok(state) => {
+                tracing::info!(
+                    seal_state = state.as_str(),
+                    "unsealed at start through the hsm"
+                );
+                return Ok(core);
+            }
+            Err(e) => tracing::warn!(
+                code = e.code(),
+                error = %e,
+                "auto-unseal through the hsm failed"
+            ),
+        }
+    }
     match startup_passphrase(config)? {
         Some((passphrase, source)) => {
             tracing::info!(source, "unsealing the key store (argon2id)");
             let state = core.unseal_with_passphrase(&passphrase).map_err(|e| {
-                CliError::operational(format!("cannot unseal with the passphrase from {source}: {e}"))
+                CliError::operational(format!(
+                    "cannot unseal with the passphrase from {source}: {e}"
+                ))
             })?;
             tracing::info!(seal_state = state.as_str(), "unsealed at start");
         }
-        None => tracing::info!(
-            "no passphrase configured: starting sealed; unseal with `custos unseal --config CLIENT.toml`"
+        None if auto_unseal => tracing::warn!(
+            reason = core.seal_reason().unwrap_or_default(),
+            "starting sealed: the hsm did not unseal the store and no passphrase is configured; \
+             retrying every few seconds, or unseal with `custos unseal --config CLIENT.toml`"
         ),
+        None => {
+            core.set_seal_reason(
+                "no passphrase or hsm auto-unseal configured: waiting for `custos unseal`",
+            );
+            tracing::info!(
+                "no passphrase configured: starting sealed; unseal with `custos unseal --config CLIENT.toml`"
+            )
+        }
     }
     Ok(core)
+}
+
+/// Loads the `[hsm]` module and attaches the token to the core; returns whether auto-unseal is
+/// configured. A token absent now is logged, not fatal.
+fn attach_hsm(config: &Config, core: &SigningCore) -> Result<bool, CliError> {
+    let Some(hsm) = &config.hsm else {
+        return Ok(false);
+    };
+    let backend = super::hsm::open_backend(hsm)?;
+    let status = backend.status();
+    if status.available {
+        tracing::info!(token = %status.token, module = %status.module.display(), detail = %status.detail, "hsm token attached");
+    } else {
+        tracing::warn!(token = %status.token, module = %status.module.display(), reason = %status.detail, "hsm token not available: its wallets answer UNAVAILABLE until it is back");
+    }
+    core.attach_hsm(crate::signing::hsm::HsmAttachment {
+        backend,
+        wallets: hsm.wallets.clone(),
+    })
+    .map_err(|_| CliError::operational("the hsm was attached twice"))?;
+    Ok(hsm.auto_unseal)
 }
 
 /// The unseal passphrase for an unattended start: `passphrase_file`, else `CUSTOS_PASSPHRASE`,
@@ -266,6 +328,7 @@ async fn serve(
     let hangups = reload_on_sighup(core.clone(), reload);
     let tasks = [
         tokio::spawn(expire_periodically(core.clone())),
+        tokio::spawn(retry_auto_unseal(core.clone())),
         tokio::spawn(audit_weakenings_when_unsealed(core.clone())),
         tokio::spawn(hangups),
     ];
@@ -341,6 +404,35 @@ async fn expire_periodically(core: Arc<SigningCore>) {
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "expiry sweep failed"),
             Err(e) => tracing::error!(error = %e, "expiry sweep task failed"),
+        }
+    }
+}
+
+/// Tries the auto-unseal again every [`AUTO_UNSEAL_RETRY`] while it is what failed (the token was
+/// absent or locked at start); stops once the core is unsealed or an operator sealed it.
+async fn retry_auto_unseal(core: Arc<SigningCore>) {
+    let mut ticker = tokio::time::interval(AUTO_UNSEAL_RETRY);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let failed = core
+            .seal_reason()
+            .is_some_and(|r| r.starts_with(AUTO_UNSEAL_FAILED));
+        if !failed {
+            if core.seal_reason().is_none() {
+                return;
+            }
+            continue;
+        }
+        let attempt = core.clone();
+        match tokio::task::spawn_blocking(move || attempt.unseal_with_hsm()).await {
+            Ok(Ok(_)) => {
+                tracing::info!("unsealed through the hsm (retry)");
+                return;
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "auto-unseal retry failed"),
+            Err(e) => tracing::error!(error = %e, "auto-unseal retry task failed"),
         }
     }
 }

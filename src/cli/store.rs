@@ -52,7 +52,7 @@ pub fn run(command: StoreCommand) -> CliResult {
                     wallet.name,
                     wallet.chain(),
                     wallet.network(),
-                    wallet.account.path,
+                    wallet.account.path_text(),
                     wallet.seed,
                     wallet.account.master_fingerprint,
                     w.first_address

@@ -149,6 +149,12 @@ pub fn run(command: WalletCommand) -> CliResult {
         }
         WalletCommand::Xpub { store, name } => {
             let wallet = open_wallet(&store.store, &name, store.passphrase_file.as_deref())?;
+            if wallet.account.is_generated() {
+                return Err(CliError::operational(format!(
+                    "wallet {name} has keys generated in an hsm: it is not HD and has no xpub or \
+                     descriptor (list its addresses with `custos wallet address`)"
+                )));
+            }
             println!("{}", wallet.account.slip132_xpub());
             if wallet.chain() == Chain::Bitcoin {
                 for change in [false, true] {
@@ -176,10 +182,11 @@ fn wallet_json(w: &Wallet) -> serde_json::Value {
         "chain_id": w.network().chain_id(),
         "purpose": w.account.path.purpose.number(),
         "account": w.account.path.account,
-        "path": w.account.path.to_string(),
+        "path": w.account.path_text(),
         "seed": w.seed.0,
         "master_fingerprint": w.account.master_fingerprint.to_string(),
-        "xpub": w.account.slip132_xpub(),
+        "xpub": w.account.xpub().map(|_| w.account.slip132_xpub()),
+        "generated_keys": w.account.generated_keys().map(<[_]>::len),
     })
 }
 
@@ -192,7 +199,7 @@ fn print_table(wallets: &[Wallet]) {
                 w.name.clone(),
                 w.chain().to_string(),
                 w.network().name(),
-                w.account.path.to_string(),
+                w.account.path_text(),
                 w.seed.0.clone(),
             ]
         })

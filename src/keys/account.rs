@@ -10,11 +10,17 @@
 //!
 //! Everything here is derived from the account xpub alone, so chains can check "is this script
 //! really ours at this path?" without touching a private key.
+//!
+//! An account can also be a list of public keys generated inside an HSM ([`AccountKeys::Generated`],
+//! `custos hsm keygen`): not HD, so it has no xpub and no descriptor, only the addresses of its
+//! keys, by index, on the receive chain. Its path keeps the purpose and coin type (the script
+//! type and the network's coin); its "master fingerprint" is the fingerprint of its first key.
 
 use std::str::FromStr;
 
 use bitcoin::base58;
 use bitcoin::bip32::{ChildNumber, DerivationPath, Fingerprint, Xpub};
+use bitcoin::hashes::Hash;
 use bitcoin::secp256k1::PublicKey;
 use bitcoin::{Address, CompressedPublicKey, NetworkKind, ScriptBuf};
 
@@ -39,17 +45,30 @@ pub enum AccountKeyError {
     NoDescriptor(&'static str),
 }
 
-/// The public data of one account: network, path, master fingerprint, account xpub.
+/// The most keys a generated (non-HD) account holds.
+pub const MAX_GENERATED_KEYS: usize = 10_000;
+
+/// Where an account's public keys come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccountKeys {
+    /// An HD account: the extended public key at the account path.
+    Xpub(Xpub),
+    /// Keys generated one by one inside an HSM, by address index (receive chain only).
+    Generated(std::sync::Arc<Vec<PublicKey>>),
+}
+
+/// The public data of one account: network, path, master fingerprint, account xpub (or the
+/// generated keys).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccountKey {
     /// The wallet's network.
     pub network: Network,
     /// `m/purpose'/coin'/account'`.
     pub path: AccountPath,
-    /// Fingerprint of the master key (the key origin).
+    /// Fingerprint of the master key (the key origin); of the first key for generated accounts.
     pub master_fingerprint: Fingerprint,
-    /// The extended public key at the account path.
-    pub xpub: Xpub,
+    /// The account xpub, or the generated keys.
+    pub keys: AccountKeys,
 }
 
 impl AccountKey {
@@ -66,8 +85,65 @@ impl AccountKey {
             network,
             path,
             master_fingerprint: master.fingerprint(),
-            xpub: node.to_xpub(network_kind(network)),
+            keys: AccountKeys::Xpub(node.to_xpub(network_kind(network))),
         })
+    }
+
+    /// A generated (non-HD) Ethereum account holding `keys` (address `i` is key `i`). Refuses
+    /// Bitcoin networks (their wallets are HD: PSBT key origins and descriptors need an xpub),
+    /// an empty list and more than [`MAX_GENERATED_KEYS`].
+    pub fn generated(network: Network, keys: Vec<PublicKey>) -> Result<Self, AccountKeyError> {
+        if !matches!(network, Network::Ethereum { .. }) {
+            return Err(AccountKeyError::Derivation(
+                "only ethereum accounts can hold generated (non-HD) keys".into(),
+            ));
+        }
+        if keys.is_empty() || keys.len() > MAX_GENERATED_KEYS {
+            return Err(AccountKeyError::Derivation(format!(
+                "a generated account holds 1 to {MAX_GENERATED_KEYS} keys, not {}",
+                keys.len()
+            )));
+        }
+        let path = AccountPath::new(network, Purpose::Bip44, 0)
+            .map_err(|e| AccountKeyError::Derivation(e.to_string()))?;
+        let hash = bitcoin::hashes::hash160::Hash::hash(&keys[0].serialize());
+        let mut fingerprint = [0u8; 4];
+        fingerprint.copy_from_slice(&hash[..4]);
+        Ok(AccountKey {
+            network,
+            path,
+            master_fingerprint: Fingerprint::from(fingerprint),
+            keys: AccountKeys::Generated(std::sync::Arc::new(keys)),
+        })
+    }
+
+    /// The account xpub, for HD accounts.
+    pub fn xpub(&self) -> Option<&Xpub> {
+        match &self.keys {
+            AccountKeys::Xpub(xpub) => Some(xpub),
+            AccountKeys::Generated(_) => None,
+        }
+    }
+
+    /// The generated keys, for accounts that are not HD.
+    pub fn generated_keys(&self) -> Option<&[PublicKey]> {
+        match &self.keys {
+            AccountKeys::Xpub(_) => None,
+            AccountKeys::Generated(keys) => Some(keys),
+        }
+    }
+
+    /// The account path as listings show it, or `generated (N keys)` for a generated account.
+    pub fn path_text(&self) -> String {
+        match &self.keys {
+            AccountKeys::Xpub(_) => self.path.to_string(),
+            AccountKeys::Generated(keys) => format!("generated ({} keys)", keys.len()),
+        }
+    }
+
+    /// Whether the account's keys were generated one by one (in an HSM) rather than derived.
+    pub fn is_generated(&self) -> bool {
+        matches!(self.keys, AccountKeys::Generated(_))
     }
 
     /// Rebuilds the public data from stored parts (the key store keeps the xpub in standard
@@ -84,17 +160,22 @@ impl AccountKey {
             network,
             path,
             master_fingerprint,
-            xpub,
+            keys: AccountKeys::Xpub(xpub),
         })
     }
 
-    /// The account xpub in standard BIP32 form (xpub on mainnet, tpub elsewhere).
+    /// The account xpub in standard BIP32 form (xpub on mainnet, tpub elsewhere); empty for a
+    /// generated account, which has none.
     pub fn standard_xpub(&self) -> String {
-        self.xpub.to_string()
+        self.xpub().map(ToString::to_string).unwrap_or_default()
     }
 
-    /// The account xpub with the SLIP-132 version its purpose conventionally uses.
+    /// The account xpub with the SLIP-132 version its purpose conventionally uses; empty for a
+    /// generated account, which has none.
     pub fn slip132_xpub(&self) -> String {
+        let Some(xpub) = self.xpub() else {
+            return String::new();
+        };
         let mainnet = network_kind(self.network) == NetworkKind::Main;
         let version: [u8; 4] = match (self.path.purpose, mainnet) {
             (Purpose::Bip49, true) => [0x04, 0x9d, 0x7c, 0xb2], // ypub
@@ -104,19 +185,19 @@ impl AccountKey {
             (_, true) => [0x04, 0x88, 0xb2, 0x1e],              // xpub
             (_, false) => [0x04, 0x35, 0x87, 0xcf],             // tpub
         };
-        let mut bytes = self.xpub.encode();
+        let mut bytes = xpub.encode();
         bytes[..4].copy_from_slice(&version);
         base58::encode_check(&bytes)
     }
 
     /// The key origin and key as descriptors write them: `[fingerprint/84'/0'/0']xpub…`.
-    fn origin_key(&self) -> String {
+    fn origin_key(&self, xpub: &Xpub) -> String {
         let path = self.path.to_string();
         format!(
             "[{}{}]{}",
             self.master_fingerprint,
             path.trim_start_matches('m'),
-            self.xpub
+            xpub
         )
     }
 
@@ -125,7 +206,10 @@ impl AccountKey {
         if !matches!(self.network, Network::Bitcoin(_)) {
             return Err(AccountKeyError::NoDescriptor("ethereum"));
         }
-        let key = format!("{}/{}/*", self.origin_key(), u8::from(change));
+        let Some(xpub) = self.xpub() else {
+            return Err(AccountKeyError::NoDescriptor("generated (non-HD)"));
+        };
+        let key = format!("{}/{}/*", self.origin_key(xpub), u8::from(change));
         let body = match self.path.purpose {
             Purpose::Bip44 => format!("pkh({key})"),
             Purpose::Bip49 => format!("sh(wpkh({key}))"),
@@ -139,14 +223,29 @@ impl AccountKey {
 
     /// The public key at `change/index` below the account.
     pub fn public_key(&self, change: bool, index: u32) -> Result<PublicKey, AccountKeyError> {
+        let xpub = match &self.keys {
+            AccountKeys::Xpub(xpub) => xpub,
+            AccountKeys::Generated(keys) => {
+                if change {
+                    return Err(AccountKeyError::Derivation(
+                        "a generated account has no change keys".into(),
+                    ));
+                }
+                return keys.get(index as usize).copied().ok_or_else(|| {
+                    AccountKeyError::Derivation(format!(
+                        "index {index}: this account holds {} generated keys",
+                        keys.len()
+                    ))
+                });
+            }
+        };
         let path = DerivationPath::from(vec![
             ChildNumber::from_normal_idx(u32::from(change))
                 .map_err(|e| AccountKeyError::Derivation(e.to_string()))?,
             ChildNumber::from_normal_idx(index)
                 .map_err(|e| AccountKeyError::Derivation(e.to_string()))?,
         ]);
-        let child = self
-            .xpub
+        let child = xpub
             .derive_pub(secp(), &path)
             .map_err(|e| AccountKeyError::Derivation(e.to_string()))?;
         Ok(child.public_key)

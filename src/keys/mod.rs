@@ -20,7 +20,7 @@ pub mod mnemonic;
 pub mod path;
 pub mod xpriv;
 
-pub use account::{AccountKey, AccountKeyError};
+pub use account::{AccountKey, AccountKeyError, AccountKeys};
 pub use mnemonic::{MnemonicError, MnemonicSecret};
 // Chain and network names are chain-neutral vocabulary (`crate::network`); keys use them too.
 pub use crate::network::{Chain, Network, NetworkError};

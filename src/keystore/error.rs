@@ -105,6 +105,11 @@ pub enum KeystoreError {
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed")]
     Rng,
+    /// The HSM unsealer slot could not be used or made: the token is unavailable (see
+    /// [`crate::backend::pkcs11::Pkcs11Error::is_unavailable`]), its key is missing, or the key
+    /// does not open the slot.
+    #[error("hsm unsealer: {0}")]
+    Hsm(crate::backend::pkcs11::Pkcs11Error),
     /// A file system operation on the store directory failed.
     #[error("key store {}: {source}", path.display())]
     Io {

@@ -34,7 +34,8 @@
 //! parameters bound into the associated data. Today there is one, `slot/passphrase` (argon2id
 //! over the operator passphrase, at least 64 MiB and 3 passes). Later slots add themselves
 //! without touching a seed: `slot/shamir` wraps the DEK under a KEK split M-of-N among
-//! custodians, `slot/pkcs11` wraps it under an AES key that never leaves the HSM (auto-unseal).
+//! custodians, `slot/pkcs11` ([`hsm_slot`]) seals it under an AES key that never leaves the HSM
+//! (auto-unseal).
 //! Unsealing through any slot yields the same DEK; removing a slot revokes that way in. Changing
 //! the passphrase rewraps the DEK and rewrites one record, nothing else.
 //!
@@ -69,6 +70,8 @@ pub mod anchor;
 pub mod envelope;
 pub mod error;
 pub mod fault;
+pub mod generated;
+pub mod hsm_slot;
 pub mod kdf;
 pub mod payload;
 pub mod record;

@@ -10,6 +10,7 @@
 use std::str::FromStr;
 
 use bitcoin::bip32::Fingerprint;
+use bitcoin::secp256k1::PublicKey;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -105,8 +106,13 @@ pub struct WalletPayload {
     pub account: u32,
     /// Master fingerprint, 8 hex digits.
     pub master_fingerprint: String,
-    /// Account xpub in standard (xpub/tpub) form.
-    pub xpub: String,
+    /// Account xpub in standard (xpub/tpub) form; absent for a generated wallet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xpub: Option<String>,
+    /// The compressed public keys (hex) of a wallet whose keys were generated in an HSM, by
+    /// address index; absent for an HD wallet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_keys: Option<Vec<String>>,
 }
 
 /// Encodes a wallet payload.
@@ -120,7 +126,11 @@ pub fn encode_wallet(wallet: &Wallet) -> Vec<u8> {
         purpose: wallet.account.path.purpose.number(),
         account: wallet.account.path.account,
         master_fingerprint: wallet.account.master_fingerprint.to_string(),
-        xpub: wallet.account.standard_xpub(),
+        xpub: wallet.account.xpub().map(ToString::to_string),
+        generated_keys: wallet
+            .account
+            .generated_keys()
+            .map(|keys| keys.iter().map(ToString::to_string).collect()),
     };
     serde_json::to_vec(&payload).expect("a struct of strings and integers serializes")
 }
@@ -139,16 +149,39 @@ pub fn decode_wallet(name: &str, bytes: &[u8]) -> Result<Wallet, String> {
     let purpose = Purpose::try_from(p.purpose).map_err(|e| e.to_string())?;
     let path = AccountPath::new(network, purpose, p.account).map_err(|e| e.to_string())?;
     let fingerprint = Fingerprint::from_str(&p.master_fingerprint).map_err(|e| e.to_string())?;
-    let account =
-        AccountKey::from_parts(network, path, fingerprint, &p.xpub).map_err(|e| e.to_string())?;
-    if account.xpub.depth != 3 {
-        return Err("the account xpub is not at depth 3".into());
-    }
-    Ok(Wallet {
+    let account = match (&p.xpub, &p.generated_keys) {
+        (Some(xpub), None) => {
+            let account = AccountKey::from_parts(network, path, fingerprint, xpub)
+                .map_err(|e| e.to_string())?;
+            if account.xpub().map(|x| x.depth) != Some(3) {
+                return Err("the account xpub is not at depth 3".into());
+            }
+            account
+        }
+        (None, Some(keys)) => {
+            let keys = keys
+                .iter()
+                .map(|k| PublicKey::from_str(k).map_err(|e| format!("generated key {k}: {e}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            let account = AccountKey::generated(network, keys).map_err(|e| e.to_string())?;
+            if account.path != path || account.master_fingerprint != fingerprint {
+                return Err(
+                    "the generated wallet's path or fingerprint does not match its keys".into(),
+                );
+            }
+            account
+        }
+        _ => return Err("a wallet holds either an xpub or generated keys".into()),
+    };
+    let wallet = Wallet {
         name: p.name,
         seed: SeedId(p.seed),
         account,
-    })
+    };
+    if wallet.account.is_generated() {
+        super::generated::check_generated(&wallet)?;
+    }
+    Ok(wallet)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `header` | 1 | magic `custos-keystore\0`, 16-byte random store id |
 //! | `slot/passphrase` | 2 | unsealer `1` (argon2id v0x13), m, t, p (u32 BE), salt (u8 length + 16–64 bytes), nonce (24), wrapped DEK (u8 length + 48 bytes) |
+//! | `slot/pkcs11` | 2 | unsealer `3` (PKCS#11 AES-GCM), key label (u8 length + 1–64 bytes), IV (12), sealed DEK (u8 length + 48 bytes); see [`super::hsm_slot`] |
 //! | `seed/<id>` | 3 | nonce (24), ciphertext + tag (16 … 4096 bytes) |
 //! | `wallet/<name>` | 4 | nonce (24), ciphertext + tag (16 … 65536 bytes) |
 //! | `anchor/state` | 8 | nonce (24), ciphertext + tag (16 … 4096 bytes): the state's audit head |
@@ -64,7 +65,7 @@ impl RecordKind {
     pub fn for_id(id: &str) -> Option<RecordKind> {
         if id == HEADER_ID {
             Some(RecordKind::Header)
-        } else if id == PASSPHRASE_SLOT_ID {
+        } else if id == PASSPHRASE_SLOT_ID || id == super::hsm_slot::PKCS11_SLOT_ID {
             Some(RecordKind::Slot)
         } else if id == ANCHOR_ID {
             Some(RecordKind::Anchor)
@@ -125,6 +126,8 @@ pub enum Record {
     Header(Header),
     /// `slot/passphrase`
     PassphraseSlot(PassphraseSlot),
+    /// `slot/pkcs11`
+    Pkcs11Slot(super::hsm_slot::Pkcs11Slot),
     /// `seed/<id>`
     Seed(SealedBox),
     /// `wallet/<name>`
@@ -138,7 +141,7 @@ impl Record {
     pub fn kind(&self) -> RecordKind {
         match self {
             Record::Header(_) => RecordKind::Header,
-            Record::PassphraseSlot(_) => RecordKind::Slot,
+            Record::PassphraseSlot(_) | Record::Pkcs11Slot(_) => RecordKind::Slot,
             Record::Seed(_) => RecordKind::Seed,
             Record::Wallet(_) => RecordKind::Wallet,
             Record::Anchor(_) => RecordKind::Anchor,
@@ -183,6 +186,7 @@ pub fn encode_record(id: &str, record: &Record) -> Vec<u8> {
             out.push(slot.wrapped_dek.ciphertext.len() as u8);
             out.extend_from_slice(&slot.wrapped_dek.ciphertext);
         }
+        Record::Pkcs11Slot(slot) => slot.encode_body(&mut out),
         Record::Seed(sealed) | Record::Wallet(sealed) | Record::Anchor(sealed) => {
             out.extend_from_slice(&sealed.nonce);
             out.extend_from_slice(&sealed.ciphertext);
@@ -252,6 +256,9 @@ fn decode_body(kind: RecordKind, bytes: &[u8]) -> Result<Record, String> {
         }
         RecordKind::Slot => {
             let unsealer = body.byte()?;
+            if unsealer == super::hsm_slot::UNSEALER_PKCS11 {
+                return super::hsm_slot::decode_body(body.rest()).map(Record::Pkcs11Slot);
+            }
             if unsealer != UNSEALER_ARGON2ID {
                 return Err(format!("unknown unsealer type {unsealer}"));
             }

@@ -374,6 +374,18 @@ impl Unsealed {
         for name in wallet_names {
             let wallet = self.wallet(&name)?;
             let id = format!("{WALLET_PREFIX}{name}");
+            if wallet.account.is_generated() {
+                // No seed derives these keys: they were generated in an HSM (decoding checked
+                // their form); the token is what holds them.
+                let first_address = wallet
+                    .address(false, 0)
+                    .map_err(|e| KeystoreError::Derivation(e.to_string()))?;
+                wallets.push(WalletSummary {
+                    wallet,
+                    first_address,
+                });
+                continue;
+            }
             let Some((_, master)) = masters.iter().find(|(s, _)| *s == wallet.seed) else {
                 return Err(KeystoreError::corrupt(
                     &id,

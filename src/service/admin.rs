@@ -44,6 +44,16 @@ impl<C: SignerCore> Admin for AdminService<C> {
                 shares_given,
                 shares_threshold,
                 outbox_head_sequence: status.outbox_head,
+                seal_reason: status.seal_reason.unwrap_or_default(),
+                hsm: status.hsm.map(|h| proto::HsmStatus {
+                    token: h.token,
+                    module: h.module,
+                    available: h.available,
+                    detail: h.detail,
+                    wallets: h.wallets,
+                    sessions_open: h.sessions_open,
+                    sessions_max: h.sessions_max,
+                }),
             }
         });
         self.edge.finish("Status", &principal, result)

@@ -74,6 +74,8 @@ impl SignerCore for StandbyCore {
             principal: principal.to_string(),
             roles: self.access.roles(principal.as_str()),
             outbox_head: 0,
+            seal_reason: None,
+            hsm: None,
         })
     }
 

@@ -26,7 +26,9 @@ pub fn grpc_code(error: &CoreError) -> Code {
         CoreError::RequestIdConflict { .. } => Code::AlreadyExists,
         CoreError::NotFound { .. } => Code::NotFound,
         CoreError::Sealed | CoreError::Precondition { .. } => Code::FailedPrecondition,
-        CoreError::StateUnavailable { .. } => Code::Unavailable,
+        CoreError::StateUnavailable { .. } | CoreError::KeyBackendUnavailable { .. } => {
+            Code::Unavailable
+        }
         CoreError::StateTampered { .. } => Code::DataLoss,
         CoreError::NotImplemented { .. } => Code::Unimplemented,
         CoreError::Internal { .. } => Code::Internal,
@@ -102,6 +104,12 @@ mod tests {
             (
                 CoreError::StateUnavailable {
                     reason: "disk full".into(),
+                },
+                Code::Unavailable,
+            ),
+            (
+                CoreError::KeyBackendUnavailable {
+                    reason: "token 'custos' is unavailable: CKR_DEVICE_REMOVED".into(),
                 },
                 Code::Unavailable,
             ),

@@ -38,6 +38,8 @@ pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInf
             .map(str::to_owned)
             .collect(),
         outbox_head: core.durable_outbox_head(),
+        seal_reason: core.seal_reason(),
+        hsm: core.hsm_status(),
     })
 }
 
@@ -47,7 +49,7 @@ pub fn summary(w: &Wallet) -> WalletSummary {
         name: w.name.clone(),
         chain: w.chain(),
         network: w.network().name(),
-        account_path: w.account.path.to_string(),
+        account_path: w.account.path_text(),
         master_fingerprint: w.account.master_fingerprint.to_string(),
         account_xpub: w.account.slip132_xpub(),
         descriptor: match w.chain() {
@@ -93,6 +95,7 @@ pub async fn create_wallet(
         (None, Chain::Bitcoin) => Purpose::Bip84,
         (None, Chain::Ethereum) => Purpose::Bip44,
     };
+    core.check_new_wallet(&req.name, purpose)?;
     let wallet = match &req.seed {
         Some(seed) => keys.unsealed.create_wallet_for_seed(
             &crate::backend::SeedId(seed.clone()),
@@ -106,6 +109,7 @@ pub async fn create_wallet(
             .create_wallet(&req.name, network, purpose, req.account),
     }
     .map_err(keystore_error)?;
+    core.register_new_wallet(&keys.backend, &wallet);
     let record = AuditEntry {
         at: now_unix(),
         event: "wallet.create".into(),

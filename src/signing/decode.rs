@@ -7,7 +7,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::assets::TokenRegistry;
-use crate::backend::KeyBackend;
+use crate::backend::{BackendError, KeyBackend};
 use crate::chains::bitcoin::{self, BitcoinSigned, DecodedPsbt, SignOptions};
 use crate::chains::ethereum::{self, DecodedEth, EthPayload, EthSigned};
 use crate::intent::Intent;
@@ -172,15 +172,54 @@ fn eth(
         .map(|d| Decoded::Ethereum(Box::new(d)))
 }
 
+/// Why a decoded payload was not signed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignFailure {
+    /// The key backend (an HSM token) cannot be used now; nothing was signed and the request can
+    /// be signed later. Carries the backend's reason (naming the token).
+    Unavailable(String),
+    /// Signing failed for good (a key missing, a signature refused); the message says why.
+    Failed(String),
+}
+
+impl From<String> for SignFailure {
+    fn from(reason: String) -> Self {
+        SignFailure::Failed(reason)
+    }
+}
+
+fn backend_failure(source: Option<&BackendError>, message: String) -> SignFailure {
+    match source {
+        Some(BackendError::Unavailable { reason, .. }) => SignFailure::Unavailable(reason.clone()),
+        _ => SignFailure::Failed(message),
+    }
+}
+
+fn bitcoin_failure(e: bitcoin::SignError) -> SignFailure {
+    let source = match &e {
+        bitcoin::SignError::Backend { source, .. } => Some(source),
+        _ => None,
+    };
+    backend_failure(source, e.to_string())
+}
+
+fn ethereum_failure(e: ethereum::EthError) -> SignFailure {
+    let source = match &e {
+        ethereum::EthError::Backend(source) => Some(source),
+        _ => None,
+    };
+    backend_failure(source, e.to_string())
+}
+
 /// Signs a decoded payload through `backend`.
 pub fn sign(
     decoded: Decoded,
     wallet: &Wallet,
     backend: &dyn KeyBackend,
-) -> Result<StoredOutput, String> {
+) -> Result<StoredOutput, SignFailure> {
     match decoded {
         Decoded::Bitcoin(d) => {
-            match bitcoin::sign(*d, wallet, backend).map_err(|e| e.to_string())? {
+            match bitcoin::sign(*d, wallet, backend).map_err(bitcoin_failure)? {
                 BitcoinSigned::Final {
                     raw_tx_hex,
                     txid,
@@ -194,7 +233,7 @@ pub fn sign(
                     use base64::Engine;
                     let psbt = base64::engine::general_purpose::STANDARD
                         .decode(psbt_base64)
-                        .map_err(|e| e.to_string())?;
+                        .map_err(|e| SignFailure::Failed(e.to_string()))?;
                     Ok(StoredOutput::SignedPsbt {
                         psbt_hex: hex::encode(psbt),
                         not_final_reason: "inputs of other signers are not final".into(),
@@ -205,7 +244,7 @@ pub fn sign(
         Decoded::Ethereum(d) => {
             let signer = format!("{:#x}", d.from_address());
             let digest_hex = format!("0x{}", hex::encode(d.signing_hash()));
-            match ethereum::sign(*d, wallet, backend).map_err(|e| e.to_string())? {
+            match ethereum::sign(*d, wallet, backend).map_err(ethereum_failure)? {
                 EthSigned::Transaction {
                     raw_tx_hex,
                     tx_hash,

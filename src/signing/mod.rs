@@ -46,7 +46,8 @@
 //! state disk ([`storage`]): none of them costs a decode or a write.
 //!
 //! The rest: approvals and expiry ([`approvals`]), the outbox ([`outbox`]), seal/unseal and the
-//! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]).
+//! recovery pass ([`seal`]), status, wallets and policy reload ([`admin`]), the HSM beside the key
+//! store: which wallets sign on it, auto-unseal ([`hsm`]).
 
 pub mod access;
 pub mod admin;
@@ -55,6 +56,7 @@ pub mod contract;
 pub mod decode;
 pub mod flush;
 pub mod host;
+pub mod hsm;
 pub mod input_limits;
 pub mod metrics;
 pub mod outbox;
@@ -70,13 +72,13 @@ pub(crate) mod votes;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
 use crate::assets::TokenRegistry;
-use crate::backend::SoftwareBackend;
+use crate::backend::KeyRouter;
 use crate::governance::policy_sig::{PolicyTrust, TrustReport};
 use crate::governance::proof::Proof;
 use crate::keystore::{KeyStore, KeystoreError, Unsealed};
@@ -208,7 +210,7 @@ impl LoadedPolicy {
 /// What exists only while unsealed.
 pub(crate) struct Keys {
     pub(crate) unsealed: Unsealed,
-    pub(crate) backend: SoftwareBackend,
+    pub(crate) backend: Arc<KeyRouter>,
     pub(crate) wallets: RwLock<BTreeMap<String, Wallet>>,
     pub(crate) audit_key: Secret32,
 }
@@ -241,6 +243,8 @@ pub struct SigningCore {
     inflight: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     faults: FaultPlan,
     tamper: Arc<tamper::TamperReports>,
+    hsm: OnceLock<hsm::HsmAttachment>,
+    seal_reason: Mutex<Option<String>>,
 }
 
 /// Unix seconds now.
@@ -351,6 +355,8 @@ impl SigningCore {
             inflight: Mutex::new(HashMap::new()),
             faults,
             tamper,
+            hsm: OnceLock::new(),
+            seal_reason: Mutex::new(None),
         })
     }
 

@@ -9,12 +9,14 @@ use crate::state::audit::AuditEntry;
 use crate::state::ledger::{confirm_in, release_in, reserve_in};
 use crate::state::nonces::{self, ClaimOutcome, NonceClaim};
 use crate::state::outbox::{self as outbox_state, StoredOutboxEntry};
-use crate::state::requests::{self, request_key, StoredQuorum, StoredRequest, StoredState};
+use crate::state::requests::{
+    self, request_key, StoredOutput, StoredQuorum, StoredRequest, StoredState,
+};
 use crate::state::ReserveOutcome;
 use crate::state::{engine::TxResult, StateTx};
 use crate::wallet::Wallet;
 
-use super::decode::{self, Decoded};
+use super::decode::{self, Decoded, SignFailure};
 use super::records::{self, denial};
 use super::{now_unix, Keys, LoadedPolicy, SigningCore};
 
@@ -414,10 +416,8 @@ fn commit_decision(
         .map_err(|e| core.fail(e))
 }
 
-/// Steps 6 and 7 without the flush: signs an `authorized` request and commits the result (request
-/// signed, outbox entry carrying the audit head, hold confirmed, audit). If the request was signed
-/// meanwhile, that result stands and nothing is written. A signing failure marks the request
-/// failed and releases its reservation and nonce.
+/// Steps 6 and 7 without the flush: signs an `authorized` request and commits the result (see
+/// [`commit_signed`]).
 pub(crate) fn sign_and_commit(
     core: &SigningCore,
     keys: &Keys,
@@ -425,7 +425,53 @@ pub(crate) fn sign_and_commit(
     decoded: Decoded,
     wallet: &Wallet,
 ) -> CoreResult<StoredRequest> {
-    let signed = decode::sign(decoded, wallet, &keys.backend);
+    let signed = decode::sign(decoded, wallet, &*keys.backend);
+    commit_signed(core, keys, record, signed, wallet)
+}
+
+/// Signs on the blocking pool when the wallet is on an HSM (a token call may take milliseconds,
+/// or wait for a free session), inline otherwise (software signing takes microseconds).
+async fn sign_decoded(
+    keys: &Keys,
+    decoded: Decoded,
+    wallet: &Wallet,
+) -> CoreResult<Result<StoredOutput, SignFailure>> {
+    if !keys.backend.is_hsm_wallet(&wallet.name) {
+        return Ok(decode::sign(decoded, wallet, &*keys.backend));
+    }
+    let (router, wallet) = (keys.backend.clone(), wallet.clone());
+    tokio::task::spawn_blocking(move || decode::sign(decoded, &wallet, &*router))
+        .await
+        .map_err(|e| CoreError::Internal {
+            reason: format!("signing task failed: {e}"),
+        })
+}
+
+/// Step 7 without the flush: commits the result of signing an `authorized` request (request
+/// signed, outbox entry, hold confirmed, audit). If the request was signed meanwhile, that result
+/// stands and nothing is written. A signing failure marks the request failed and releases its
+/// reservation and nonce — except when the key backend was unavailable: then nothing was signed,
+/// nothing is written, the request stays `authorized` (its reservation held) and the caller gets
+/// UNAVAILABLE; a retry with the same request id, or the recovery pass at the next unseal, signs
+/// it once the token is back.
+pub(crate) fn commit_signed(
+    core: &SigningCore,
+    keys: &Keys,
+    record: StoredRequest,
+    signed: Result<StoredOutput, SignFailure>,
+    wallet: &Wallet,
+) -> CoreResult<StoredRequest> {
+    if let Err(SignFailure::Unavailable(reason)) = &signed {
+        tracing::warn!(
+            request_id = %record.request_id,
+            wallet = %wallet.name,
+            %reason,
+            "key backend unavailable: nothing signed, the request stays authorized"
+        );
+        return Err(CoreError::KeyBackendUnavailable {
+            reason: reason.clone(),
+        });
+    }
     let policy_hash = core.policy().hash.clone();
     let id = record.key();
     let now = now_unix();
@@ -472,7 +518,7 @@ pub(crate) fn sign_and_commit(
                         )?;
                     }
                 }
-                Err(reason) => {
+                Err(SignFailure::Failed(reason) | SignFailure::Unavailable(reason)) => {
                     release_in(tx, &id)?;
                     if let Some(key) = &r.nonce_key {
                         nonces::release_in(tx, key, &id)?;
@@ -500,7 +546,8 @@ pub(crate) async fn finish(
     decoded: Decoded,
     wallet: &Wallet,
 ) -> CoreResult<SignReply> {
-    let done = sign_and_commit(core, keys, record, decoded, wallet)?;
+    let signed = sign_decoded(keys, decoded, wallet).await?;
+    let done = commit_signed(core, keys, record, signed, wallet)?;
     core.flusher.flush().await.map_err(|e| core.fail(e))?;
     super::outbox::notify(core, &done);
     match done.state {

@@ -56,6 +56,9 @@ pub(crate) fn unseal_error(e: KeystoreError) -> CoreError {
             code: "wrong-passphrase".into(),
             reason: "wrong passphrase: the key store stays sealed".into(),
         },
+        KeystoreError::Hsm(e) if e.is_unavailable() => CoreError::KeyBackendUnavailable {
+            reason: e.to_string(),
+        },
         other => CoreError::Internal {
             reason: format!("cannot unseal: {other}"),
         },
@@ -112,14 +115,15 @@ impl SigningCore {
         if slot.is_some() {
             return Ok(SealState::Unsealed);
         }
-        let backend = SoftwareBackend::new();
-        let seeds = unsealed.load_into(&backend).map_err(unseal_error)?;
+        let software = SoftwareBackend::new();
+        let seeds = unsealed.load_into(&software).map_err(unseal_error)?;
         let wallets: BTreeMap<_, _> = unsealed
             .wallets()
             .map_err(unseal_error)?
             .into_iter()
             .map(|w| (w.name.clone(), w))
             .collect();
+        let backend = Arc::new(self.key_router(software, &wallets)?);
         let audit_key = unsealed.audit_key();
         self.state
             .set_auth(Some(StateAuth::new(unsealed.state_key())));
@@ -146,6 +150,10 @@ impl SigningCore {
             tracing::error!(error = %e, "unseal refused");
             return Err(e);
         }
+        self.seal_reason
+            .lock()
+            .expect("seal reason lock poisoned")
+            .take();
         let head = crate::state::outbox::head(&self.state).map_err(unavailable)?;
         self.outbox_head.send_replace(head);
         *slot = Some(Arc::new(Keys {
@@ -327,6 +335,7 @@ impl SigningCore {
 pub async fn seal(core: &SigningCore, principal: &str) -> CoreResult<SealState> {
     let taken = core.keys.write().expect("key lock poisoned").take();
     core.seal.send_replace(SealState::Sealed);
+    core.set_seal_reason(format!("sealed by {principal}"));
     if let Some(keys) = taken {
         let record = host_entry(core, "seal", principal, "keys dropped from memory".into());
         let written = core

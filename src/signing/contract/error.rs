@@ -90,6 +90,14 @@ pub enum CoreError {
         /// Which record, and why (no payloads, no secrets).
         reason: String,
     },
+    /// A key backend (an HSM token) cannot be used now: absent, removed, failing, locked or busy
+    /// (UNAVAILABLE, code `hsm-unavailable`). Nothing was signed; the request is kept and a retry
+    /// with the same request id signs it once the token is back.
+    #[error("hsm unavailable: {reason}; nothing was signed, retry with the same request id")]
+    KeyBackendUnavailable {
+        /// What is wrong, naming the token.
+        reason: String,
+    },
     /// The method is not available in this build or configuration (UNIMPLEMENTED).
     #[error("not implemented: {what}")]
     NotImplemented {
@@ -118,6 +126,7 @@ impl CoreError {
             CoreError::Sealed => "sealed",
             CoreError::Precondition { code, .. } => code,
             CoreError::StateUnavailable { .. } => "state-unavailable",
+            CoreError::KeyBackendUnavailable { .. } => "hsm-unavailable",
             CoreError::StateTampered { .. } => "state-tampered",
             CoreError::NotImplemented { .. } => "not-implemented",
             CoreError::Internal { .. } => "internal",

@@ -61,6 +61,29 @@ pub struct StatusInfo {
     pub roles: Vec<String>,
     /// Newest outbox sequence (0 when empty).
     pub outbox_head: u64,
+    /// Why the core is sealed, while it is and a reason is known.
+    pub seal_reason: Option<String>,
+    /// The HSM token, when one is configured.
+    pub hsm: Option<HsmStatusInfo>,
+}
+
+/// The HSM token as `Admin.Status` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HsmStatusInfo {
+    /// `token 'custos'`.
+    pub token: String,
+    /// The PKCS#11 module path.
+    pub module: String,
+    /// Whether it can be used now.
+    pub available: bool,
+    /// `available in slot 3`, or why not.
+    pub detail: String,
+    /// The wallets signing on it.
+    pub wallets: Vec<String>,
+    /// Sessions open.
+    pub sessions_open: u32,
+    /// The session pool's capacity.
+    pub sessions_max: u32,
 }
 
 /// What unseals the store (`Admin.Unseal`).
