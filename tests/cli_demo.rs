@@ -50,7 +50,7 @@ fn demo_runs_every_step() {
     // Demo keys and passphrase are announced as such.
     assert!(text.contains("DEMO KEYS"), "{text}");
     assert!(text.contains("Never do this in production"), "{text}");
-    assert!(text.contains("[18/18]"), "{text}");
+    assert!(text.contains("[19/19]"), "{text}");
     assert!(text.trim_end().ends_with("Every step passed."), "{text}");
 
     // Wallets, with their public data.
