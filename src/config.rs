@@ -12,6 +12,7 @@
 //! state_dir = "state"
 //! policy_file = "policy.toml"
 //! passphrase_file = "passphrase"      # optional
+//! share_unseal_timeout_secs = 900     # optional: Shamir shares must all arrive within this
 //! log_format = "human"                # or "json"
 //!
 //! [tls]
@@ -346,6 +347,10 @@ pub struct Config {
     /// A file holding the unseal passphrase, for unattended starts. Optional.
     #[serde(default)]
     pub passphrase_file: Option<PathBuf>,
+    /// Seconds, from the first Shamir share given to `Admin.Unseal`, for a threshold of shares
+    /// to arrive before the partial progress is forgotten (default 900).
+    #[serde(default = "default_share_unseal_timeout")]
+    pub share_unseal_timeout_secs: u64,
     /// Log format.
     #[serde(default)]
     pub log_format: LogFormat,
@@ -449,6 +454,10 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
         return Err(serde::de::Error::custom("must be longer than zero"));
     }
     Ok(secs)
+}
+
+fn default_share_unseal_timeout() -> u64 {
+    900
 }
 
 fn default_metrics_listen() -> SocketAddr {
@@ -682,6 +691,7 @@ threshold = 1
         assert_eq!(config.metrics_listen, default_metrics_listen());
         assert!(config.metrics_listen.ip().is_loopback());
         assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(config.share_unseal_timeout_secs, 900);
         config.resolve_paths(Path::new("/etc/custos"));
         assert_eq!(config.store_dir, Path::new("/etc/custos/store"));
         assert_eq!(config.state_dir, Path::new("/var/lib/custos/state"));

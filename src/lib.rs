@@ -14,6 +14,7 @@
 pub mod amount;
 pub mod assets;
 pub mod backend;
+pub mod ceremony;
 pub mod chains;
 pub mod cli;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod policy;
 pub mod secret;
 pub mod selftest;
 pub mod service;
+pub mod shares;
 pub mod signing;
 pub mod state;
 pub mod wallet;

@@ -652,9 +652,18 @@ fn damaged_records_are_named_never_a_panic() {
             .map(|k| String::from_utf8(k.unwrap().to_vec()).unwrap())
             .collect::<Vec<_>>()
     };
+    // init and wallet create are ceremonies: two log entries and the log's head.
     assert_eq!(
         ids,
-        ["header", "seed/73c5da0a", "slot/passphrase", "wallet/hot"]
+        [
+            "ceremony/00000000000000000001",
+            "ceremony/00000000000000000002",
+            "ceremony/head",
+            "header",
+            "seed/73c5da0a",
+            "slot/passphrase",
+            "wallet/hot"
+        ]
     );
     for id in &ids {
         let original = open_raw(ws.store())

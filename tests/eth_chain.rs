@@ -919,6 +919,7 @@ fn cli_inspect_prints_the_intent() {
         wallet: "hot".into(),
         index: 0,
         passphrase_file: None,
+        shares: Default::default(),
         tx: Some(tx),
         typed_data: None,
         message: None,

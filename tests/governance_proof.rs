@@ -61,10 +61,10 @@ fn ring_verifies(key_text: &str, message: &[u8], signature: &[u8]) -> bool {
             .is_ok(),
         "p256" => {
             // ring takes the uncompressed point; decompressing is not the check being tested.
-            let point = p256::EncodedPoint::from_bytes(&raw).unwrap();
-            let key = p256::PublicKey::from_sec1_bytes(point.as_bytes()).unwrap();
+            let point = p256_ecdsa::EncodedPoint::from_bytes(&raw).unwrap();
+            let key = p256_ecdsa::PublicKey::from_sec1_bytes(point.as_bytes()).unwrap();
             let uncompressed =
-                p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key, false);
+                p256_ecdsa::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&key, false);
             UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, uncompressed.as_bytes())
                 .verify(message, signature)
                 .is_ok()

@@ -223,3 +223,60 @@ fn approver_and_officer_keys_never_show_their_bytes() {
         }
     }
 }
+
+#[test]
+fn share_types_and_refusals_never_show_a_share() {
+    use custos::keystore::{CeremonyDraft, InitialUnsealer};
+    use custos::shares::text::parse;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let mnemonic = MnemonicSecret::parse(&SecretString::new(ABANDON.into())).unwrap();
+    let created = KeyStore::create_recorded(
+        &tmp.path().join("s"),
+        &InitialUnsealer::Shares {
+            threshold: 2,
+            count: 3,
+        },
+        &mnemonic,
+        &SecretString::new(String::new()),
+        |_| CeremonyDraft {
+            at: 0,
+            operator: "t".into(),
+            event: serde_json::json!({"event": "init"}),
+        },
+    )
+    .unwrap();
+    let set = created.shares.as_ref().unwrap();
+    let texts = set.texts();
+    let mut needles = Vec::new();
+    for t in texts {
+        let parsed = parse(t).unwrap();
+        needles.extend(byte_needles(parsed.share.value_bytes().as_slice()));
+        let groups: Vec<&str> = t.expose_secret().split(' ').skip(1).collect();
+        needles.extend(groups.windows(2).map(|w| w.concat()));
+        needles.push(groups.join(" "));
+        assert_hidden("ParsedShare", &parsed, &needles);
+        assert_hidden("ShareValue", &parsed.share, &needles);
+        assert_hidden("share text", t, &needles);
+    }
+    assert_hidden("NewShareSet", set, &needles);
+    assert_hidden("Created", &created, &needles);
+    let mut collector = created.store.share_collector().unwrap();
+    collector.offer(&texts[0]).unwrap();
+    assert_hidden("Collector", &collector, &needles);
+    // Refusals name the share, never show it.
+    let duplicate = collector.offer(&texts[0]).unwrap_err();
+    assert_hidden("duplicate refusal", &duplicate, &needles);
+    let mut typo = texts[1].expose_secret().to_owned();
+    typo.push('q');
+    let mistyped = collector.offer(&SecretString::new(typo)).unwrap_err();
+    assert_hidden("mistyped refusal", &mistyped, &needles);
+    assert_hidden("mistyped message", &mistyped.to_string(), &needles);
+    collector.offer(&texts[2]).unwrap();
+    let secret = collector.combine().unwrap();
+    let key = secret.to_secret_bytes();
+    needles.extend(byte_needles(key.expose_secret()));
+    assert_hidden("SharedSecret", &secret, &needles);
+    let unsealed = created.store.unseal_with_shares(&collector).unwrap();
+    assert_hidden("Unsealed (shares)", &unsealed, &needles);
+}

@@ -7,12 +7,15 @@
 use custos::keystore::record::{check_value, decode_record, encode_record};
 use libfuzzer_sys::fuzz_target;
 
-const IDS: [&str; 6] = [
+const IDS: [&str; 9] = [
     "header",
     "slot/passphrase",
+    "slot/shamir",
     "slot/pkcs11",
     "seed/73c5da0a",
     "wallet/hot",
+    "ceremony/00000000000000000001",
+    "ceremony/head",
     "bogus",
 ];
 

@@ -2,7 +2,9 @@
 //! store with a spinner, and turning key-store errors into one sentence and an exit code.
 //!
 //! A passphrase comes from `--passphrase-file F`, else the `CUSTOS_PASSPHRASE` environment
-//! variable, else an interactive prompt on the terminal (twice when it is new). A new passphrase
+//! variable, else an interactive prompt on the terminal (twice when it is new). A store unsealed
+//! by Shamir shares takes them from `--share-file F` (repeated), `CUSTOS_SHARE_FILES` or prompts
+//! ([`super::unsealer`]). A new passphrase
 //! for `passphrase change` comes from `--new-passphrase-file F`, else `CUSTOS_NEW_PASSPHRASE`,
 //! else the prompt.
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::unsealer::{unseal_store, Opened, ShareArgs};
 use super::CliError;
 use crate::keystore::{KdfParams, KeyStore, KeystoreError, Unsealed};
 use crate::secret::SecretString;
@@ -24,7 +27,7 @@ pub const NEW_PASSPHRASE_ENV: &str = "CUSTOS_NEW_PASSPHRASE";
 /// The environment variable behind the hidden `--unsafe-kdf-memory-kib`.
 pub const UNSAFE_KDF_MEMORY_ENV: &str = "CUSTOS_UNSAFE_KDF_MEMORY_KIB";
 
-/// `--store DIR [--passphrase-file F]`, shared by the commands that unseal.
+/// `--store DIR [--passphrase-file F | --share-file F …]`, shared by the commands that unseal.
 #[derive(Debug, Args)]
 pub struct StoreArgs {
     /// The key store directory.
@@ -33,6 +36,16 @@ pub struct StoreArgs {
     /// File holding the store passphrase (else CUSTOS_PASSPHRASE, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub shares: ShareArgs,
+}
+
+impl StoreArgs {
+    /// Opens and unseals the store with the passphrase or shares (see [`super::unsealer`]).
+    pub fn open(&self) -> Result<Opened, CliError> {
+        unseal_store(&self.store, self.passphrase_file.as_deref(), &self.shares)
+    }
 }
 
 /// `--unsafe-kdf-memory-kib N` (hidden): argon2id memory below the 64 MiB minimum.
@@ -176,23 +189,21 @@ pub fn open_store(store: &Path) -> Result<KeyStore, CliError> {
     KeyStore::open(store).map_err(keystore_error)
 }
 
-/// Opens the store, reads the passphrase and unseals, with a spinner while argon2id runs.
+/// Opens the store and unseals it: with the passphrase (a spinner while argon2id runs), or with
+/// Shamir shares from `CUSTOS_SHARE_FILES` or prompts when the store has no passphrase.
 pub fn open_unsealed(store: &Path, passphrase_file: Option<&Path>) -> Result<Unsealed, CliError> {
-    let keystore = open_store(store)?;
-    let passphrase = read_passphrase(passphrase_file, false)?;
-    with_spinner("unsealing the key store (argon2id)…", || {
-        keystore.unseal(&passphrase)
-    })
-    .map_err(keystore_error)
+    unseal_store(store, passphrase_file, &ShareArgs::default()).map(|o| o.unsealed)
 }
 
-/// Opens and unseals the store and reads one wallet.
+/// Opens and unseals the store (passphrase or shares) and reads one wallet.
 pub fn open_wallet(
     store: &Path,
     wallet: &str,
     passphrase_file: Option<&Path>,
+    shares: &ShareArgs,
 ) -> Result<Wallet, CliError> {
-    open_unsealed(store, passphrase_file)?
+    unseal_store(store, passphrase_file, shares)?
+        .unsealed
         .wallet(wallet)
         .map_err(keystore_error)
 }

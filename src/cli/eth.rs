@@ -44,6 +44,9 @@ pub struct InspectArgs {
     /// A file holding the store passphrase (else it is asked for).
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub shares: super::unsealer::ShareArgs,
     /// A transaction: JSON fields, unsigned RLP bytes, or 0x-hex RLP.
     #[arg(long, group = "payload", required = true)]
     pub tx: Option<PathBuf>,
@@ -62,13 +65,19 @@ pub struct InspectArgs {
 }
 
 /// Opens a wallet from the key store (the CLI passes `cli::common::open_wallet`).
-pub type OpenWallet<'a> = &'a dyn Fn(&Path, &str, Option<&Path>) -> Result<Wallet, CliError>;
+pub type OpenWallet<'a> =
+    &'a dyn Fn(&Path, &str, Option<&Path>, &super::unsealer::ShareArgs) -> Result<Wallet, CliError>;
 
 /// Runs an `eth` command, opening the wallet with `open`.
 pub fn run(command: EthCommand, open: OpenWallet<'_>) -> Result<(), CliError> {
     match command {
         EthCommand::Inspect(args) => {
-            let wallet = open(&args.store, &args.wallet, args.passphrase_file.as_deref())?;
+            let wallet = open(
+                &args.store,
+                &args.wallet,
+                args.passphrase_file.as_deref(),
+                &args.shares,
+            )?;
             print!("{}", inspect(&args, &wallet)?);
             Ok(())
         }

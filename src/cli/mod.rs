@@ -7,9 +7,11 @@
 
 pub mod approver;
 pub mod audit;
+pub mod backup;
 pub mod bench;
 pub mod bench_signer;
 pub mod bench_signer_hsm;
+pub mod ceremony;
 pub mod client;
 pub mod common;
 pub mod demo;
@@ -31,9 +33,12 @@ pub mod request;
 pub mod sample;
 pub mod selftest;
 pub mod serve;
+pub mod share_display;
+pub mod shares;
 pub mod sign;
 pub mod state;
 pub mod store;
+pub mod unsealer;
 pub mod vote;
 pub mod wallet;
 
@@ -64,9 +69,18 @@ pub enum Command {
     /// Check a key store.
     #[command(subcommand)]
     Store(store::StoreCommand),
-    /// Change the key store passphrase.
+    /// Change or remove the key store passphrase (recorded in the ceremony log).
     #[command(subcommand)]
     Passphrase(passphrase::PassphraseCommand),
+    /// Shamir shares: add a first set, rotate, check a share alone, show the set.
+    #[command(subcommand)]
+    Shares(shares::SharesCommand),
+    /// The ceremony log: a verified transcript to sign off.
+    #[command(subcommand)]
+    Ceremony(ceremony::CeremonyCommand),
+    /// Backups: export an encrypted copy; prove a mnemonic, a file or shares restore the store.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// Inspect Bitcoin PSBTs: what a transaction really does, without signing.
     #[command(subcommand)]
     Psbt(psbt::PsbtCommand),
@@ -89,7 +103,7 @@ pub enum Command {
     Dev(dev::DevCommand),
     /// Run the known-answer self-tests (derivation, ECDSA, EIP-155, BIP340) and print each result.
     Selftest(selftest::SelftestArgs),
-    /// Unseal a running server (Admin.Unseal) with the passphrase or one Shamir share.
+    /// Unseal a running server (Admin.Unseal) with the passphrase or one Shamir share per call.
     Unseal(host::UnsealArgs),
     /// Seal a running server (Admin.Seal): it forgets every key at once.
     Seal(host::ClientArgs),
@@ -128,6 +142,9 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Wallet(command) => wallet::run(command),
         Command::Store(command) => store::run(command),
         Command::Passphrase(command) => passphrase::run(command),
+        Command::Shares(command) => shares::run(command),
+        Command::Ceremony(command) => ceremony::run(command),
+        Command::Backup(command) => backup::run(command),
         Command::Psbt(command) => psbt::run(command),
         Command::Eth(command) => eth::run(command, &common::open_wallet),
         Command::Policy(command) => policy::run(command),

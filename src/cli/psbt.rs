@@ -38,6 +38,9 @@ pub struct InspectArgs {
     /// File holding the store passphrase (otherwise asked on the terminal, if needed).
     #[arg(long)]
     pub passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub shares: super::unsealer::ShareArgs,
     /// Print the intent as JSON (the form the policy engine and the audit log use).
     #[arg(long)]
     pub json: bool,
@@ -51,6 +54,7 @@ pub fn run(command: PsbtCommand) -> CliResult {
                 &args.store,
                 &args.wallet,
                 args.passphrase_file.as_deref(),
+                &args.shares,
             )?;
             let payload = read_payload(&args.psbt)?;
             print!("{}", inspect(&wallet, &payload, args.json)?);

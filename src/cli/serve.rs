@@ -191,6 +191,7 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
             "a check is WEAKENED by the configuration (audited as {WEAKENED_EVENT} at each unseal)"
         );
     }
+    core.set_share_timeout(config.share_unseal_timeout_secs);
     tracing::info!(
         store = %config.store_dir.display(),
         state = %config.state_dir.display(),
@@ -234,7 +235,7 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
                 "no passphrase or hsm auto-unseal configured: waiting for `custos unseal`",
             );
             tracing::info!(
-                "no passphrase configured: starting sealed; unseal with `custos unseal --config CLIENT.toml`"
+                "no passphrase configured: starting sealed; unseal with `custos unseal --config CLIENT.toml` (the passphrase, or one Shamir share per custodian)"
             )
         }
     }
@@ -382,13 +383,15 @@ async fn audit_weakenings_when_unsealed(core: Arc<SigningCore>) {
     }
 }
 
-/// Expires pending requests past their time, and anchors the audit head in the key store, every
+/// Expires pending requests past their time and partial share unseals past theirs, and anchors
+/// the audit head in the key store, every
 /// [`EXPIRY_INTERVAL`].
 async fn expire_periodically(core: Arc<SigningCore>) {
     let mut ticker = tokio::time::interval(EXPIRY_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
+        core.expire_share_session(now_unix());
         let sweep = core.clone();
         match tokio::task::spawn_blocking(move || {
             let expired = sweep.expire_pending(now_unix());

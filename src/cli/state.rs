@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
-use super::common::{open_unsealed, StoreArgs};
+use super::common::StoreArgs;
 use super::{CliError, CliResult};
 use crate::keystore::{StateAnchor, Unsealed};
 use crate::policy::eval::{format_time, parse_time};
@@ -89,7 +89,7 @@ pub fn open_state(dir: &Path) -> Result<State, CliError> {
 /// Opens the state database and unseals its records with the key store's key.
 pub fn open_state_unsealed(dir: &Path, store: &StoreArgs) -> Result<(Unsealed, State), CliError> {
     let state = open_state(dir)?;
-    let unsealed = open_unsealed(&store.store, store.passphrase_file.as_deref())?;
+    let unsealed = store.open()?.unsealed;
     state.set_auth(Some(StateAuth::new(unsealed.state_key())));
     Ok((unsealed, state))
 }

@@ -3,8 +3,8 @@
 
 use clap::Subcommand;
 
-use super::common::{keystore_error, open_unsealed, StoreArgs};
-use super::CliResult;
+use super::common::{keystore_error, StoreArgs};
+use super::{CliError, CliResult};
 
 /// `custos store …`
 #[derive(Debug, Subcommand)]
@@ -21,15 +21,37 @@ pub enum StoreCommand {
 pub fn run(command: StoreCommand) -> CliResult {
     match command {
         StoreCommand::Verify { store } => {
-            let unsealed = open_unsealed(&store.store, store.passphrase_file.as_deref())?;
+            let unsealed = store.open()?.unsealed;
             let report = unsealed.verify().map_err(keystore_error)?;
             println!(
-                "key store {}: format {}, {} records, passphrase slot {}",
+                "key store {}: format {}, {} records",
                 store.store.display(),
                 report.format_version,
                 report.records,
-                report.kdf
             );
+            match &report.kdf {
+                Some(kdf) => println!("passphrase slot: {kdf}"),
+                None => println!("passphrase slot: none"),
+            }
+            match &report.shares {
+                Some(set) => println!(
+                    "shares: set {}, {} of {}",
+                    hex::encode(set.set_id),
+                    set.threshold,
+                    set.count
+                ),
+                None => println!("shares: none"),
+            }
+            match &report.ceremony {
+                crate::keystore::LogCheck::Intact { entries, .. } => {
+                    println!("ceremony log: intact, {entries} entries")
+                }
+                crate::keystore::LogCheck::Broken { message, .. } => {
+                    return Err(CliError::operational(format!(
+                        "ceremony log broken: {message}"
+                    )))
+                }
+            }
             println!("seeds: {}", report.seeds.len());
             for seed in &report.seeds {
                 println!(
@@ -58,7 +80,7 @@ pub fn run(command: StoreCommand) -> CliResult {
                     w.first_address
                 );
             }
-            if !report.kdf.meets_minimum() {
+            if report.kdf.is_some_and(|k| !k.meets_minimum()) {
                 println!("warning: the passphrase slot uses argon2id parameters below the minimum; run `custos passphrase change`");
             }
             println!("ok: every record decrypted and checked");

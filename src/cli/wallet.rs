@@ -1,11 +1,14 @@
 //! `custos wallet …`: create wallets (HD accounts), list them, show addresses and xpubs.
 //!
-//! Wallets are sealed in the store, so every subcommand takes the passphrase like `init` does.
+//! Wallets are sealed in the store, so every subcommand unseals it (passphrase or shares).
+//! `create` is a ceremony: recorded in the store's log with the wallet's xpub and first address.
 
 use clap::{Subcommand, ValueEnum};
 
-use super::common::{keystore_error, open_unsealed, open_wallet, StoreArgs};
+use super::common::{keystore_error, StoreArgs};
+use super::unsealer::{Opened, OperatorArgs};
 use super::{CliError, CliResult};
+use crate::ceremony::{self, CeremonyEvent, WalletFact};
 use crate::keys::{AccountPath, Chain, Network, Purpose};
 use crate::wallet::Wallet;
 
@@ -51,6 +54,9 @@ pub enum WalletCommand {
         /// Account index.
         #[arg(long, default_value_t = 0)]
         account: u32,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        operator: OperatorArgs,
     },
     /// List the wallets.
     List {
@@ -98,7 +104,9 @@ pub fn run(command: WalletCommand) -> CliResult {
             network,
             purpose,
             account,
+            operator,
         } => {
+            let operator = operator.operator()?;
             let chain = Chain::from(chain);
             let network = Network::parse(chain, &network).map_err(CliError::usage)?;
             let purpose = match (purpose, chain) {
@@ -107,9 +115,18 @@ pub fn run(command: WalletCommand) -> CliResult {
                 (None, Chain::Ethereum) => Purpose::Bip44,
             };
             AccountPath::new(network, purpose, account).map_err(CliError::usage)?;
-            let unsealed = open_unsealed(&store.store, store.passphrase_file.as_deref())?;
+            let Opened { unsealed, by } = store.open()?;
             let wallet = unsealed
-                .create_wallet(&name, network, purpose, account)
+                .create_wallet_recorded(None, &name, network, purpose, account, |wallet| {
+                    ceremony::draft(
+                        &operator,
+                        &CeremonyEvent::WalletCreate {
+                            wallet: WalletFact::of(wallet),
+                            place: "command line".into(),
+                            unsealed_by: Some(by.clone()),
+                        },
+                    )
+                })
                 .map_err(keystore_error)?;
             println!(
                 "created wallet {} ({} {} {}), first address {}",
@@ -122,9 +139,7 @@ pub fn run(command: WalletCommand) -> CliResult {
             Ok(())
         }
         WalletCommand::List { store, json } => {
-            let wallets = open_unsealed(&store.store, store.passphrase_file.as_deref())?
-                .wallets()
-                .map_err(keystore_error)?;
+            let wallets = store.open()?.unsealed.wallets().map_err(keystore_error)?;
             if json {
                 let list: Vec<serde_json::Value> = wallets.iter().map(wallet_json).collect();
                 println!(
@@ -142,13 +157,21 @@ pub fn run(command: WalletCommand) -> CliResult {
             index,
             change,
         } => {
-            let wallet = open_wallet(&store.store, &name, store.passphrase_file.as_deref())?;
+            let wallet = store
+                .open()?
+                .unsealed
+                .wallet(&name)
+                .map_err(keystore_error)?;
             let address = wallet.address(change, index).map_err(CliError::usage)?;
             println!("{address}");
             Ok(())
         }
         WalletCommand::Xpub { store, name } => {
-            let wallet = open_wallet(&store.store, &name, store.passphrase_file.as_deref())?;
+            let wallet = store
+                .open()?
+                .unsealed
+                .wallet(&name)
+                .map_err(keystore_error)?;
             if wallet.account.is_generated() {
                 return Err(CliError::operational(format!(
                     "wallet {name} has keys generated in an hsm: it is not HD and has no xpub or \

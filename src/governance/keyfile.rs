@@ -11,7 +11,7 @@ use std::fmt;
 use std::path::Path;
 
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
-use p256::pkcs8::LineEnding;
+use p256_ecdsa::pkcs8::LineEnding;
 use zeroize::Zeroizing;
 
 use super::keys::{Algorithm, PublicKey};
@@ -55,7 +55,7 @@ pub enum SecretSigningKey {
     /// Ed25519.
     Ed25519(ed25519_dalek::SigningKey),
     /// ECDSA P-256.
-    P256(p256::ecdsa::SigningKey),
+    P256(p256_ecdsa::ecdsa::SigningKey),
 }
 
 impl fmt::Debug for SecretSigningKey {
@@ -76,9 +76,9 @@ impl SecretSigningKey {
                     ed25519_dalek::SigningKey::from_bytes(&seed),
                 ))
             }
-            Algorithm::P256 => Ok(SecretSigningKey::P256(p256::ecdsa::SigningKey::random(
-                &mut rand::rngs::OsRng,
-            ))),
+            Algorithm::P256 => Ok(SecretSigningKey::P256(
+                p256_ecdsa::ecdsa::SigningKey::random(&mut rand::rngs::OsRng),
+            )),
         }
     }
 
@@ -89,7 +89,7 @@ impl SecretSigningKey {
             Algorithm::Ed25519 => Some(SecretSigningKey::Ed25519(
                 ed25519_dalek::SigningKey::from_bytes(seed),
             )),
-            Algorithm::P256 => p256::ecdsa::SigningKey::from_slice(seed)
+            Algorithm::P256 => p256_ecdsa::ecdsa::SigningKey::from_slice(seed)
                 .ok()
                 .map(SecretSigningKey::P256),
         }
@@ -120,8 +120,8 @@ impl SecretSigningKey {
                 k.sign(message).to_bytes().to_vec()
             }
             SecretSigningKey::P256(k) => {
-                use p256::ecdsa::signature::Signer as _;
-                let sig: p256::ecdsa::Signature = k.sign(message);
+                use p256_ecdsa::ecdsa::signature::Signer as _;
+                let sig: p256_ecdsa::ecdsa::Signature = k.sign(message);
                 sig.to_bytes().to_vec()
             }
         }
@@ -152,8 +152,8 @@ impl SecretSigningKey {
         if let Ok(k) = ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
             return Some(SecretSigningKey::Ed25519(k));
         }
-        use p256::pkcs8::DecodePrivateKey as _;
-        p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
+        use p256_ecdsa::pkcs8::DecodePrivateKey as _;
+        p256_ecdsa::ecdsa::SigningKey::from_pkcs8_pem(pem)
             .ok()
             .map(SecretSigningKey::P256)
     }

@@ -109,7 +109,7 @@ pub enum PublicKey {
     /// Ed25519.
     Ed25519(ed25519_dalek::VerifyingKey),
     /// ECDSA P-256.
-    P256(p256::ecdsa::VerifyingKey),
+    P256(p256_ecdsa::ecdsa::VerifyingKey),
 }
 
 impl PublicKey {
@@ -149,7 +149,7 @@ impl PublicKey {
                         bytes.len()
                     )));
                 }
-                p256::ecdsa::VerifyingKey::from_sec1_bytes(&bytes)
+                p256_ecdsa::ecdsa::VerifyingKey::from_sec1_bytes(&bytes)
                     .map(PublicKey::P256)
                     .map_err(|_| invalid("not a point on the curve".into()))
             }
@@ -203,7 +203,7 @@ impl PublicKey {
                 k.verify_strict(message, &sig).map_err(|_| bad())
             }
             PublicKey::P256(k) => {
-                let sig = p256::ecdsa::Signature::from_slice(signature).map_err(|_| bad())?;
+                let sig = p256_ecdsa::ecdsa::Signature::from_slice(signature).map_err(|_| bad())?;
                 k.verify(message, &sig).map_err(|_| bad())
             }
         }
@@ -276,8 +276,8 @@ mod tests {
 
     #[test]
     fn p256_uncompressed_is_rewritten_compressed() {
-        use p256::ecdsa::signature::Signer as _;
-        let sk = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
+        use p256_ecdsa::ecdsa::signature::Signer as _;
+        let sk = p256_ecdsa::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
         let vk = sk.verifying_key();
         let long = format!(
             "p256:{}",
@@ -285,11 +285,11 @@ mod tests {
         );
         let key = PublicKey::parse(&long).unwrap();
         assert_eq!(key.to_text().len(), "p256:".len() + 66);
-        let sig: p256::ecdsa::Signature = sk.sign(b"statement");
+        let sig: p256_ecdsa::ecdsa::Signature = sk.sign(b"statement");
         key.verify(b"statement", &sig.to_bytes()).unwrap();
         // High s verifies too (WebCrypto does not normalise).
         let (r, s) = sig.split_scalars();
-        let high = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+        let high = p256_ecdsa::ecdsa::Signature::from_scalars(r, -*s).unwrap();
         key.verify(b"statement", &high.to_bytes()).unwrap();
         // DER is refused by length, not guessed at.
         let der = sig.to_der();

@@ -96,6 +96,40 @@ pub enum KeystoreError {
     /// The seed exists already (the same mnemonic and BIP39 passphrase).
     #[error("seed '{0}' is already in the key store")]
     DuplicateSeed(String),
+    /// The store has no Shamir shares (no `slot/shamir`).
+    #[error("this key store has no Shamir shares (create them with `custos shares add`)")]
+    NoShares,
+    /// The store has no passphrase (it is unsealed by Shamir shares).
+    #[error("this key store has no passphrase: it is unsealed by Shamir shares")]
+    NoPassphrase,
+    /// Fewer shares than the threshold.
+    #[error("{given} of {threshold} shares given: the store stays sealed")]
+    SharesIncomplete {
+        /// Shares accepted.
+        given: usize,
+        /// Shares needed.
+        threshold: u8,
+    },
+    /// Splitting or combining shares failed.
+    #[error("shares: {0}")]
+    Shares(String),
+    /// A record that must not exist yet does.
+    #[error("key store record '{id}' exists already")]
+    AlreadyPresent {
+        /// Its id.
+        id: String,
+    },
+    /// A ceremony log entry above the size limit.
+    #[error("a ceremony log entry of {0} bytes is above the 64 KiB limit")]
+    CeremonyEntryTooLarge(usize),
+    /// A backup file is damaged, of another store, or does not match what it says it holds.
+    #[error("backup {}: {reason}", path.display())]
+    Backup {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong (never a secret).
+        reason: String,
+    },
     /// KDF parameters below the minimum, or not accepted by argon2.
     #[error("key derivation parameters refused: {0}")]
     Kdf(String),

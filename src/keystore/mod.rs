@@ -14,6 +14,10 @@
 //!   fingerprint in lower-case hex (`73c5da0a`): public (descriptors and PSBTs carry it), stable
 //!   when the same mnemonic is restored into a new store at a recovery ceremony, so key
 //!   references and audit records keep meaning the same key. Several seeds may live side by side.
+//! - `slot/shamir`: the Shamir unsealer: the DEK wrapped by a KEK that custodians hold M-of-N,
+//!   with the Feldman commitments that check each share alone ([`shamir_slot`], [`crate::shares`]).
+//! - `ceremony/<seq>`, `ceremony/head`: the ceremony log, hash-chained and keyed with a key
+//!   derived from the DEK ([`ceremony_log`]).
 //! - `wallet/<name>`: one sealed wallet (public account data: network, path, master fingerprint,
 //!   xpub). Sealed rather than merely stored, so that whoever can write the directory cannot swap
 //!   an xpub and have Custos hand out their deposit addresses; reading wallets therefore needs the
@@ -31,11 +35,10 @@
 //!
 //! Seeds and wallets are encrypted once, under the DEK. An *unsealer slot* is any record
 //! `slot/<kind>` that wraps that same DEK under a key-encryption key of its own, with its
-//! parameters bound into the associated data. Today there is one, `slot/passphrase` (argon2id
-//! over the operator passphrase, at least 64 MiB and 3 passes). Later slots add themselves
-//! without touching a seed: `slot/shamir` wraps the DEK under a KEK split M-of-N among
-//! custodians, `slot/pkcs11` ([`hsm_slot`]) seals it under an AES key that never leaves the HSM
-//! (auto-unseal).
+//! parameters bound into the associated data: `slot/passphrase` (argon2id over the operator
+//! passphrase, at least 64 MiB and 3 passes), `slot/shamir` (a KEK split M-of-N among
+//! custodians) and `slot/pkcs11` ([`hsm_slot`]: the DEK sealed under an AES key that never leaves
+//! the HSM, for auto-unseal). A store has at least one slot.
 //! Unsealing through any slot yields the same DEK; removing a slot revokes that way in. Changing
 //! the passphrase rewraps the DEK and rewrites one record, nothing else.
 //!
@@ -67,14 +70,19 @@
 //! entropy, seed, xprv and first private keys.
 
 pub mod anchor;
+pub mod backup;
+pub mod ceremony_log;
 pub mod envelope;
 pub mod error;
 pub mod fault;
 pub mod generated;
 pub mod hsm_slot;
+pub mod init;
 pub mod kdf;
 pub mod payload;
 pub mod record;
+pub mod recorded;
+pub mod shamir_slot;
 pub mod unsealed;
 
 use std::fs;
@@ -82,8 +90,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use anchor::StateAnchor;
+pub use ceremony_log::{CeremonyDraft, CeremonyEntry, LogCheck, StoredEntry};
 pub use error::KeystoreError;
+pub use init::{Created, InitFacts, InitialUnsealer};
 pub use kdf::KdfParams;
+pub use shamir_slot::{NewShareSet, ShamirSlot, Unsealers};
 pub use unsealed::{SeedSummary, Unsealed, VerifyReport, WalletSummary};
 
 use envelope::{associated_data, SealedBox};
@@ -136,38 +147,24 @@ impl KeyStore {
         let (seed_id, sealed_seed) = seal_seed(&store_id, &dek, mnemonic, bip39_passphrase)?;
         let seed_key = format!("{SEED_PREFIX}{}", seed_id.0);
 
-        let created = create_private_dir(dir)?;
-        let result = (|| {
-            let db = open_db(dir)?;
-            let mut batch = sled::Batch::default();
-            batch.insert(
-                HEADER_ID,
-                encode_record(HEADER_ID, &Record::Header(Header { store_id })),
-            );
-            batch.insert(
-                PASSPHRASE_SLOT_ID,
-                encode_record(PASSPHRASE_SLOT_ID, &Record::PassphraseSlot(slot)),
-            );
-            batch.insert(
-                seed_key.as_str(),
-                encode_record(&seed_key, &Record::Seed(sealed_seed)),
-            );
-            db.apply_batch(batch).map_err(|e| storage(dir, e))?;
-            db.flush().map_err(|e| storage(dir, e))?;
-            restrict_permissions(dir)?;
-            Ok(KeyStore {
-                inner: Arc::new(Inner {
-                    dir: dir.to_owned(),
-                    db,
-                    store_id,
-                    creating_wallet: std::sync::Mutex::new(()),
-                }),
-            })
-        })();
-        if result.is_err() && created {
-            let _ = fs::remove_dir_all(dir);
-        }
-        result
+        write_new_store(
+            dir,
+            store_id,
+            vec![
+                (
+                    HEADER_ID.to_owned(),
+                    encode_record(HEADER_ID, &Record::Header(Header { store_id })),
+                ),
+                (
+                    PASSPHRASE_SLOT_ID.to_owned(),
+                    encode_record(PASSPHRASE_SLOT_ID, &Record::PassphraseSlot(slot)),
+                ),
+                (
+                    seed_key.clone(),
+                    encode_record(&seed_key, &Record::Seed(sealed_seed)),
+                ),
+            ],
+        )
     }
 
     /// Opens the store at `dir` and takes its lock. `NotFound` if there is none, `InUse` if
@@ -266,6 +263,7 @@ impl KeyStore {
                 PASSPHRASE_SLOT_ID,
                 "not a passphrase slot record",
             )),
+            None if self.shamir_slot()?.is_some() => Err(KeystoreError::NoPassphrase),
             None => Err(KeystoreError::MissingRecord {
                 id: PASSPHRASE_SLOT_ID.into(),
             }),
@@ -414,7 +412,7 @@ pub fn seed_id_of(master: &MasterKey) -> SeedId {
     SeedId(hex::encode(master.fingerprint().to_bytes()))
 }
 
-fn random_array<const N: usize>() -> Result<[u8; N], KeystoreError> {
+pub(crate) fn random_array<const N: usize>() -> Result<[u8; N], KeystoreError> {
     let mut out = [0u8; N];
     getrandom::getrandom(&mut out).map_err(|_| KeystoreError::Rng)?;
     Ok(out)
@@ -445,6 +443,39 @@ pub fn ensure_vacant(dir: &Path) -> Result<(), KeystoreError> {
             }
         }
     }
+}
+
+/// Writes `records` (already encoded; the header among them) into a new store at `dir` (absent
+/// or empty) in one batch, flushed; removes what it created if anything fails.
+pub(crate) fn write_new_store(
+    dir: &Path,
+    store_id: [u8; 16],
+    records: Vec<(String, Vec<u8>)>,
+) -> Result<KeyStore, KeystoreError> {
+    ensure_vacant(dir)?;
+    let created = create_private_dir(dir)?;
+    let result = (|| {
+        let db = open_db(dir)?;
+        let mut batch = sled::Batch::default();
+        for (id, bytes) in records {
+            batch.insert(id.as_bytes(), bytes);
+        }
+        db.apply_batch(batch).map_err(|e| storage(dir, e))?;
+        db.flush().map_err(|e| storage(dir, e))?;
+        restrict_permissions(dir)?;
+        Ok(KeyStore {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                db,
+                store_id,
+                creating_wallet: std::sync::Mutex::new(()),
+            }),
+        })
+    })();
+    if result.is_err() && created {
+        let _ = fs::remove_dir_all(dir);
+    }
+    result
 }
 
 /// Creates `dir` 0700 (parents as needed); returns whether it was created here.
@@ -528,3 +559,5 @@ fn storage(dir: &Path, error: sled::Error) -> KeystoreError {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_ceremony;

@@ -10,6 +10,8 @@
 //! | `slot/pkcs11` | 2 | unsealer `3` (PKCS#11 AES-GCM), key label (u8 length + 1–64 bytes), IV (12), sealed DEK (u8 length + 48 bytes); see [`super::hsm_slot`] |
 //! | `seed/<id>` | 3 | nonce (24), ciphertext + tag (16 … 4096 bytes) |
 //! | `wallet/<name>` | 4 | nonce (24), ciphertext + tag (16 … 65536 bytes) |
+//! | `slot/shamir` | 2 | unsealer `2`, share set, threshold, commitments, retired sets, nonce, wrapped DEK ([`super::shamir_slot`]) |
+//! | `ceremony/<seq>`, `ceremony/head` | 5 | a log entry or the log head (1 … 65600 bytes, [`super::ceremony_log`]) |
 //! | `anchor/state` | 8 | nonce (24), ciphertext + tag (16 … 4096 bytes): the state's audit head |
 //!
 //! Each record is `version (u8) ‖ kind (u8) ‖ body ‖ check`, where `check` is the first 8 bytes of
@@ -20,9 +22,11 @@
 
 use sha2::{Digest, Sha256};
 
+use super::ceremony_log::{is_ceremony_id, MAX_ENTRY_BODY};
 use super::envelope::{SealedBox, TAG_LEN};
 use super::error::KeystoreError;
 use super::kdf::KdfParams;
+use super::shamir_slot::{ShamirSlot, SHAMIR_SLOT_ID};
 
 /// The record format this build writes and reads.
 pub const FORMAT_VERSION: u8 = 1;
@@ -56,6 +60,8 @@ pub enum RecordKind {
     Seed = 3,
     /// A sealed wallet.
     Wallet = 4,
+    /// A ceremony log entry or its head.
+    Ceremony = 5,
     /// The sealed anchor of the state's audit head.
     Anchor = 8,
 }
@@ -65,8 +71,13 @@ impl RecordKind {
     pub fn for_id(id: &str) -> Option<RecordKind> {
         if id == HEADER_ID {
             Some(RecordKind::Header)
-        } else if id == PASSPHRASE_SLOT_ID || id == super::hsm_slot::PKCS11_SLOT_ID {
+        } else if id == PASSPHRASE_SLOT_ID
+            || id == SHAMIR_SLOT_ID
+            || id == super::hsm_slot::PKCS11_SLOT_ID
+        {
             Some(RecordKind::Slot)
+        } else if is_ceremony_id(id) {
+            Some(RecordKind::Ceremony)
         } else if id == ANCHOR_ID {
             Some(RecordKind::Anchor)
         } else if id.strip_prefix(SEED_PREFIX).is_some_and(valid_seed_id) {
@@ -132,6 +143,10 @@ pub enum Record {
     Seed(SealedBox),
     /// `wallet/<name>`
     Wallet(SealedBox),
+    /// `slot/shamir`
+    ShamirSlot(ShamirSlot),
+    /// `ceremony/<seq>` or `ceremony/head` (parsed by the log).
+    Ceremony(Vec<u8>),
     /// `anchor/state`
     Anchor(SealedBox),
 }
@@ -144,6 +159,8 @@ impl Record {
             Record::PassphraseSlot(_) | Record::Pkcs11Slot(_) => RecordKind::Slot,
             Record::Seed(_) => RecordKind::Seed,
             Record::Wallet(_) => RecordKind::Wallet,
+            Record::ShamirSlot(_) => RecordKind::Slot,
+            Record::Ceremony(_) => RecordKind::Ceremony,
             Record::Anchor(_) => RecordKind::Anchor,
         }
     }
@@ -191,6 +208,8 @@ pub fn encode_record(id: &str, record: &Record) -> Vec<u8> {
             out.extend_from_slice(&sealed.nonce);
             out.extend_from_slice(&sealed.ciphertext);
         }
+        Record::ShamirSlot(slot) => out.extend_from_slice(&slot.encode_body()),
+        Record::Ceremony(bytes) => out.extend_from_slice(bytes),
     }
     let check = check_value(id, &out);
     out.extend_from_slice(&check);
@@ -240,12 +259,25 @@ pub fn decode_record(id: &str, bytes: &[u8]) -> Result<Record, KeystoreError> {
             content[1]
         )));
     }
-    decode_body(expected_kind, &content[2..]).map_err(corrupt)
+    decode_body(expected_kind, id, &content[2..]).map_err(corrupt)
 }
 
-fn decode_body(kind: RecordKind, bytes: &[u8]) -> Result<Record, String> {
+fn decode_body(kind: RecordKind, id: &str, bytes: &[u8]) -> Result<Record, String> {
     let mut body = Reader(bytes);
     let record = match kind {
+        RecordKind::Slot if id == SHAMIR_SLOT_ID => {
+            return ShamirSlot::decode_body(bytes).map(Record::ShamirSlot)
+        }
+        RecordKind::Ceremony => {
+            if bytes.is_empty() || bytes.len() > MAX_ENTRY_BODY + 64 {
+                return Err(format!(
+                    "log record of {} bytes (1 to {} expected)",
+                    bytes.len(),
+                    MAX_ENTRY_BODY + 64
+                ));
+            }
+            return Ok(Record::Ceremony(bytes.to_vec()));
+        }
         RecordKind::Header => {
             if body.take(MAGIC.len())? != MAGIC {
                 return Err("not a custos key store header".into());
@@ -384,7 +416,48 @@ mod tests {
                     ciphertext: vec![7; 300],
                 }),
             ),
+            (SHAMIR_SLOT_ID, Record::ShamirSlot(shamir_sample())),
+            (
+                "ceremony/00000000000000000001",
+                Record::Ceremony(vec![8; 100]),
+            ),
+            ("ceremony/head", Record::Ceremony(vec![9; 72])),
         ]
+    }
+
+    fn shamir_sample() -> ShamirSlot {
+        use crate::shares::vss::{split, SharedSecret};
+        let (_, commitments) = split(&SharedSecret::random().unwrap(), 3, 5).unwrap();
+        ShamirSlot {
+            set_id: [1, 2],
+            threshold: 3,
+            count: 5,
+            commitments,
+            retired: vec![[3, 4], [5, 6]],
+            wrapped_dek: SealedBox {
+                nonce: [2; NONCE_LEN],
+                ciphertext: vec![3; DEK_WRAP_LEN],
+            },
+        }
+    }
+
+    #[test]
+    fn shamir_slot_bodies_are_checked() {
+        let slot = shamir_sample();
+        let body = slot.encode_body();
+        assert_eq!(ShamirSlot::decode_body(&body).unwrap(), slot);
+        for len in 0..body.len() {
+            assert!(ShamirSlot::decode_body(&body[..len]).is_err(), "{len}");
+        }
+        let mut extra = body.clone();
+        extra.push(0);
+        assert!(ShamirSlot::decode_body(&extra).is_err());
+        let mut bad_threshold = body.clone();
+        bad_threshold[3] = 6;
+        assert!(ShamirSlot::decode_body(&bad_threshold).is_err());
+        let mut bad_point = body;
+        bad_point[5..38].copy_from_slice(&[0xff; 33]);
+        assert!(ShamirSlot::decode_body(&bad_point).is_err());
     }
 
     #[test]
@@ -451,7 +524,7 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn decode_never_panics(id in "(header|slot/passphrase|seed/[0-9a-f]{8}|wallet/[a-z]{1,5}|.{0,12})",
+        fn decode_never_panics(id in "(header|slot/passphrase|slot/shamir|ceremony/head|ceremony/[0-9]{20}|seed/[0-9a-f]{8}|wallet/[a-z]{1,5}|.{0,12})",
                                bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
             let _ = decode_record(&id, &bytes);
         }

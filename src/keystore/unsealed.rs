@@ -9,7 +9,7 @@ use super::kdf::KdfParams;
 use super::payload::{self, SeedSecret};
 use super::record::{
     encode_record, validate_wallet_name, Record, RecordKind, FORMAT_VERSION, HEADER_ID,
-    PASSPHRASE_SLOT_ID, SEED_PREFIX, WALLET_PREFIX,
+    SEED_PREFIX, WALLET_PREFIX,
 };
 use super::{seal_seed, seed_id_of, wrap_dek, KeyStore};
 use crate::backend::{SeedId, SoftwareBackend};
@@ -63,8 +63,12 @@ pub struct WalletSummary {
 pub struct VerifyReport {
     /// Format version.
     pub format_version: u8,
-    /// Passphrase slot parameters.
-    pub kdf: KdfParams,
+    /// Passphrase slot parameters (`None`: the store has no passphrase).
+    pub kdf: Option<KdfParams>,
+    /// The Shamir share set (`None`: the store has no shares).
+    pub shares: Option<crate::shares::ShareSetInfo>,
+    /// The ceremony log's chain.
+    pub ceremony: super::ceremony_log::LogCheck,
     /// Number of records checked.
     pub records: usize,
     /// Seeds.
@@ -263,13 +267,33 @@ impl Unsealed {
         purpose: Purpose,
         account: u32,
     ) -> Result<Wallet, KeystoreError> {
+        // One creation at a time in this process (the store's lock keeps other processes out),
+        // held from the checks to the write, so two concurrent requests cannot both find a
+        // path free.
+        let _creating = self.store.wallet_creation_lock();
+        let (wallet, id, bytes) = self.seal_wallet(seed, name, network, purpose, account)?;
+        if !self.store.insert_new(&id, bytes)? {
+            return Err(KeystoreError::DuplicateWallet(name.to_owned()));
+        }
+        Ok(wallet)
+    }
+
+    /// Derives a wallet on `seed` and seals it: the wallet, its record id and the encoded record
+    /// (not written). Refuses an invalid name or one already taken, and a path another wallet
+    /// on the seed uses. The caller holds [`KeyStore::wallet_creation_lock`] until the record is
+    /// written, so the checks still hold when it is.
+    pub(crate) fn seal_wallet(
+        &self,
+        seed: &SeedId,
+        name: &str,
+        network: Network,
+        purpose: Purpose,
+        account: u32,
+    ) -> Result<(Wallet, String, Vec<u8>), KeystoreError> {
         validate_wallet_name(name).map_err(|reason| KeystoreError::InvalidWalletName {
             name: name.chars().take(64).collect(),
             reason,
         })?;
-        // One creation at a time in this process (the store's lock keeps other processes out),
-        // so two concurrent requests cannot both find a path free.
-        let _creating = self.store.wallet_creation_lock();
         let id = format!("{WALLET_PREFIX}{name}");
         if self.store.record(&id)?.is_some() {
             return Err(KeystoreError::DuplicateWallet(name.to_owned()));
@@ -293,13 +317,8 @@ impl Unsealed {
             b"",
         );
         let sealed = envelope::seal(&self.dek, &ad, &payload::encode_wallet(&wallet))?;
-        if !self
-            .store
-            .insert_new(&id, encode_record(&id, &Record::Wallet(sealed)))?
-        {
-            return Err(KeystoreError::DuplicateWallet(name.to_owned()));
-        }
-        Ok(wallet)
+        let bytes = encode_record(&id, &Record::Wallet(sealed));
+        Ok((wallet, id, bytes))
     }
 
     /// Refuses `path` on `seed` when another wallet derives from it, naming that wallet and the
@@ -342,7 +361,7 @@ impl Unsealed {
         let mut wallet_names = Vec::new();
         for id in &ids {
             match RecordKind::for_id(id) {
-                Some(RecordKind::Header) | Some(RecordKind::Slot) => {
+                Some(RecordKind::Header) | Some(RecordKind::Slot) | Some(RecordKind::Ceremony) => {
                     self.store.record(id)?;
                 }
                 Some(RecordKind::Seed) => {
@@ -363,13 +382,13 @@ impl Unsealed {
                 }
             }
         }
-        for required in [HEADER_ID, PASSPHRASE_SLOT_ID] {
-            if !ids.iter().any(|id| id == required) {
-                return Err(KeystoreError::MissingRecord {
-                    id: required.into(),
-                });
-            }
+        if !ids.iter().any(|id| id == HEADER_ID) {
+            return Err(KeystoreError::MissingRecord {
+                id: HEADER_ID.into(),
+            });
         }
+        // At least one unsealer slot (else: MissingRecord).
+        let unsealers = self.store.unsealers()?;
         let mut wallets = Vec::new();
         for name in wallet_names {
             let wallet = self.wallet(&name)?;
@@ -410,7 +429,9 @@ impl Unsealed {
         }
         Ok(VerifyReport {
             format_version: FORMAT_VERSION,
-            kdf: self.store.passphrase_kdf()?,
+            kdf: unsealers.passphrase,
+            shares: unsealers.shares,
+            ceremony: self.verify_ceremony_log()?,
             records: ids.len(),
             seeds,
             wallets,

@@ -31,9 +31,11 @@ impl<C: SignerCore> Admin for AdminService<C> {
     ) -> Result<Response<proto::StatusResponse>, Status> {
         let principal = self
             .edge
-            .authenticate("Status", &request, Some(Privilege::Admin))?;
+            .authenticate("Status", &request, Some(Privilege::Unseal))?;
         let result = self.edge.core.status(&principal).await.map(|status| {
-            let (shares_given, shares_threshold) = convert::shares(status.seal);
+            let (shares_given, _) = convert::shares(status.seal);
+            let (share_indexes, shares_expire_at) = convert::share_progress(status.seal);
+            let shares_threshold = status.unsealers.share_threshold;
             proto::StatusResponse {
                 seal_state: convert::seal_state(status.seal).into(),
                 policy_hash: status.policy_hash.unwrap_or_default(),
@@ -54,6 +56,10 @@ impl<C: SignerCore> Admin for AdminService<C> {
                     sessions_open: h.sessions_open,
                     sessions_max: h.sessions_max,
                 }),
+                share_indexes,
+                shares_expire_at,
+                shares_total: status.unsealers.share_count,
+                passphrase_unseals: status.unsealers.passphrase,
             }
         });
         self.edge.finish("Status", &principal, result)
@@ -66,7 +72,7 @@ impl<C: SignerCore> Admin for AdminService<C> {
         use proto::unseal_request::Secret;
         let principal = self
             .edge
-            .authenticate("Unseal", &request, Some(Privilege::Admin))?;
+            .authenticate("Unseal", &request, Some(Privilege::Unseal))?;
         // The secret moves straight into a zeroizing type; the protobuf copy drops with the request.
         let secret = match request.into_inner().secret {
             Some(Secret::Passphrase(p)) if !p.is_empty() => {
@@ -86,10 +92,13 @@ impl<C: SignerCore> Admin for AdminService<C> {
         }
         .map(|state| {
             let (shares_given, shares_threshold) = convert::shares(state);
+            let (share_indexes, shares_expire_at) = convert::share_progress(state);
             proto::UnsealResponse {
                 seal_state: convert::seal_state(state).into(),
                 shares_given,
                 shares_threshold,
+                share_indexes,
+                shares_expire_at,
             }
         });
         self.edge.finish("Unseal", &principal, result)

@@ -396,8 +396,22 @@ pub fn seal_state(state: model::SealState) -> proto::SealState {
 /// The shares given and needed while unsealing; zeros otherwise.
 pub fn shares(state: model::SealState) -> (u32, u32) {
     match state {
-        model::SealState::Unsealing { given, threshold } => (given, threshold),
+        model::SealState::Unsealing {
+            given, threshold, ..
+        } => (given, threshold),
         _ => (0, 0),
+    }
+}
+
+/// The indexes of the shares given and when the progress expires, while unsealing.
+pub fn share_progress(state: model::SealState) -> (Vec<u32>, i64) {
+    match state {
+        model::SealState::Unsealing {
+            indexes,
+            expires_at,
+            ..
+        } => (indexes.iter().map(u32::from).collect(), expires_at),
+        _ => (Vec::new(), 0),
     }
 }
 

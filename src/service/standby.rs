@@ -76,6 +76,7 @@ impl SignerCore for StandbyCore {
             outbox_head: 0,
             seal_reason: None,
             hsm: None,
+            unsealers: Default::default(),
         })
     }
 

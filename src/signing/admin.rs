@@ -10,11 +10,12 @@
 
 use std::sync::Arc;
 
+use crate::ceremony::{self, CeremonyEvent, Operator, WalletFact};
 use crate::keys::{Chain, Network, Purpose};
 use crate::keystore::KeystoreError;
 use crate::signing::contract::Principal;
 use crate::signing::contract::{
-    AddressInfo, CreateWallet, PolicyReload, StatusInfo, WalletSummary,
+    AddressInfo, CreateWallet, PolicyReload, StatusInfo, UnsealerInfo, WalletSummary,
 };
 use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
 use crate::state::audit::AuditEntry;
@@ -25,7 +26,18 @@ use super::{now_unix, policy_load, unavailable, SigningCore};
 
 /// `Admin.Status`.
 pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInfo> {
+    core.expire_share_session(now_unix());
     let policy = core.policy();
+    // Public facts of the store's slots; a store that cannot say is reported as having none.
+    let unsealers = core
+        .keystore
+        .unsealers()
+        .map(|u| UnsealerInfo {
+            passphrase: u.passphrase.is_some(),
+            share_threshold: u.shares.as_ref().map_or(0, |s| u32::from(s.threshold)),
+            share_count: u.shares.as_ref().map_or(0, |s| u32::from(s.count)),
+        })
+        .unwrap_or_default();
     Ok(StatusInfo {
         seal: *core.seal.borrow(),
         policy_hash: Some(policy.hash.clone()),
@@ -40,6 +52,7 @@ pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInf
         outbox_head: core.durable_outbox_head(),
         seal_reason: core.seal_reason(),
         hsm: core.hsm_status(),
+        unsealers,
     })
 }
 
@@ -96,19 +109,27 @@ pub async fn create_wallet(
         (None, Chain::Ethereum) => Purpose::Bip44,
     };
     core.check_new_wallet(&req.name, purpose)?;
-    let wallet = match &req.seed {
-        Some(seed) => keys.unsealed.create_wallet_for_seed(
-            &crate::backend::SeedId(seed.clone()),
+    let seed = req.seed.clone().map(crate::backend::SeedId);
+    let wallet = keys
+        .unsealed
+        .create_wallet_recorded(
+            seed.as_ref(),
             &req.name,
             network,
             purpose,
             req.account,
-        ),
-        None => keys
-            .unsealed
-            .create_wallet(&req.name, network, purpose, req.account),
-    }
-    .map_err(keystore_error)?;
+            |wallet| {
+                ceremony::draft(
+                    &Operator::system(principal.as_str()),
+                    &CeremonyEvent::WalletCreate {
+                        wallet: WalletFact::of(wallet),
+                        place: "server (Admin.CreateWallet)".into(),
+                        unsealed_by: None,
+                    },
+                )
+            },
+        )
+        .map_err(keystore_error)?;
     core.register_new_wallet(&keys.backend, &wallet);
     let record = AuditEntry {
         at: now_unix(),

@@ -123,7 +123,12 @@ impl SigningCore {
                     reason: other.to_string(),
                 },
             })?;
-        self.finish_unseal(unsealed, HSM_UNSEAL_PRINCIPAL)
+        let token = hsm.backend.status().token;
+        self.finish_unseal(
+            unsealed,
+            HSM_UNSEAL_PRINCIPAL,
+            super::seal::UnsealHow::Hsm { token },
+        )
     }
 
     /// The key router for one unseal: `software`, and the attached token for the wallets the

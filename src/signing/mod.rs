@@ -35,7 +35,8 @@
 //! # Who may do what
 //!
 //! [`SignerCore::authorize`] maps the policy's roles to privileges: role `admin` → the Admin
-//! service, role `approver` → Approve/Reject, role `broadcaster` → the Outbox service. Which
+//! service, role `custodian` → Admin.Unseal and Admin.Status only (custodians giving their
+//! Shamir share), role `approver` → Approve/Reject, role `broadcaster` → the Outbox service. Which
 //! requests a principal may have signed is the policy's business alone; who may read which
 //! request or wallet, and who may send a payload at all, is [`access`]'s (least privilege).
 //!
@@ -65,6 +66,7 @@ pub mod policy_load;
 pub(crate) mod proofs;
 pub mod records;
 pub mod seal;
+pub mod shares;
 pub mod storage;
 pub(crate) mod tamper;
 pub(crate) mod votes;
@@ -245,6 +247,7 @@ pub struct SigningCore {
     tamper: Arc<tamper::TamperReports>,
     hsm: OnceLock<hsm::HsmAttachment>,
     seal_reason: Mutex<Option<String>>,
+    shares: shares::ShareUnseal,
 }
 
 /// Unix seconds now.
@@ -357,6 +360,7 @@ impl SigningCore {
             tamper,
             hsm: OnceLock::new(),
             seal_reason: Mutex::new(None),
+            shares: shares::ShareUnseal::default(),
         })
     }
 
@@ -403,7 +407,13 @@ impl SigningCore {
             .keystore
             .unseal(passphrase)
             .map_err(seal::unseal_error)?;
-        self.finish_unseal(unsealed, HOST_PRINCIPAL)
+        self.finish_unseal(
+            unsealed,
+            HOST_PRINCIPAL,
+            seal::UnsealHow::Passphrase {
+                place: "server start",
+            },
+        )
     }
 
     /// Expires every pending request whose time has come (releasing its hold); returns how many.
@@ -560,10 +570,9 @@ impl SigningCore {
 
     fn holds(&self, principal: &str, privilege: Privilege) -> bool {
         let policy = self.policy();
-        policy
-            .policy
-            .roles_of(principal)
-            .contains(role_of(privilege))
+        let roles = policy.policy.roles_of(principal);
+        roles.contains(role_of(privilege))
+            || (privilege == Privilege::Unseal && roles.contains(role_of(Privilege::Admin)))
     }
 }
 
@@ -573,6 +582,7 @@ pub fn role_of(privilege: Privilege) -> &'static str {
         Privilege::Admin => "admin",
         Privilege::Approve => "approver",
         Privilege::StreamOutbox => "broadcaster",
+        Privilege::Unseal => "custodian",
     }
 }
 

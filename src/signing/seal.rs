@@ -29,12 +29,16 @@
 //! record cannot be written, the keys are dropped anyway and the failure is logged (a seal is the
 //! safe direction).
 //!
-//! Shamir share unsealing is not implemented yet (UNIMPLEMENTED).
+//! Unsealing with Shamir shares (one share per `Admin.Unseal` call) is [`super::shares`]. Every
+//! unseal and seal is also a ceremony: the store's ceremony log gets an entry (how, by whom, and
+//! for shares who gave which index when) — written before the audit record; if it cannot be
+//! written the keys are dropped again (UNAVAILABLE), as for the audit record.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use crate::backend::SoftwareBackend;
+use crate::ceremony::{self, CeremonyEvent, Contribution, Operator};
 use crate::keystore::StateAnchor;
 use crate::keystore::{KeystoreError, Unsealed};
 use crate::signing::contract::Principal;
@@ -58,6 +62,10 @@ pub(crate) fn unseal_error(e: KeystoreError) -> CoreError {
         },
         KeystoreError::Hsm(e) if e.is_unavailable() => CoreError::KeyBackendUnavailable {
             reason: e.to_string(),
+        },
+        KeystoreError::NoPassphrase => CoreError::Precondition {
+            code: "no-passphrase".into(),
+            reason: "this key store has no passphrase: unseal it with Shamir shares".into(),
         },
         other => CoreError::Internal {
             reason: format!("cannot unseal: {other}"),
@@ -84,11 +92,7 @@ pub async fn unseal(
 ) -> CoreResult<SealState> {
     let passphrase = match secret {
         UnsealSecret::Passphrase(p) => p,
-        UnsealSecret::Share(_) => {
-            return Err(CoreError::NotImplemented {
-                what: "unsealing with Shamir shares".into(),
-            })
-        }
+        UnsealSecret::Share(share) => return super::shares::offer(core, principal, share).await,
     };
     if core.keys().is_ok() {
         return Ok(SealState::Unsealed);
@@ -100,16 +104,94 @@ pub async fn unseal(
             reason: format!("unseal task failed: {e}"),
         })?
         .map_err(unseal_error)?;
-    core.finish_unseal(unsealed, principal.as_str())
+    core.finish_unseal(
+        unsealed,
+        principal.as_str(),
+        UnsealHow::Passphrase {
+            place: "server (Admin.Unseal)",
+        },
+    )
+}
+
+/// How an unseal came about, for its records.
+pub(crate) enum UnsealHow {
+    /// The passphrase, at `place`.
+    Passphrase {
+        /// `server start` or `server (Admin.Unseal)`.
+        place: &'static str,
+    },
+    /// A threshold of shares over the API.
+    Shares {
+        /// The share set, hex.
+        set: String,
+        /// Who gave which share, when.
+        contributions: Vec<Contribution>,
+    },
+    /// The store's HSM slot, through the attached token (auto-unseal).
+    Hsm {
+        /// The token (`token 'custos'`).
+        token: String,
+    },
+}
+
+impl UnsealHow {
+    fn event(&self, seeds: usize, wallets: usize) -> CeremonyEvent {
+        match self {
+            UnsealHow::Passphrase { place } => CeremonyEvent::Unseal {
+                method: "passphrase".into(),
+                place: (*place).into(),
+                contributions: Vec::new(),
+                share_set: None,
+                seeds,
+                wallets,
+            },
+            UnsealHow::Shares { set, contributions } => CeremonyEvent::Unseal {
+                method: "shares".into(),
+                place: "server (Admin.Unseal)".into(),
+                contributions: contributions.clone(),
+                share_set: Some(set.clone()),
+                seeds,
+                wallets,
+            },
+            UnsealHow::Hsm { token } => CeremonyEvent::Unseal {
+                method: "hsm".into(),
+                place: format!("server (auto-unseal, {token})"),
+                contributions: Vec::new(),
+                share_set: None,
+                seeds,
+                wallets,
+            },
+        }
+    }
+
+    /// The audit detail: how, and the share refusals and expiries since the last unseal.
+    fn audit_detail(&self, journal: &[String]) -> String {
+        let mut text = match self {
+            UnsealHow::Passphrase { .. } => "passphrase".to_owned(),
+            UnsealHow::Shares { set, contributions } => {
+                let given: Vec<String> = contributions
+                    .iter()
+                    .map(|c| format!("share {} by {}", c.index, c.principal))
+                    .collect();
+                format!("shares of set {set}: {}", given.join(", "))
+            }
+            UnsealHow::Hsm { token } => format!("hsm slot through {token}"),
+        };
+        if !journal.is_empty() {
+            text.push_str(&format!("; meanwhile: {}", journal.join("; ")));
+        }
+        text
+    }
 }
 
 impl SigningCore {
-    /// Everything after the KDF: the state checked, keys in, audit record, anchor, state
-    /// Unsealed, recovery pass.
+    /// Everything after the KDF: the state checked, keys in, ceremony-log entry, audit record,
+    /// anchor, state Unsealed, recovery pass.
     pub(crate) fn finish_unseal(
         &self,
         unsealed: Unsealed,
         principal: &str,
+        how: UnsealHow,
     ) -> CoreResult<SealState> {
         let mut slot = self.keys.write().expect("key lock poisoned");
         if slot.is_some() {
@@ -127,14 +209,27 @@ impl SigningCore {
         let audit_key = unsealed.audit_key();
         self.state
             .set_auth(Some(StateAuth::new(unsealed.state_key())));
-        let checked = self.check_state(&unsealed, &audit_key, principal);
+        let checked = self
+            .check_state(&unsealed, &audit_key, principal)
+            .and_then(|()| {
+                ceremony::record(
+                    &unsealed,
+                    &Operator::system(principal),
+                    &how.event(seeds, wallets.len()),
+                )
+                .map(|_| ())
+                .map_err(|e| CoreError::StateUnavailable {
+                    reason: format!("the ceremony log cannot be written: {e}"),
+                })
+            });
         let record = host_entry(
             self,
             "unseal",
             principal,
             format!(
-                "{seeds} seed(s), {} wallet(s); {}",
+                "{seeds} seed(s), {} wallet(s); {}; {}",
                 wallets.len(),
+                how.audit_detail(&self.take_share_journal()),
                 self.policy().trust.summary()
             ),
         );
@@ -334,9 +429,19 @@ impl SigningCore {
 /// `Admin.Seal` (and the host's seal command): audit, then forget every key.
 pub async fn seal(core: &SigningCore, principal: &str) -> CoreResult<SealState> {
     let taken = core.keys.write().expect("key lock poisoned").take();
+    core.reset_share_session();
     core.seal.send_replace(SealState::Sealed);
     core.set_seal_reason(format!("sealed by {principal}"));
     if let Some(keys) = taken {
+        if let Err(e) = ceremony::record(
+            &keys.unsealed,
+            &Operator::system(principal),
+            &CeremonyEvent::Seal {
+                place: "server (Admin.Seal)".into(),
+            },
+        ) {
+            tracing::error!(error = %e, "the seal could not be recorded in the ceremony log; sealed anyway");
+        }
         let record = host_entry(core, "seal", principal, "keys dropped from memory".into());
         let written = core
             .state

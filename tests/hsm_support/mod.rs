@@ -76,13 +76,32 @@ impl TestToken {
 /// to see it (SoftHSM2 reads its token directory at `C_Initialize`); the other tests' sessions
 /// reconnect transparently, which exercises the reconnection path on every token.
 pub fn new_token(name: &str) -> TestToken {
+    // One token initialisation at a time in this process: softhsm2-util reads every token
+    // directory while it looks for a free slot, and a token another test is writing at that
+    // moment makes it fail ("Could not get info about the token in slot N").
+    static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let (label, pin, so) = labels(name);
-    let out = std::process::Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", &label])
-        .args(["--so-pin", &so, "--pin", &pin])
-        .env("SOFTHSM2_CONF", softhsm_dir().join("softhsm2.conf"))
-        .output()
-        .expect("softhsm2-util runs (installed by .ci/install-tools)");
+    // Other tests of this process write their tokens' object files meanwhile, which softhsm2-util
+    // can meet half-written while it reads every token; it then fails before creating anything,
+    // so a few attempts are safe (a token it did create would make the label appear twice).
+    let mut out;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        out = std::process::Command::new("softhsm2-util")
+            .args(["--init-token", "--free", "--label", &label])
+            .args(["--so-pin", &so, "--pin", &pin])
+            .env("SOFTHSM2_CONF", softhsm_dir().join("softhsm2.conf"))
+            .output()
+            .expect("softhsm2-util runs (installed by .ci/install-tools)");
+        let busy =
+            String::from_utf8_lossy(&out.stderr).contains("Could not get info about the token");
+        if out.status.success() || !busy || attempts == 5 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert!(
         out.status.success(),
         "softhsm2-util: {}",

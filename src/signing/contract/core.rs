@@ -30,6 +30,8 @@ pub enum Privilege {
     Approve,
     /// The `Outbox` service.
     StreamOutbox,
+    /// `Admin.Unseal` and `Admin.Status`: custodians giving their share (admins hold it too).
+    Unseal,
 }
 
 impl Privilege {
@@ -39,6 +41,7 @@ impl Privilege {
             Privilege::Admin => "admin",
             Privilege::Approve => "approver",
             Privilege::StreamOutbox => "broadcaster",
+            Privilege::Unseal => "custodian",
         }
     }
 }
@@ -211,11 +214,12 @@ impl AccessMap {
         self
     }
 
-    /// Whether `principal` holds `privilege`.
+    /// Whether `principal` holds `privilege` (an admin also holds `Unseal`).
     pub fn allows(&self, principal: &str, privilege: Privilege) -> bool {
-        self.grants
-            .get(principal)
-            .is_some_and(|set| set.contains(&privilege))
+        self.grants.get(principal).is_some_and(|set| {
+            set.contains(&privilege)
+                || (privilege == Privilege::Unseal && set.contains(&Privilege::Admin))
+        })
     }
 
     /// The privileges of `principal`, as role names.

@@ -25,6 +25,10 @@ pub enum SealState {
         given: u32,
         /// Shares needed.
         threshold: u32,
+        /// Which shares (indexes only, never content).
+        indexes: crate::shares::ShareIndexes,
+        /// When the partial progress is forgotten (Unix seconds).
+        expires_at: i64,
     },
     /// Keys are available.
     Unsealed,
@@ -61,6 +65,8 @@ pub struct StatusInfo {
     pub roles: Vec<String>,
     /// Newest outbox sequence (0 when empty).
     pub outbox_head: u64,
+    /// What unseals the store.
+    pub unsealers: UnsealerInfo,
     /// Why the core is sealed, while it is and a reason is known.
     pub seal_reason: Option<String>,
     /// The HSM token, when one is configured.
@@ -84,6 +90,17 @@ pub struct HsmStatusInfo {
     pub sessions_open: u32,
     /// The session pool's capacity.
     pub sessions_max: u32,
+}
+
+/// What unseals the store (public facts, for `Admin.Status`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UnsealerInfo {
+    /// Whether the passphrase unseals it.
+    pub passphrase: bool,
+    /// M of the Shamir split (0: no shares).
+    pub share_threshold: u32,
+    /// N of the Shamir split (0: no shares).
+    pub share_count: u32,
 }
 
 /// What unseals the store (`Admin.Unseal`).
