@@ -76,6 +76,24 @@
 //! Ranges are checked when the file is read: a value outside its range is an error at its
 //! `file:line:column`, like a misspelt key. What each limit guards and why its default:
 //! [`crate::signing::input_limits`] and [`crate::signing::storage`].
+//!
+//! The state lives in the embedded sled database in `state_dir` (the default), or in PostgreSQL,
+//! shared by several replicas (then `state_dir` is left out):
+//!
+//! ```toml
+//! [state]
+//! engine = "postgres"                              # "sled" (default) or "postgres"
+//! url = "postgres://custos@db.internal:5432/custos" # never with a password in it
+//! password_file = "pg-password"                    # or password_env = "CUSTOS_STATE_PASSWORD"
+//! schema = "custos"                                # optional (default: the server's, `public`)
+//! pool_size = 16                                   # optional
+//! connect_timeout_ms = 5000                        # optional bounds
+//! statement_timeout_ms = 10000
+//! lock_timeout_ms = 5000
+//! ```
+//!
+//! Without `password_file` or `password_env`, the password is read from `CUSTOS_STATE_PASSWORD`
+//! if that is set (else none is sent: trust or peer authentication).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -86,6 +104,12 @@ use toml::Spanned;
 
 use crate::governance::policy_sig::{Officer, PolicyTrust};
 use crate::governance::PublicKey;
+use crate::secret::SecretString;
+use crate::state::postgres::PgSettings;
+
+/// The environment variable the PostgreSQL password is read from when the configuration names
+/// no other source.
+pub const STATE_PASSWORD_ENV: &str = "CUSTOS_STATE_PASSWORD";
 
 use crate::signing::input_limits::InputLimits;
 
@@ -329,6 +353,60 @@ impl HsmConfig {
     }
 }
 
+/// Which engine holds the state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateEngine {
+    /// The embedded database in `state_dir` (one process).
+    #[default]
+    Sled,
+    /// A PostgreSQL database, shared by replicas.
+    Postgres,
+}
+
+/// `[state]`: where the state lives.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// `sled` (default) or `postgres`.
+    #[serde(default)]
+    pub engine: Option<Spanned<StateEngine>>,
+    /// PostgreSQL: `postgres://USER@HOST:PORT/DB` (no password).
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    /// PostgreSQL: a file holding the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// PostgreSQL: the environment variable holding the password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// PostgreSQL: the schema of Custos' tables.
+    #[serde(default)]
+    pub schema: Option<Spanned<String>>,
+    /// PostgreSQL: connections in the pool.
+    #[serde(default)]
+    pub pool_size: Option<usize>,
+    /// PostgreSQL: bound on opening a connection, ms.
+    #[serde(default)]
+    pub connect_timeout_ms: Option<u64>,
+    /// PostgreSQL: bound on one statement, ms.
+    #[serde(default)]
+    pub statement_timeout_ms: Option<u64>,
+    /// PostgreSQL: bound on waiting for the state lock, ms.
+    #[serde(default)]
+    pub lock_timeout_ms: Option<u64>,
+}
+
+impl StateConfig {
+    /// The engine.
+    pub fn engine(&self) -> StateEngine {
+        self.engine
+            .as_ref()
+            .map(|e| *e.get_ref())
+            .unwrap_or_default()
+    }
+}
+
 /// The whole file.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -340,8 +418,9 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     /// The sealed key store directory.
     pub store_dir: PathBuf,
-    /// The state directory (requests, limits, outbox, audit).
-    pub state_dir: PathBuf,
+    /// The state directory (requests, limits, outbox, audit) of the sled engine.
+    #[serde(default)]
+    pub state_dir: Option<PathBuf>,
     /// The policy file.
     pub policy_file: PathBuf,
     /// A file holding the unseal passphrase, for unattended starts. Optional.
@@ -366,6 +445,9 @@ pub struct Config {
     /// Bitcoin sign options (optional section; safe defaults).
     #[serde(default)]
     pub bitcoin: BitcoinConfig,
+    /// Where the state lives (default: sled in `state_dir`).
+    #[serde(default)]
+    pub state: StateConfig,
     /// Signing-core bounds.
     #[serde(default)]
     pub signing: SigningConfig,
@@ -571,6 +653,15 @@ impl Config {
                 }
             })?;
         }
+        config.check_state().map_err(|(at, message)| {
+            let (line, column) = line_column(text, at);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+            }
+        })?;
         Ok(config)
     }
 
@@ -615,6 +706,107 @@ impl Config {
         PolicyTrust::new(officers, threshold).map_err(|e| (offset, format!("[compliance] {e}")))
     }
 
+    /// The `[state]` rules serde cannot express; an error names its position in the text.
+    fn check_state(&self) -> Result<(), (usize, String)> {
+        let state = &self.state;
+        let at = state.engine.as_ref().map(|e| e.span().start).unwrap_or(0);
+        match state.engine() {
+            StateEngine::Sled => {
+                if self.state_dir.is_none() {
+                    return Err((at, "the sled state engine needs `state_dir`".into()));
+                }
+                if let Some(url) = &state.url {
+                    return Err((
+                        url.span().start,
+                        "`url` is for engine = \"postgres\" (the state engine is sled)".into(),
+                    ));
+                }
+            }
+            StateEngine::Postgres => {
+                if self.state_dir.is_some() {
+                    return Err((
+                        at,
+                        "`state_dir` is for the sled engine: remove it when the state is in \
+                         PostgreSQL"
+                            .into(),
+                    ));
+                }
+                let Some(url) = &state.url else {
+                    return Err((at, "engine = \"postgres\" needs `url`".into()));
+                };
+                PgSettings::new(url.get_ref().clone())
+                    .driver_config()
+                    .map_err(|e| (url.span().start, e))?;
+                if state.password_file.is_some() && state.password_env.is_some() {
+                    return Err((
+                        at,
+                        "give `password_file` or `password_env`, not both".into(),
+                    ));
+                }
+                if let Some(schema) = &state.schema {
+                    crate::state::postgres::settings::check_schema_name(schema.get_ref())
+                        .map_err(|e| (schema.span().start, e))?;
+                }
+                if state.pool_size == Some(0) {
+                    return Err((at, "`pool_size` must be at least 1".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The PostgreSQL settings (`None` for the sled engine), with the password read from its file
+    /// or environment variable.
+    pub fn postgres_settings(&self) -> Result<Option<PgSettings>, String> {
+        let state = &self.state;
+        if state.engine() != StateEngine::Postgres {
+            return Ok(None);
+        }
+        let url = state
+            .url
+            .as_ref()
+            .map(|u| u.get_ref().clone())
+            .ok_or("engine = \"postgres\" needs `url`")?;
+        let mut settings = PgSettings::new(url);
+        settings.password = match (&state.password_file, &state.password_env) {
+            (Some(file), _) => {
+                Some(SecretString::from_file(file).map_err(|e| {
+                    format!("cannot read the password file {}: {e}", file.display())
+                })?)
+            }
+            (None, Some(var)) => Some(std::env::var(var).map(SecretString::new).map_err(|_| {
+                format!("the environment variable {var} (password_env) is not set")
+            })?),
+            (None, None) => std::env::var(STATE_PASSWORD_ENV)
+                .ok()
+                .map(SecretString::new),
+        };
+        settings.schema = state.schema.as_ref().map(|s| s.get_ref().clone());
+        if let Some(n) = state.pool_size {
+            settings.pool_size = n;
+        }
+        let ms = std::time::Duration::from_millis;
+        if let Some(t) = state.connect_timeout_ms {
+            settings.connect_timeout = ms(t.max(1));
+        }
+        if let Some(t) = state.statement_timeout_ms {
+            settings.statement_timeout = ms(t.max(1));
+        }
+        if let Some(t) = state.lock_timeout_ms {
+            settings.lock_timeout = ms(t.max(1));
+        }
+        Ok(Some(settings))
+    }
+
+    /// Where the state is, for messages: the sled directory or the PostgreSQL URL.
+    pub fn state_location(&self) -> String {
+        match (&self.state_dir, &self.state.url) {
+            (Some(dir), _) if self.state.engine() == StateEngine::Sled => dir.display().to_string(),
+            (_, Some(url)) => url.get_ref().clone(),
+            _ => "?".into(),
+        }
+    }
+
     fn resolve_paths(&mut self, base: &Path) {
         let resolve = |p: &mut PathBuf| {
             if p.is_relative() {
@@ -622,7 +814,12 @@ impl Config {
             }
         };
         resolve(&mut self.store_dir);
-        resolve(&mut self.state_dir);
+        if let Some(p) = self.state_dir.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = self.state.password_file.as_mut() {
+            resolve(p);
+        }
         resolve(&mut self.policy_file);
         if let Some(p) = self.passphrase_file.as_mut() {
             resolve(p);
@@ -694,7 +891,10 @@ threshold = 1
         assert_eq!(config.share_unseal_timeout_secs, 900);
         config.resolve_paths(Path::new("/etc/custos"));
         assert_eq!(config.store_dir, Path::new("/etc/custos/store"));
-        assert_eq!(config.state_dir, Path::new("/var/lib/custos/state"));
+        assert_eq!(
+            config.state_dir.as_deref(),
+            Some(Path::new("/var/lib/custos/state"))
+        );
         assert_eq!(config.tls.key, Path::new("/etc/custos/tls/server.key"));
     }
 
@@ -879,6 +1079,44 @@ threshold = 1
             assert!(error.starts_with(&at), "{error}");
             assert!(error.contains(what), "{error}");
         }
+    }
+
+    #[test]
+    fn postgres_state_is_checked_with_positions() {
+        let base = GOOD.replace("state_dir = \"/var/lib/custos/state\"\n", "");
+        let pg = format!(
+            "{base}\n[state]\nengine = \"postgres\"\nurl = \"postgres://custos@127.0.0.1:5432/custos\"\npassword_file = \"pw\"\nschema = \"custos\"\n"
+        );
+        let mut config = Config::parse(&pg, Path::new("c.toml")).unwrap();
+        assert_eq!(config.state.engine(), StateEngine::Postgres);
+        config.resolve_paths(Path::new("/etc/custos"));
+        assert_eq!(
+            config.state.password_file.as_deref(),
+            Some(Path::new("/etc/custos/pw"))
+        );
+        // A password in the URL: refused at its line, and not echoed.
+        let bad = pg.replace("custos@127", "custos:hunter2@127");
+        let e = Config::parse(&bad, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:14:7: "), "{e}");
+        assert!(e.contains("password") && !e.contains("hunter2"), "{e}");
+        // No url; state_dir beside postgres; no state_dir for sled; an unknown key.
+        let e = Config::parse(&pg.replace("url = ", "# url = "), Path::new("c.toml"));
+        assert!(e.unwrap_err().to_string().contains("needs `url`"));
+        let e = Config::parse(&format!("state_dir = \"s\"\n{pg}"), Path::new("c.toml"));
+        assert!(e.unwrap_err().to_string().contains("state_dir"));
+        let e = Config::parse(&base, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs `state_dir`"), "{e}");
+        let e = Config::parse(&format!("{pg}password = \"x\"\n"), Path::new("c.toml"));
+        assert!(e.unwrap_err().to_string().starts_with("c.toml:17:1: "));
+        let e = Config::parse(
+            &pg.replace("\"custos\"\n", "\"Bad-Name\"\n"),
+            Path::new("c"),
+        );
+        assert!(e.unwrap_err().to_string().contains("schema"));
     }
 
     #[test]

@@ -4,16 +4,15 @@
 //! walks every record: "audit chain intact: N records", or the first break ("record 17: mac
 //! mismatch", "record 17 missing", "record 17: prev does not match record 16") and exit 1.
 //! `tail` prints the newest records and needs no key (they hold nothing secret; `verify` is what
-//! authenticates them). Both open the state database, so the server must not be running.
+//! authenticates them). Both open the state (`--state DIR|URL` or `--config FILE`, see
+//! `super::state`): a sled database only while its server is stopped, PostgreSQL at any time.
 //! `verify --expect-head SEQ:MAC` also checks that the chain contains a head an operator (or the
 //! broadcaster, from an outbox entry) kept: a truncated or rewritten chain fails it.
-
-use std::path::PathBuf;
 
 use clap::Subcommand;
 
 use super::common::StoreArgs;
-use super::state::{open_state, open_state_unsealed};
+use super::state::{open_state, open_state_unsealed, StateArgs};
 use super::{CliError, CliResult};
 use crate::policy::eval::format_time;
 use crate::state::anchor::{self, format_head, parse_head};
@@ -24,9 +23,9 @@ use crate::state::audit::{self, VerifyOutcome};
 pub enum AuditCommand {
     /// Check the whole chain with the store's audit key; report the first break.
     Verify {
-        /// The state directory of the signer.
-        #[arg(long, value_name = "DIR")]
-        state: PathBuf,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        state: StateArgs,
         #[command(flatten)]
         #[allow(missing_docs)]
         store: StoreArgs,
@@ -37,9 +36,9 @@ pub enum AuditCommand {
     },
     /// Print the newest records (not authenticated: run `verify` for that).
     Tail {
-        /// The state directory of the signer.
-        #[arg(long, value_name = "DIR")]
-        state: PathBuf,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        state: StateArgs,
         /// How many records.
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,

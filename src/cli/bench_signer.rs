@@ -20,7 +20,15 @@
 //! see [`super::bench_signer_hsm`]) — and reports both end-to-end rates, their ratio, the token's
 //! raw signing rate through the backend, and the raw libsecp256k1 rate (no derivation, no
 //! backend) as the ceiling of either.
+//! `--state postgres --replicas N` runs the same requests a second time against N replicas in
+//! this process — N signing cores, each with its own copy of the key store, its own connection
+//! pool and its own gRPC server on 127.0.0.1, the clients spread over them — sharing one
+//! PostgreSQL database: `--postgres-url` (password from `--postgres-password-file` or
+//! `CUSTOS_STATE_PASSWORD`; a fresh schema is created in it), or else a throwaway cluster started
+//! in the scratch directory. Both figures, the round trips per signature and the raw rate are
+//! printed side by side.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,6 +37,7 @@ use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
 
 use super::common::{keystore_error, with_spinner, UnsafeKdfArgs};
+use super::pgdev::Cluster;
 use super::sample::{eth_transfer, external_script, p2wpkh_psbt, ScratchDir};
 use super::{CliError, CliResult};
 use crate::backend::{KeyBackend, KeyRef, SoftwareBackend};
@@ -44,12 +53,23 @@ use crate::service::proto::{
 use crate::service::tls::client_tls;
 use crate::service::TlsMaterial;
 use crate::signing::{CoreConfig, SigningCore};
+use crate::state::postgres::{PgEngine, PgSettings, PgStats};
 use crate::wallet::Wallet;
 
 /// The benchmark client's principal.
 const CLIENT: &str = "spiffe://custos.bench/client";
 const SEPOLIA: u64 = 11_155_111;
 const ETH_PAYEE: &str = "0x3535353535353535353535353535353535353535";
+
+/// Which engines to measure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchState {
+    /// sled only.
+    #[default]
+    Sled,
+    /// sled, then PostgreSQL with `--replicas` replicas.
+    Postgres,
+}
 
 /// Arguments of `custos bench signer`.
 #[derive(Debug, Args)]
@@ -69,6 +89,19 @@ pub struct SignerArgs {
     /// The HSM session pool size for `--backend pkcs11`.
     #[arg(long, default_value_t = 4)]
     pub hsm_sessions: usize,
+    /// `postgres`: also measure replicas sharing a PostgreSQL database (after sled).
+    #[arg(long, value_enum, default_value_t = BenchState::Sled)]
+    pub state: BenchState,
+    /// With `--state postgres`: replicas in this process.
+    #[arg(long, default_value_t = 2)]
+    pub replicas: usize,
+    /// With `--state postgres`: an existing database (no password in the URL); default: a
+    /// throwaway cluster started for the run.
+    #[arg(long, value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// With `--postgres-url`: a file holding its password (else CUSTOS_STATE_PASSWORD).
+    #[arg(long, value_name = "FILE")]
+    pub postgres_password_file: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub kdf: UnsafeKdfArgs,
@@ -175,6 +208,12 @@ pub fn run(args: SignerArgs) -> CliResult {
     };
     println!("key store sealed with argon2id ({kdf}); wallets btc (regtest), eth (sepolia)");
 
+    // Each replica gets its own copy of the key store, taken before any core holds it.
+    let postgres = args.state == BenchState::Postgres;
+    let replicas = if postgres { args.replicas.max(1) } else { 0 };
+    for i in 0..replicas {
+        copy_dir(&dir.join("store"), &dir.join(format!("store-{i}")))?;
+    }
     let server_tls =
         TlsMaterial::load(&pki.server_cert, &pki.server_key, &pki.ca_cert).map_err(op)?;
     let client = &pki.clients[0];
@@ -213,7 +252,13 @@ pub fn run(args: SignerArgs) -> CliResult {
                 .await
                 .map_err(op)?;
             let flushes_before = core.flush_count();
-            let report = drive(server.addr.port(), &client_tls_material, clients, payloads).await;
+            let report = drive(
+                &[server.addr.port()],
+                &client_tls_material,
+                clients,
+                payloads,
+            )
+            .await;
             let flushes = core.flush_count() - flushes_before;
             server.shutdown().await.map_err(op)?;
             report.map(|r| (r, flushes))
@@ -225,34 +270,53 @@ pub fn run(args: SignerArgs) -> CliResult {
         None => None,
     };
 
+    let pg_run = if postgres {
+        Some(run_postgres(
+            &args,
+            &dir,
+            replicas,
+            &passphrase,
+            &runtime,
+            &server_tls,
+            &client_tls_material,
+            clients,
+            build_requests(&btc, &eth, 0, requests)?,
+        )?)
+    } else {
+        None
+    };
+
     let raw = raw_backend(&backend, &btc, &eth, requests.max(2000))?;
 
-    let rate = report.count as f64 / report.wall.as_secs_f64();
     println!();
     println!("custos bench signer: {clients} mTLS clients, {requests} requests (half EIP-1559, half P2WPKH PSBTs)");
-    println!(
-        "  end to end       {rate:>10.0} signatures/s  ({} signed in {:.2} s)",
-        report.count,
-        report.wall.as_secs_f64()
-    );
-    println!(
-        "  latency          p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        ms(report.p50),
-        ms(report.p99),
-        ms(report.max)
-    );
+    let rate = report.rate();
+    let sled_rate = rate;
+    print_run("end to end", &report);
     println!(
         "  group commit     {flushes} flushes ({:.1} requests per flush, two durable steps each)",
         report.count as f64 / flushes.max(1) as f64
     );
+    if let Some((run, stats, description)) = &pg_run {
+        print_run(&format!("postgres, {replicas} replica(s)"), &run.report);
+        let n = run.report.count.max(1) as f64;
+        println!(
+            "  postgres         {description}: {:.1} round trips per signature ({:.1} in {:.1} transactions, {:.2} per transaction), {} re-runs",
+            stats.round_trips as f64 / n,
+            stats.tx_round_trips as f64 / n,
+            stats.transactions as f64 / n,
+            stats.tx_round_trips as f64 / stats.transactions.max(1) as f64,
+            stats.retries,
+        );
+    }
     println!(
         "  key backend      {:>10.0} signatures/s on one thread, {:.0} on {} threads",
         raw.single, raw.parallel, raw.threads
     );
     println!(
-        "  ratio            end to end / backend = {:.1}% (one thread), {:.1}% ({} threads)",
-        100.0 * rate / raw.single,
-        100.0 * rate / raw.parallel,
+        "  ratio            sled / backend = {:.1}% (one thread), {:.1}% ({} threads)",
+        100.0 * sled_rate / raw.single,
+        100.0 * sled_rate / raw.parallel,
         raw.threads
     );
     if let (Some(token), Some((hsm_report, hsm_flushes))) = (&hsm, hsm_report) {
@@ -266,7 +330,154 @@ pub fn run(args: SignerArgs) -> CliResult {
             hsm_flushes,
         )?;
     }
+    if let Some((run, _, _)) = &pg_run {
+        let rate = run.report.rate();
+        println!(
+            "                   postgres / backend = {:.1}% (one thread), {:.1}% ({} threads); postgres / sled = {:.1}%",
+            100.0 * rate / raw.single,
+            100.0 * rate / raw.parallel,
+            raw.threads,
+            100.0 * rate / sled_rate.max(f64::MIN_POSITIVE)
+        );
+    }
     Ok(())
+}
+
+fn print_run(label: &str, report: &Report) {
+    println!(
+        "  {label:<16} {:>10.0} signatures/s  ({} signed in {:.2} s); latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        report.rate(),
+        report.count,
+        report.wall.as_secs_f64(),
+        ms(report.p50),
+        ms(report.p99),
+        ms(report.max)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), CliError> {
+    std::fs::create_dir_all(to).map_err(op)?;
+    for e in std::fs::read_dir(from).map_err(op)? {
+        let e = e.map_err(op)?;
+        let target = to.join(e.file_name());
+        if e.file_type().map_err(op)?.is_dir() {
+            copy_dir(&e.path(), &target)?;
+        } else {
+            std::fs::copy(e.path(), target).map_err(op)?;
+        }
+    }
+    Ok(())
+}
+
+/// One measured run.
+struct Run {
+    report: Report,
+}
+
+/// Serves `cores` (one gRPC server each, on 127.0.0.1) and drives them with `clients` clients
+/// spread over the servers.
+async fn measure(
+    cores: &[Arc<SigningCore>],
+    server_tls: &TlsMaterial,
+    client_tls: &TlsMaterial,
+    clients: usize,
+    payloads: Vec<SignRequest>,
+) -> Result<Run, CliError> {
+    let mut servers = Vec::new();
+    for core in cores {
+        let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
+        servers.push(
+            crate::service::start(core.clone(), server_tls, listener, None)
+                .await
+                .map_err(op)?,
+        );
+    }
+    let ports: Vec<u16> = servers.iter().map(|s| s.addr.port()).collect();
+    let report = drive(&ports, client_tls, clients, payloads).await;
+    for server in servers {
+        server.shutdown().await.map_err(op)?;
+    }
+    Ok(Run { report: report? })
+}
+
+/// The PostgreSQL run: a database (given, or a throwaway cluster), a fresh schema, `replicas`
+/// cores over it.
+#[allow(clippy::too_many_arguments)]
+fn run_postgres(
+    args: &SignerArgs,
+    dir: &ScratchDir,
+    replicas: usize,
+    passphrase: &SecretString,
+    runtime: &tokio::runtime::Runtime,
+    server_tls: &TlsMaterial,
+    client_tls: &TlsMaterial,
+    clients: usize,
+    payloads: Vec<SignRequest>,
+) -> Result<(Run, PgStats, String), CliError> {
+    let schema = format!("bench_{:08x}", rand::random::<u32>());
+    let mut cluster = None;
+    let mut settings = match &args.postgres_url {
+        Some(url) => {
+            let mut s = PgSettings::new(url.clone());
+            s.password = match &args.postgres_password_file {
+                Some(file) => Some(super::common::read_secret_file(file)?),
+                None => std::env::var(crate::config::STATE_PASSWORD_ENV)
+                    .ok()
+                    .map(SecretString::new),
+            };
+            s
+        }
+        None => {
+            let c = with_spinner("starting a throwaway PostgreSQL…", || {
+                Cluster::start(&dir.join("postgres"))
+            })
+            .map_err(op)?;
+            let s = c.settings(None).map_err(op)?;
+            cluster = Some(c);
+            s
+        }
+    };
+    settings.schema = Some(schema);
+    settings.pool_size = settings.pool_size.max(clients.div_ceil(replicas) + 2);
+    PgEngine::migrate(&settings).map_err(op)?;
+    let mut engines = Vec::new();
+    let mut cores = Vec::new();
+    for i in 0..replicas {
+        let engine = Arc::new(PgEngine::open(&settings).map_err(op)?);
+        let core = SigningCore::open_with_engine(
+            CoreConfig::new(
+                dir.join(format!("store-{i}")),
+                PathBuf::new(),
+                dir.join("policy.toml"),
+            ),
+            engine.clone(),
+        )
+        .map_err(op)?;
+        with_spinner(&format!("unsealing replica {i} (argon2id)…"), || {
+            core.unseal_with_passphrase(passphrase)
+        })
+        .map_err(op)?;
+        engines.push(engine);
+        cores.push(Arc::new(core));
+    }
+    let before: Vec<PgStats> = engines.iter().map(|e| e.stats()).collect();
+    let run = runtime.block_on(measure(&cores, server_tls, client_tls, clients, payloads))?;
+    let mut stats = PgStats::default();
+    for (engine, before) in engines.iter().zip(before) {
+        let now = engine.stats();
+        stats.transactions += now.transactions - before.transactions;
+        stats.tx_round_trips += now.tx_round_trips - before.tx_round_trips;
+        stats.round_trips += now.round_trips - before.round_trips;
+        stats.retries += now.retries - before.retries;
+    }
+    let description = match &cluster {
+        Some(c) => format!("throwaway cluster on 127.0.0.1:{}", c.port()),
+        None => engines[0].description().to_owned(),
+    };
+    drop(cores);
+    drop(engines);
+    drop(cluster);
+    Ok((run, stats, description))
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {
@@ -314,9 +525,16 @@ pub(crate) struct Report {
     pub(crate) max: Duration,
 }
 
-/// `clients` connections, each sending its share in turn; every answer must be signed.
+impl Report {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.wall.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+}
+
+/// `clients` connections (spread over the servers at `ports`), each sending its share in turn;
+/// every answer must be signed.
 async fn drive(
-    port: u16,
+    ports: &[u16],
     tls: &TlsMaterial,
     clients: usize,
     requests: Vec<SignRequest>,
@@ -326,7 +544,8 @@ async fn drive(
         shares[i % clients].push(r);
     }
     let mut connected = Vec::new();
-    for _ in 0..clients {
+    for n in 0..clients {
+        let port = ports[n % ports.len()];
         let channel: Channel = Endpoint::from_shared(format!("https://localhost:{port}"))
             .map_err(op)?
             .tls_config(client_tls(tls, "localhost"))

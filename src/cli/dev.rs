@@ -55,6 +55,18 @@ pub const EXAMPLE_POLICY: &str = include_str!("../../policies/exchange.toml");
 pub enum DevCommand {
     /// Write a development environment (certificates, key store, wallets, configuration).
     Env(EnvArgs),
+    /// Start (or stop) a throwaway PostgreSQL on 127.0.0.1 for the state.
+    Postgres(super::dev_postgres::PostgresArgs),
+}
+
+/// Where a development environment keeps its state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DevState {
+    /// The embedded database, in `state/`.
+    #[default]
+    Sled,
+    /// PostgreSQL: `--postgres-url`, or a throwaway cluster started in `postgres/`.
+    Postgres,
 }
 
 /// Arguments of `custos dev env`.
@@ -77,6 +89,16 @@ pub struct EnvArgs {
     /// The PKCS#11 module for `--hsm`.
     #[arg(long, value_name = "PATH", default_value = crate::backend::pkcs11::provision::SOFTHSM2_MODULE)]
     pub hsm_module: PathBuf,
+    /// Where the server keeps its state.
+    #[arg(long, value_enum, default_value_t = DevState::Sled)]
+    pub state: DevState,
+    /// With `--state postgres`: an existing database (no password in the URL; migrated here).
+    /// Without it, a throwaway cluster is started in DIR/postgres.
+    #[arg(long, value_name = "URL")]
+    pub postgres_url: Option<String>,
+    /// With `--postgres-url`: a file holding its password.
+    #[arg(long, value_name = "FILE")]
+    pub postgres_password_file: Option<PathBuf>,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub kdf: UnsafeKdfArgs,
@@ -86,6 +108,54 @@ pub struct EnvArgs {
 pub fn run(command: DevCommand) -> CliResult {
     match command {
         DevCommand::Env(args) => env(&args),
+        DevCommand::Postgres(args) => super::dev_postgres::run(&args),
+    }
+}
+
+/// The `state_dir` line or `[state]` section of the environment's configuration; for PostgreSQL,
+/// the database migrated (and started, when the environment brings its own).
+fn state_config(dir: &Path, args: &EnvArgs) -> Result<(String, String), CliError> {
+    if args.state == DevState::Sled {
+        if args.postgres_url.is_some() || args.postgres_password_file.is_some() {
+            return Err(CliError::usage(
+                "--postgres-url and --postgres-password-file go with --state postgres",
+            ));
+        }
+        return Ok(("state_dir = \"state\"\n".into(), String::new()));
+    }
+    match &args.postgres_url {
+        Some(url) => {
+            let mut settings = crate::state::postgres::PgSettings::new(url.clone());
+            if let Some(file) = &args.postgres_password_file {
+                settings.password = Some(read_secret_file(file)?);
+            }
+            crate::state::postgres::PgEngine::migrate(&settings)
+                .map_err(|e| CliError::operational(format!("cannot migrate {url}: {e}")))?;
+            let password = match &args.postgres_password_file {
+                Some(file) => format!("password_file = \"{}\"\n", file.display()),
+                None => String::new(),
+            };
+            Ok((
+                String::new(),
+                format!("\n[state]\nengine = \"postgres\"\nurl = \"{url}\"\n{password}"),
+            ))
+        }
+        None => {
+            let cluster = super::dev_postgres::start(&dir.join("postgres"))?;
+            println!(
+                "PostgreSQL started in {} on 127.0.0.1:{} (stop: custos dev postgres {} --stop)",
+                cluster.dir().display(),
+                cluster.port(),
+                dir.join("postgres").display()
+            );
+            Ok((
+                String::new(),
+                format!(
+                    "\n{}",
+                    super::dev_postgres::state_section(&cluster.url(), &cluster.password_file())
+                ),
+            ))
+        }
     }
 }
 
@@ -410,9 +480,10 @@ fn env(args: &EnvArgs) -> CliResult {
     drop(unsealed);
     drop(store);
 
+    let (state_line, state_section) = state_config(dir, args)?;
     let mut config = format!(
         "{}\n{}",
-        server_config(args.port, hsm.is_none()),
+        server_config(args.port, hsm.is_none(), &state_line, &state_section),
         governance::compliance_toml(&officers)
     );
     if let Some(hsm) = &hsm {
@@ -588,7 +659,12 @@ fn approver_key_path(dir: &Path, client: &DevClient) -> PathBuf {
         .join(format!("{}.pem", client.name))
 }
 
-fn server_config(port: u16, with_passphrase: bool) -> String {
+fn server_config(
+    port: u16,
+    with_passphrase: bool,
+    state_line: &str,
+    state_section: &str,
+) -> String {
     let metrics = if port == 0 { 0 } else { port.wrapping_add(1) };
     let passphrase = if with_passphrase {
         "# A development passphrase, so that `custos serve` starts unsealed. In production leave this out\n\
@@ -603,8 +679,7 @@ fn server_config(port: u16, with_passphrase: bool) -> String {
 listen = "127.0.0.1:{port}"
 metrics_listen = "127.0.0.1:{metrics}"
 store_dir = "store"
-state_dir = "state"
-policy_file = "policy.toml"
+{state_line}policy_file = "policy.toml"
 {passphrase}log_format = "human"
 
 [tls]
@@ -615,7 +690,7 @@ client_ca = "tls/ca.pem"
 # The approval console: a web page for approvers, on loopback.
 [console]
 listen = "127.0.0.1:{console}"
-"#
+{state_section}"#
     )
 }
 

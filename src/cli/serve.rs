@@ -5,7 +5,8 @@
 //! 1. load and validate the configuration; set up logging (human or JSON, on stderr);
 //! 2. run the known-answer self-tests ([`crate::selftest`]) — derivation and both chains' signing,
 //!    as HSM firmware does before it serves;
-//! 3. open the signing core ([`SigningCore::open`]): the key store (sealed), the state database
+//! 3. open the signing core ([`SigningCore::open_with_engine`]): the key store (sealed), the state
+//!    (sled in `state_dir`, or PostgreSQL per `[state]`: connected, its schema version checked)
 //!    and the policy, validated and carrying the threshold of compliance signatures
 //!    `[compliance]` requires (refused otherwise, naming who signed and how many are missing;
 //!    `allow_unsigned_policy` is development mode, said in the log at every start and in the
@@ -48,6 +49,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::cli::common::{read_secret_file, take_secret_env, PASSPHRASE_ENV};
+use crate::cli::state::StateLocation;
 use crate::cli::{CliError, CliResult};
 use crate::config::{Config, LogFormat};
 use crate::secret::SecretString;
@@ -169,7 +171,8 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
             "[signing] unsafe_accept_state_rollback is on: a state database behind its anchor will be served (the unseal records it in the audit chain)"
         );
     }
-    let core = SigningCore::open(CoreConfig {
+    let location = StateLocation::of_config(config)?;
+    let core_config = CoreConfig {
         policy_trust: trust,
         policy_signatures: config.policy_signatures(),
         authorization_max_age_secs: config.signing.authorization_max_age,
@@ -178,10 +181,18 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
         limits: config.limits.clone(),
         ..CoreConfig::new(
             config.store_dir.clone(),
-            config.state_dir.clone(),
+            config.state_dir.clone().unwrap_or_default(),
             config.policy_file.clone(),
         )
-    })
+    };
+    // sled: the core opens the directory itself, with the free-space guard and the reopen after
+    // a storage failure (signing::storage); PostgreSQL keeps its data where it chooses.
+    let core = match &location {
+        StateLocation::Sled(_) => SigningCore::open(core_config),
+        StateLocation::Postgres(_) => {
+            SigningCore::open_with_engine(core_config, location.open_engine_for_serving()?)
+        }
+    }
     .map_err(|e| CliError::operational(format!("cannot open the signing core: {e}")))?;
     for weakening in core.bitcoin_options().weakenings() {
         tracing::warn!(
@@ -194,7 +205,7 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
     core.set_share_timeout(config.share_unseal_timeout_secs);
     tracing::info!(
         store = %config.store_dir.display(),
-        state = %config.state_dir.display(),
+        state = %location.describe(),
         policy = %core.policy_path().display(),
         "signing core open (sealed)"
     );

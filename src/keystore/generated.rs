@@ -12,12 +12,8 @@
 
 use bitcoin::secp256k1::PublicKey;
 
-use super::envelope::{self, associated_data};
 use super::error::KeystoreError;
-use super::payload;
-use super::record::{
-    encode_record, validate_wallet_name, Record, RecordKind, FORMAT_VERSION, WALLET_PREFIX,
-};
+use super::record::{validate_wallet_name, WALLET_PREFIX};
 use super::unsealed::Unsealed;
 use crate::backend::SeedId;
 use crate::keys::{AccountKey, Network};
@@ -55,18 +51,8 @@ impl Unsealed {
             seed: generated_seed(name),
             account,
         };
-        let ad = associated_data(
-            FORMAT_VERSION,
-            RecordKind::Wallet.byte(),
-            self.store.store_id(),
-            &id,
-            b"",
-        );
-        let sealed = envelope::seal(&self.dek, &ad, &payload::encode_wallet(&wallet))?;
-        if !self
-            .store
-            .insert_new(&id, encode_record(&id, &Record::Wallet(sealed)))?
-        {
+        let bytes = self.encode_wallet_record(&id, &wallet)?;
+        if !self.store.insert_new(&id, bytes)? {
             return Err(KeystoreError::DuplicateWallet(name.to_owned()));
         }
         Ok(wallet)

@@ -309,16 +309,26 @@ impl Unsealed {
             seed: seed.clone(),
             account,
         };
+        let bytes = self.encode_wallet_record(&id, &wallet)?;
+        Ok((wallet, id, bytes))
+    }
+
+    /// `wallet` sealed under the data key, bound to the store and to its record id `id`, as the
+    /// encoded record to write.
+    pub(crate) fn encode_wallet_record(
+        &self,
+        id: &str,
+        wallet: &Wallet,
+    ) -> Result<Vec<u8>, KeystoreError> {
         let ad = associated_data(
             FORMAT_VERSION,
             RecordKind::Wallet.byte(),
             self.store.store_id(),
-            &id,
+            id,
             b"",
         );
-        let sealed = envelope::seal(&self.dek, &ad, &payload::encode_wallet(&wallet))?;
-        let bytes = encode_record(&id, &Record::Wallet(sealed));
-        Ok((wallet, id, bytes))
+        let sealed = envelope::seal(&self.dek, &ad, &payload::encode_wallet(wallet))?;
+        Ok(encode_record(id, &Record::Wallet(sealed)))
     }
 
     /// Refuses `path` on `seed` when another wallet derives from it, naming that wallet and the

@@ -450,8 +450,19 @@ impl SigningCore {
         &self.state
     }
 
-    /// The outbox head that is durable (what streams may deliver).
+    /// The outbox head that is durable (what streams may deliver). On a database other replicas
+    /// commit to, the head is read from it (its commits are durable), so entries another replica
+    /// signed count too.
     pub fn durable_outbox_head(&self) -> u64 {
+        if self.state.engine().shared() {
+            if let Ok(head) = crate::state::outbox::head(&self.state) {
+                self.outbox_head.send_if_modified(|h| {
+                    let moved = head > *h;
+                    *h = (*h).max(head);
+                    moved
+                });
+            }
+        }
         *self.outbox_head.borrow()
     }
 

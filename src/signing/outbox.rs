@@ -9,6 +9,11 @@
 //! no stream ever sends an entry a crash could take back, and a sequence number a broadcaster has
 //! seen is never given to another transaction after a restart. Each entry carries the audit head of
 //! its `sign.signed` record, so a broadcaster also sees the audit chain only grow.
+//!
+//! Replicas sharing one database (PostgreSQL) share one outbox sequence and the cursors: a stream
+//! also reads the head from the database (every 200 ms while idle), so it delivers entries any
+//! replica committed — every entry once, in order — and a broadcaster resumes from its cursor on
+//! whichever replica it reaches.
 
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -24,6 +29,10 @@ use super::{system_time, unavailable, SigningCore};
 
 /// Entries read per database round trip while catching up.
 const BATCH: usize = 256;
+
+/// How often a stream over a database that other replicas also commit to reads the head there
+/// (their entries wake no watch in this process).
+const SHARED_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn entry(e: StoredOutboxEntry) -> OutboxEntry {
     OutboxEntry {
@@ -79,9 +88,21 @@ async fn pump(
     mut last: u64,
     tx: mpsc::Sender<Result<OutboxEntry, CoreError>>,
 ) {
+    // Other replicas' entries are seen by reading the head from the database (whose commits
+    // are durable), every SHARED_POLL.
+    let shared = state.engine().shared();
     loop {
         // Mark the head seen before reading, so an entry signed meanwhile wakes us again.
-        let durable = *head.borrow_and_update();
+        let mut durable = *head.borrow_and_update();
+        if shared {
+            match outbox_state::head(&state) {
+                Ok(h) => durable = durable.max(h),
+                Err(e) => {
+                    let _ = tx.send(Err(unavailable(e))).await;
+                    return;
+                }
+            }
+        }
         loop {
             let batch = match outbox_state::read_after(&state, last, durable, BATCH) {
                 Ok(b) => b,
@@ -103,6 +124,7 @@ async fn pump(
         tokio::select! {
             changed = head.changed() => if changed.is_err() { return },
             () = tx.closed() => return,
+            () = tokio::time::sleep(SHARED_POLL), if shared => {},
         }
     }
 }

@@ -6,14 +6,14 @@ use crate::signing::contract::Principal;
 use crate::signing::contract::{CoreError, CoreResult};
 use crate::signing::contract::{SignPayload, SignReply, SignRequest};
 use crate::state::audit::AuditEntry;
-use crate::state::ledger::{confirm_in, release_in, reserve_in};
+use crate::state::ledger::{confirm_in, confirm_keys, release_in, reserve_in, reserve_keys};
 use crate::state::nonces::{self, ClaimOutcome, NonceClaim};
 use crate::state::outbox::{self as outbox_state, StoredOutboxEntry};
 use crate::state::requests::{
     self, request_key, StoredOutput, StoredQuorum, StoredRequest, StoredState,
 };
 use crate::state::ReserveOutcome;
-use crate::state::{engine::TxResult, StateTx};
+use crate::state::{engine::TxResult, StateTx, Tree};
 use crate::wallet::Wallet;
 
 use super::decode::{self, Decoded, SignFailure};
@@ -313,8 +313,10 @@ fn commit_decision(
     let id = record.key();
     let principal = record.requester.clone();
     let now = record.created_at;
+    let reads = decision_keys(&record, decision, nonce.as_ref());
     core.state
         .transact(|tx| {
+            tx.prefetch(&reads)?;
             if requests::get_in(tx, &id)?.is_some() {
                 return Ok(None);
             }
@@ -416,6 +418,44 @@ fn commit_decision(
         .map_err(|e| core.fail(e))
 }
 
+/// Every record [`commit_decision`] reads, so that a networked engine fetches them at once.
+fn decision_keys(
+    record: &StoredRequest,
+    decision: &PolicyDecision,
+    nonce: Option<&(u64, String, u64, String)>,
+) -> Vec<(Tree, Vec<u8>)> {
+    let key = record.key();
+    let hold = match &decision.outcome {
+        Outcome::NeedsApproval { quorum } => Some(
+            record
+                .created_at
+                .saturating_add(i64::try_from(quorum.expires_secs).unwrap_or(i64::MAX)),
+        ),
+        _ => None,
+    };
+    let mut keys = requests::record_keys(&record.request_id, &key, hold);
+    if let Some((chain_id, address, n, _)) = nonce {
+        let nonce = nonces::nonce_key(*chain_id, address, *n);
+        keys.push((Tree::Nonces, nonce.into_bytes()));
+    }
+    if let Some(plan) = &decision.reservation {
+        keys.extend(reserve_keys(&key, plan, hold));
+    }
+    keys
+}
+
+/// Every record [`sign_and_commit`] reads (the request, its reservation and hold, its nonce).
+fn signed_keys(record: &StoredRequest) -> Vec<(Tree, Vec<u8>)> {
+    let key = record.key();
+    let hold = record.quorum.as_ref().map(|q| q.expires_at);
+    let mut keys = requests::record_keys(&record.request_id, &key, hold);
+    keys.extend(confirm_keys(&key, hold));
+    if let Some(nonce) = &record.nonce_key {
+        keys.push((Tree::Nonces, nonce.as_bytes().to_vec()));
+    }
+    keys
+}
+
 /// Steps 6 and 7 without the flush: signs an `authorized` request and commits the result (see
 /// [`commit_signed`]).
 pub(crate) fn sign_and_commit(
@@ -475,8 +515,10 @@ pub(crate) fn commit_signed(
     let policy_hash = core.policy().hash.clone();
     let id = record.key();
     let now = now_unix();
+    let reads = signed_keys(&record);
     core.state
         .transact(|tx| {
+            tx.prefetch(&reads)?;
             let Some(mut r) = requests::get_in(tx, &id)? else {
                 return Ok(record.clone());
             };

@@ -82,8 +82,11 @@
 //! that the runtime survives, or leave sled (the PostgreSQL store).
 //!
 //! An engine given by the caller ([`crate::signing::SigningCore::open_with_engine`]) keeps its data
-//! where it chooses: it gets the bounded flush and the failure latch, but no free-space guard on
-//! the state directory and no reopen (a failed one answers `UNAVAILABLE` until a restart).
+//! where it chooses: it gets the bounded flush, but no free-space guard on the state directory and
+//! no reopen. A shared engine ([`Engine::shared`]: PostgreSQL) is not latched either: the latch
+//! exists because a failed sled instance answers from memory what is not on disk, while a
+//! networked engine keeps nothing of a failed transaction, so each call that meets the failure
+//! answers `UNAVAILABLE` and serving resumes by itself once the database is back.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -223,6 +226,9 @@ struct Failure {
 pub struct GuardedEngine {
     storage: Arc<Storage>,
     name: &'static str,
+    /// The engine's [`Engine::shared`]: other replicas commit to it too (PostgreSQL). Such an
+    /// engine keeps nothing of a failed transaction, so its failures are not latched.
+    shared: bool,
     current: RwLock<Option<Arc<dyn Engine>>>,
     reopen: Option<Reopen>,
     failure: Mutex<Option<Failure>>,
@@ -243,6 +249,7 @@ impl GuardedEngine {
         GuardedEngine {
             storage,
             name: engine.name(),
+            shared: engine.shared(),
             current: RwLock::new(Some(engine)),
             reopen,
             failure: Mutex::new(None),
@@ -407,6 +414,11 @@ impl GuardedEngine {
 
     /// Records that the engine itself failed (the first failure is logged).
     fn fail(&self, error: &StateError) {
+        if self.shared {
+            // Not latched (module docs): this call fails, the next one tries the database again.
+            tracing::warn!(error = %error, "the state database failed this call (UNAVAILABLE)");
+            return;
+        }
         let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
         if failure.is_none() {
             tracing::error!(
@@ -472,6 +484,18 @@ impl Engine for GuardedEngine {
 
     fn count(&self, tree: Tree) -> Result<u64, StateError> {
         self.engine()?.count(tree)
+    }
+
+    fn scan_many_raw(&self, scans: &[Scan]) -> Result<Vec<Entries>, StateError> {
+        self.engine()?.scan_many_raw(scans)
+    }
+
+    fn shared(&self) -> bool {
+        self.shared
+    }
+
+    fn snapshot(&self) -> Result<Option<Arc<dyn Engine>>, StateError> {
+        self.engine()?.snapshot()
     }
 }
 

@@ -154,6 +154,28 @@ pub trait Engine: Send + Sync {
 
     /// Number of entries in `tree` (tests and tools).
     fn count(&self, tree: Tree) -> Result<u64, StateError>;
+
+    /// Several range reads at once (one network round trip on an engine that has them); the
+    /// results in the order of `scans`. The default reads them one after another.
+    fn scan_many_raw(&self, scans: &[Scan]) -> Result<Vec<Entries>, StateError> {
+        scans.iter().map(|scan| self.scan_raw(scan)).collect()
+    }
+
+    /// Whether other processes (replicas) commit to this database too. Such an engine's commits
+    /// are durable when [`Engine::transact_raw`] returns, so what it holds is what may be
+    /// delivered: the signing core then learns the outbox head from the database, not only from
+    /// its own commits. The default: this process is the only writer.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// A read-only view of one consistent point in time, for reads that must agree with each
+    /// other while others write (the full check: every record and the digest over them). `None`
+    /// when the engine has no other writer while such a check runs (sled: one process holds the
+    /// database), so reading it directly is consistent.
+    fn snapshot(&self) -> Result<Option<std::sync::Arc<dyn Engine>>, StateError> {
+        Ok(None)
+    }
 }
 
 #[cfg(test)]

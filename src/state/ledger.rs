@@ -126,6 +126,46 @@ fn write_record(tx: &StateTx<'_>, request_key: &str, r: &Record) -> TxResult<()>
     tx.put(Tree::LedgerReservations, request_key.as_bytes(), &bytes)
 }
 
+/// The records [`reserve_in`] reads for `plan`: the reservation, the buckets of every window it
+/// checks and of every key it adds to, and the hold. An engine with a network round trip per read
+/// fetches them in one ([`StateTx::prefetch`]).
+pub fn reserve_keys(
+    request_key: &str,
+    plan: &ReservationPlan,
+    hold_until: Option<i64>,
+) -> Vec<(Tree, Vec<u8>)> {
+    let mut keys = vec![(Tree::LedgerReservations, request_key.as_bytes().to_vec())];
+    for check in &plan.checks {
+        let period = i64::try_from(check.period_secs).unwrap_or(i64::MAX);
+        let prefix = key_prefix(&check.key);
+        for (level, start) in window_buckets(
+            plan.at.saturating_sub(period),
+            plan.at.saturating_add(period),
+        ) {
+            keys.push((Tree::LedgerBuckets, bucket_key(&prefix, level, start)));
+        }
+    }
+    for key in &plan.keys {
+        let prefix = key_prefix(key);
+        for (level, start) in buckets_containing(minute_of(plan.at)) {
+            keys.push((Tree::LedgerBuckets, bucket_key(&prefix, level, start)));
+        }
+    }
+    if let Some(until) = hold_until {
+        keys.push((Tree::LedgerHolds, hold_key(until, request_key)));
+    }
+    keys
+}
+
+/// The records [`confirm_in`] (and [`release_in`] of a hold until `hold_until`) reads.
+pub fn confirm_keys(request_key: &str, hold_until: Option<i64>) -> Vec<(Tree, Vec<u8>)> {
+    let mut keys = vec![(Tree::LedgerReservations, request_key.as_bytes().to_vec())];
+    if let Some(until) = hold_until {
+        keys.push((Tree::LedgerHolds, hold_key(until, request_key)));
+    }
+    keys
+}
+
 /// Check-and-reserve inside a transaction (see [`StateStore::reserve`]).
 pub fn reserve_in(
     tx: &StateTx<'_>,
@@ -133,6 +173,7 @@ pub fn reserve_in(
     plan: &ReservationPlan,
     hold_until: Option<i64>,
 ) -> TxResult<ReserveOutcome> {
+    tx.prefetch(&reserve_keys(request_key, plan, hold_until))?;
     if let Some(r) = read_record(tx, request_key)? {
         return Ok(if r.released {
             ReserveOutcome::AlreadyReleased
@@ -290,7 +331,12 @@ impl State {
         let mut records: Vec<(String, Vec<u8>)> = Vec::with_capacity(CHUNK);
         let flush_records = |records: &mut Vec<(String, Vec<u8>)>| -> Result<(), StateError> {
             let chunk = std::mem::take(records);
+            let reads: Vec<(Tree, Vec<u8>)> = chunk
+                .iter()
+                .map(|(id, _)| (Tree::LedgerReservations, id.as_bytes().to_vec()))
+                .collect();
             self.transact(|tx| {
+                tx.prefetch(&reads)?;
                 for (id, bytes) in &chunk {
                     tx.put(Tree::LedgerReservations, id.as_bytes(), bytes)?;
                 }
@@ -327,7 +373,12 @@ impl State {
         flush_records(&mut records)?;
         let all: Vec<(Vec<u8>, Usage)> = buckets_to_add.into_iter().collect();
         for chunk in all.chunks(CHUNK) {
+            let reads: Vec<(Tree, Vec<u8>)> = chunk
+                .iter()
+                .map(|(k, _)| (Tree::LedgerBuckets, k.clone()))
+                .collect();
             self.transact(|tx| {
+                tx.prefetch(&reads)?;
                 for (k, add) in chunk {
                     let old = read_bucket(tx, k)?;
                     let new = Usage {
@@ -398,20 +449,24 @@ impl StateStore for State {
         Ok(released)
     }
 
-    /// One range read per run of same-level buckets (at most nine) instead of one read per
-    /// bucket; the same buckets as the transactional sum are counted.
+    /// One range read per run of same-level buckets (at most nine, all sent at once) instead of
+    /// one read per bucket; the same buckets as the transactional sum are counted.
     fn window_usage(&self, key: &LedgerKey, from: i64, to: i64) -> Result<Usage, StateError> {
         let prefix = key_prefix(key);
         let mut total = Usage::default();
-        for (level, first, last) in window_runs(from, to) {
-            let scan = Scan {
+        let scans: Vec<Scan> = window_runs(from, to)
+            .into_iter()
+            .map(|(level, first, last)| Scan {
                 tree: Tree::LedgerBuckets,
                 from: std::ops::Bound::Included(bucket_key(&prefix, level, first)),
                 to: std::ops::Bound::Included(bucket_key(&prefix, level, last)),
                 reverse: false,
                 limit: usize::MAX,
-            };
-            for (_, v) in self.scan(&scan)? {
+            })
+            .collect();
+        // The runs in one go (one round trip on a networked engine).
+        for run in self.scan_many(&scans)? {
+            for (_, v) in run {
                 let u = buckets::decode(&v).ok_or_else(corrupt_bucket)?;
                 total.sum = total.sum.saturating_add(u.sum);
                 total.count = total.count.saturating_add(u.count);

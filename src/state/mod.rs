@@ -60,6 +60,7 @@ pub mod identity;
 pub mod ledger;
 pub mod nonces;
 pub mod outbox;
+pub mod postgres;
 pub mod prune;
 pub mod requests;
 pub mod sled;

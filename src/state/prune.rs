@@ -58,7 +58,22 @@ pub fn prune(
         Ok(())
     })?;
     for batch in victims.chunks(BATCH) {
+        // Every record the batch touches, fetched at once (one round trip on a networked engine).
+        let reads: Vec<_> = batch
+            .iter()
+            .flat_map(|r| {
+                let key = r.key();
+                let mut keys = requests::record_keys(
+                    &r.request_id,
+                    &key,
+                    r.quorum.as_ref().map(|q| q.expires_at),
+                );
+                keys.extend(super::ledger::confirm_keys(&key, None));
+                keys
+            })
+            .collect();
         let removed = state.transact(|tx| {
+            tx.prefetch(&reads)?;
             let mut removed = 0u64;
             for r in batch {
                 // Re-read: only what is still finished and old is removed.

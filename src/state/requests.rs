@@ -301,6 +301,19 @@ pub fn put_in(tx: &StateTx<'_>, request: &StoredRequest) -> TxResult<()> {
     tx.put(Tree::Requests, key.as_bytes(), &bytes)
 }
 
+/// The records [`get_in`] and [`put_in`] touch for the request `key` (client id `request_id`),
+/// with its `pending` entry when it waits until `expires_at`: for [`StateTx::prefetch`].
+pub fn record_keys(request_id: &str, key: &str, expires_at: Option<i64>) -> Vec<(Tree, Vec<u8>)> {
+    let mut keys = vec![
+        (Tree::Requests, key.as_bytes().to_vec()),
+        (Tree::RequestIds, id_index_key(request_id, key)),
+    ];
+    if let Some(at) = expires_at {
+        keys.push((Tree::Pending, pending_key(at, key)));
+    }
+    keys
+}
+
 fn id_index_key(request_id: &str, key: &str) -> Vec<u8> {
     let mut k = request_id.as_bytes().to_vec();
     k.push(0);

@@ -65,6 +65,26 @@ impl State {
         }
     }
 
+    /// The same records read at one consistent point in time (see [`Engine::snapshot`]), under
+    /// the same key; this state itself when the engine reads consistently anyway. Writes through
+    /// a snapshot fail.
+    pub fn snapshot(&self) -> Result<State, StateError> {
+        let engine = match self.engine.snapshot()? {
+            Some(engine) => engine,
+            None => self.engine.clone(),
+        };
+        Ok(State {
+            engine,
+            auth: RwLock::new(self.auth.read().unwrap_or_else(|e| e.into_inner()).clone()),
+            observer: RwLock::new(
+                self.observer
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone(),
+            ),
+        })
+    }
+
     /// The engine (raw access, for verification and tools).
     pub fn engine(&self) -> &dyn Engine {
         &*self.engine
@@ -132,6 +152,23 @@ impl State {
         let mut out = self.engine.scan_raw(scan)?;
         if scan.tree != Tree::Audit {
             for (key, value) in &mut out {
+                let body = auth.open(scan.tree, key, value)?.to_vec();
+                *value = body;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Several ranges at once ([`Engine::scan_many_raw`]), each record authenticated (the first
+    /// that fails ends the read with its error).
+    pub fn scan_many(&self, scans: &[Scan]) -> Result<Vec<Entries>, StateError> {
+        let auth = self.auth()?;
+        let mut out = self.engine.scan_many_raw(scans)?;
+        for (scan, entries) in scans.iter().zip(out.iter_mut()) {
+            if scan.tree == Tree::Audit {
+                continue;
+            }
+            for (key, value) in entries.iter_mut() {
                 let body = auth.open(scan.tree, key, value)?.to_vec();
                 *value = body;
             }

@@ -82,6 +82,10 @@ pub fn verify(
     anchor: Option<Head>,
 ) -> Result<VerifyReport, StateError> {
     const PAGE: usize = 4096;
+    // Every read of the check at one point in time: replicas may be writing meanwhile, and a
+    // digest summed over pages read at different moments would not match the recorded one.
+    let snapshot = state.snapshot()?;
+    let state = &snapshot;
     let auth = state.auth()?;
     let mut counts = Vec::new();
     let mut bad = Vec::new();

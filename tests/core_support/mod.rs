@@ -226,6 +226,8 @@ pub struct Env {
     _dir: tempfile::TempDir,
     pub store: PathBuf,
     pub state: PathBuf,
+    /// The state on PostgreSQL (else sled in `state`).
+    pub postgres: Option<custos::state::postgres::PgSettings>,
     pub policy: PathBuf,
     pub btc: Wallet,
     pub eth: Wallet,
@@ -268,12 +270,21 @@ impl Env {
         let policy = dir.path().join("policy.toml");
         std::fs::write(&policy, policy_text("")).unwrap();
         Env {
+            postgres: None,
             state: dir.path().join("state"),
             store,
             policy,
             btc,
             eth,
             _dir: dir,
+        }
+    }
+
+    /// The same, with the state on PostgreSQL (a migrated schema of its own).
+    pub fn with_postgres(settings: custos::state::postgres::PgSettings) -> Env {
+        Env {
+            postgres: Some(settings),
+            ..Env::new()
         }
     }
 
@@ -287,7 +298,13 @@ impl Env {
         let mut config =
             CoreConfig::new(self.store.clone(), self.state.clone(), self.policy.clone());
         change(&mut config);
-        SigningCore::open(config).unwrap()
+        match &self.postgres {
+            Some(settings) => {
+                let engine = custos::state::postgres::PgEngine::open(settings).unwrap();
+                SigningCore::open_with_engine(config, std::sync::Arc::new(engine)).unwrap()
+            }
+            None => SigningCore::open(config).unwrap(),
+        }
     }
 
     /// The core over the environment, unsealed.
@@ -304,7 +321,10 @@ impl Env {
             .unwrap()
             .unseal(&SecretString::new(PASS.into()))
             .unwrap();
-        let state = State::open_sled(&self.state).unwrap();
+        let state = match &self.postgres {
+            Some(settings) => State::open_postgres(settings).unwrap(),
+            None => State::open_sled(&self.state).unwrap(),
+        };
         state.set_auth(Some(StateAuth::new(unsealed.state_key())));
         state
     }
