@@ -55,6 +55,13 @@ pub fn open(dir: &Path, config: sled::Config) -> sled::Result<sled::Db> {
     Ok(db)
 }
 
+/// Waits, bounded by [`REOPEN_LOCK_WAIT`], until the database at `dir` is no longer locked: for a
+/// caller that has dropped its last handle and hands the directory to another process next (a
+/// command run right after), which would not wait (see the module doc).
+pub fn wait_released(dir: &Path) {
+    wait_for_lock(&dir.join("db"), REOPEN_LOCK_WAIT);
+}
+
 /// Waits until the file's exclusive lock can be taken (then lets it go at once), for at most
 /// `limit`. Gives up silently: sled's own open then reports the lock as held.
 fn wait_for_lock(file: &Path, limit: Duration) {

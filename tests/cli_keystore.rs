@@ -740,7 +740,7 @@ fn a_store_in_use_is_named() {
             ws.store().display()
         ),
     );
-    drop(held);
+    held.close();
     ok(&ws.run_store(&["wallet", "list"]));
 }
 

@@ -131,6 +131,18 @@ impl std::fmt::Debug for KeyStore {
 }
 
 impl KeyStore {
+    /// Closes this handle; when it was the last one, returns once the database's file lock is
+    /// released (sled lets go of it from background threads shortly after the last handle
+    /// drops), so another process can open the store at once.
+    pub fn close(self) {
+        let dir = self.inner.dir.clone();
+        let last = Arc::strong_count(&self.inner) == 1;
+        drop(self);
+        if last {
+            crate::embedded_db::wait_released(&dir);
+        }
+    }
+
     /// Creates a new store at `dir` (absent, or an empty directory) holding `mnemonic` with
     /// `bip39_passphrase`, sealed under `passphrase`. Refuses to touch anything already there.
     pub fn create(
