@@ -242,6 +242,38 @@ fn auto_unseal_signs_inside_the_hsm_and_again_after_a_restart() {
     sign_both(&env, dir.path(), 1);
     stop(child);
 
+    // Each start unsealed through the token, and the ceremony log says so (method hsm), in a
+    // chain that verifies.
+    let out = custos(&[
+        "ceremony",
+        "report",
+        "--store",
+        p(&env.join("store")),
+        "--passphrase-file",
+        p(&env.join("passphrase")),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["chain"]["status"], "intact", "{report}");
+    let unseals: Vec<&serde_json::Value> = report["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["event"] == "unseal")
+        .collect();
+    assert_eq!(unseals.len(), 2, "{report}");
+    for entry in unseals {
+        assert_eq!(entry["event"]["method"], "hsm", "{entry}");
+        assert!(
+            entry["event"]["place"]
+                .as_str()
+                .unwrap()
+                .contains("token 'custos'"),
+            "{entry}"
+        );
+    }
+
     // Neither the user PIN nor the passphrase is ever logged.
     let pin = std::fs::read_to_string(env.join("hsm/user-pin")).unwrap();
     let passphrase = std::fs::read_to_string(env.join("passphrase")).unwrap();

@@ -1,9 +1,10 @@
 //! The events the ceremony log records, as typed values: only public facts (ids, fingerprints,
 //! xpubs, addresses, share indexes and counts, file hashes, who ran it) — no field can hold a
-//! share, a passphrase, a mnemonic or entropy.
+//! share, a passphrase, a mnemonic or entropy. The HSM ceremonies' facts are in [`super::hsm`].
 
 use serde::{Deserialize, Serialize};
 
+use super::hsm::{HsmImport, HsmKeygen, HsmUnsealSlot};
 use crate::keystore::{SeedSummary, Unsealers, WalletSummary};
 use crate::shares::{ShareIndexes, ShareSetInfo};
 use crate::wallet::Wallet;
@@ -175,35 +176,6 @@ pub struct Contribution {
     pub at: i64,
 }
 
-/// One key the HSM ceremony imported (public facts only).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HsmKeyFact {
-    /// The object label in the token.
-    pub label: String,
-    /// The wallet it belongs to, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub wallet: Option<String>,
-    /// Its derivation path, if HD-derived.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// Its public key, hex.
-    pub public_key: String,
-}
-
-/// An HSM import (see [`super::record_hsm_import`]).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HsmImport {
-    /// The token's label.
-    pub token: String,
-    /// The PKCS#11 module path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub module: Option<String>,
-    /// The keys imported.
-    pub keys: Vec<HsmKeyFact>,
-}
-
 /// Which unsealers a store has, as the log names them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -325,6 +297,12 @@ pub enum CeremonyEvent {
     },
     /// Keys imported into an HSM.
     HsmImport(HsmImport),
+    /// A wallet whose keys were generated inside an HSM.
+    HsmKeygen(HsmKeygen),
+    /// The store's HSM unseal slot added.
+    HsmUnsealSlotAdd(HsmUnsealSlot),
+    /// The store's HSM unseal slot removed.
+    HsmUnsealSlotRemove(HsmUnsealSlot),
     /// A backup exported.
     BackupExport {
         /// The file written.
@@ -370,6 +348,9 @@ impl CeremonyEvent {
             CeremonyEvent::Seal { .. } => "seal",
             CeremonyEvent::WalletCreate { .. } => "wallet-create",
             CeremonyEvent::HsmImport(_) => "hsm-import",
+            CeremonyEvent::HsmKeygen(_) => "hsm-keygen",
+            CeremonyEvent::HsmUnsealSlotAdd(_) => "hsm-unseal-slot-add",
+            CeremonyEvent::HsmUnsealSlotRemove(_) => "hsm-unseal-slot-remove",
             CeremonyEvent::BackupExport { .. } => "backup-export",
             CeremonyEvent::BackupVerify { .. } => "backup-verify",
         }

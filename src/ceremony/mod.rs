@@ -4,8 +4,8 @@
 //! store's ceremony log ([`crate::keystore::ceremony_log`]: hash-chained, keyed with a key
 //! derived from the data key, written in the same transaction as the change): init, restore,
 //! shares add and rotate, passphrase change and removal, wallet create (CLI and server),
-//! unseal and seal on the server (which also go into the server's audit chain), HSM import
-//! ([`record_hsm_import`], for the PKCS#11 ceremony), backup export and verify. Entries are
+//! unseal and seal on the server (which also go into the server's audit chain), the HSM
+//! ceremonies ([`hsm`]: import, keygen, unseal slot added or removed), backup export and verify. Entries are
 //! [`CeremonyEvent`]s: ids, fingerprints, xpubs, first addresses, share set ids, thresholds and
 //! the indexes of the shares used, file hashes, and the operator named on the command line —
 //! never a share, passphrase, mnemonic or entropy.
@@ -15,13 +15,15 @@
 
 pub mod entropy;
 pub mod event;
+pub mod hsm;
 pub mod report;
 pub mod verify;
 
 pub use event::{
-    CeremonyEvent, Contribution, EntropyFact, HsmImport, HsmKeyFact, SeedFact, ShareSetFact,
-    UnsealedBy, UnsealersFact, WalletFact,
+    CeremonyEvent, Contribution, EntropyFact, SeedFact, ShareSetFact, UnsealedBy, UnsealersFact,
+    WalletFact,
 };
+pub use hsm::{HsmImport, HsmKeyFact, HsmKeygen, HsmUnsealSlot, KeyDigest, KeySummary};
 
 use crate::keystore::{CeremonyDraft, KeystoreError, Unsealed};
 
@@ -136,6 +138,14 @@ mod tests {
                     path: Some("m/84'/0'/0'/0/0".into()),
                     public_key: "02ab".into(),
                 }],
+                ..HsmImport::default()
+            }),
+            CeremonyEvent::HsmUnsealSlotRemove(HsmUnsealSlot {
+                token: "custos".into(),
+                module: "/usr/lib/softhsm/libsofthsm2.so".into(),
+                key_label: "custos-unseal/00".into(),
+                key_destroyed: Some(true),
+                unsealed_by: UnsealedBy::passphrase(),
             }),
             CeremonyEvent::PassphraseRemove {
                 unsealed_by: UnsealedBy {

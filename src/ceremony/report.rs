@@ -309,23 +309,10 @@ pub fn describe(event: &CeremonyEvent) -> Vec<String> {
                 out.push(by(u));
             }
         }
-        CeremonyEvent::HsmImport(import) => {
-            out.push(format!(
-                "{} key(s) imported into HSM token '{}'",
-                import.keys.len(),
-                import.token
-            ));
-            for k in &import.keys {
-                let mut s = format!("key {}: public key {}", k.label, k.public_key);
-                if let Some(w) = &k.wallet {
-                    s.push_str(&format!(", wallet {w}"));
-                }
-                if let Some(p) = &k.path {
-                    s.push_str(&format!(", path {p}"));
-                }
-                out.push(s);
-            }
-        }
+        CeremonyEvent::HsmImport(import) => out.extend(import.lines()),
+        CeremonyEvent::HsmKeygen(keygen) => out.extend(keygen.lines()),
+        CeremonyEvent::HsmUnsealSlotAdd(slot) => out.extend(slot.lines(false)),
+        CeremonyEvent::HsmUnsealSlotRemove(slot) => out.extend(slot.lines(true)),
         CeremonyEvent::BackupExport {
             file,
             sha256,

@@ -4,15 +4,20 @@
 //!   tried for real, AES-GCM for the unseal slot), its Custos keys, the store's unseal slot.
 //! - `list`: the key objects with the attributes that matter (sensitive, extractable, generated
 //!   on the token or imported), as `pkcs11-tool --list-objects` would show them.
-//! - `import --wallet W --range A..B`: an HD wallet's keys derived here and imported (see
-//!   [`crate::backend::pkcs11::ceremony`] for what that means for the seed).
+//! - `import --wallet W --range A..B`: an HD wallet's keys derived here and imported
+//!   ([`super::hsm_import`]; see [`crate::backend::pkcs11::ceremony`] for what that means for
+//!   the seed).
 //! - `keygen --wallet W --count N --network NET`: a wallet whose keys are generated inside the
 //!   token and never leave it (Ethereum: see [`crate::keystore::generated`]).
-//! - `unseal-slot add|remove`: the AES key that lets a server unseal itself at start.
+//! - `unseal-slot add|remove`: the AES key that lets a server unseal itself at start
+//!   ([`super::hsm_unseal_slot`]).
 //!
-//! Commands that touch the store take its passphrase like the other ceremonies (file, then
-//! `CUSTOS_PASSPHRASE`, then a prompt), and need the server stopped (it holds the store's lock).
-//! The user PIN comes from `pin_file` or `pin_env` of the configuration, never a flag.
+//! Commands that touch the store unseal it like the other ceremonies: the passphrase (file, then
+//! `CUSTOS_PASSPHRASE`, then a prompt) or a threshold of Shamir shares (`--share-file F …`,
+//! `CUSTOS_SHARE_FILES`, prompts), and need the server stopped (it holds the store's lock). Each
+//! appends an entry to the store's ceremony log with the operator of `--operator` (public facts
+//! only, [`crate::ceremony::hsm`]). The user PIN comes from `pin_file` or `pin_env` of the
+//! configuration, never a flag, and is never recorded.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -20,10 +25,11 @@ use std::sync::Arc;
 
 use clap::{Args, Subcommand};
 
-use super::common::{keystore_error, open_unsealed, read_secret_file};
+use super::common::{keystore_error, read_secret_file};
+use super::unsealer::{unseal_store, Opened, OperatorArgs, ShareArgs};
 use super::{CliError, CliResult};
-use crate::backend::pkcs11::ceremony::{import_plan, import_wallet};
 use crate::backend::pkcs11::{Pkcs11Backend, TokenSelector, TokenSettings};
+use crate::ceremony::Operator;
 use crate::config::{Config, HsmConfig};
 use crate::keys::{Chain, Network};
 use crate::keystore::KeyStore;
@@ -51,7 +57,7 @@ pub enum HsmCommand {
     Import {
         #[command(flatten)]
         #[allow(missing_docs)]
-        config: ConfigArgs,
+        ceremony: CeremonyArgs,
         /// The wallet (in the configuration's key store).
         #[arg(long)]
         wallet: String,
@@ -64,7 +70,7 @@ pub enum HsmCommand {
     Keygen {
         #[command(flatten)]
         #[allow(missing_docs)]
-        config: ConfigArgs,
+        ceremony: CeremonyArgs,
         /// The new wallet's name.
         #[arg(long)]
         wallet: String,
@@ -84,12 +90,12 @@ pub enum HsmCommand {
 #[derive(Debug, Subcommand)]
 pub enum UnsealSlotCommand {
     /// Generate an AES-256 key in the token and seal the store's data key with it.
-    Add(ConfigArgs),
+    Add(CeremonyArgs),
     /// Remove the slot from the store and destroy its key in the token.
     Remove {
         #[command(flatten)]
         #[allow(missing_docs)]
-        config: ConfigArgs,
+        ceremony: CeremonyArgs,
         /// Keep the key in the token (only the store's record is removed).
         #[arg(long)]
         keep_key: bool,
@@ -105,6 +111,74 @@ pub struct ConfigArgs {
     /// File holding the store passphrase (else CUSTOS_PASSPHRASE, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+}
+
+/// `--config F`, the store's unsealer (`--passphrase-file P`, or `--share-file S` per custodian)
+/// and `--operator NAME`: for the ceremonies the ceremony log records.
+#[derive(Debug, Args)]
+pub struct CeremonyArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub shares: ShareArgs,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub operator: OperatorArgs,
+}
+
+/// What an HSM ceremony runs with: the configuration, its token, who runs it.
+pub struct Ceremony {
+    /// The server configuration.
+    pub config: Config,
+    /// Its `[hsm]` section.
+    pub hsm: HsmConfig,
+    /// The token.
+    pub backend: Arc<Pkcs11Backend>,
+    /// Who runs the ceremony.
+    pub operator: Operator,
+}
+
+impl CeremonyArgs {
+    /// The operator (checked first: a bad name changes nothing), the configuration and the token.
+    pub fn begin(&self) -> Result<Ceremony, CliError> {
+        let operator = self.operator.operator()?;
+        let config = Config::load(&self.config.config).map_err(CliError::usage)?;
+        let hsm = hsm_section(&config, &self.config.config)?;
+        let backend = open_backend(&hsm)?;
+        Ok(Ceremony {
+            config,
+            hsm,
+            backend,
+            operator,
+        })
+    }
+}
+
+impl Ceremony {
+    /// Opens and unseals the configuration's store, with the passphrase or shares of `args`.
+    pub fn unseal(&self, args: &CeremonyArgs) -> Result<Opened, CliError> {
+        unseal_store(
+            &self.config.store_dir,
+            args.config.passphrase_file.as_deref(),
+            &args.shares,
+        )
+    }
+
+    /// The token as the ceremony log names it: its label, or `slot N`.
+    pub fn token_fact(&self) -> String {
+        match (&self.hsm.token_label, self.hsm.slot) {
+            (Some(label), _) => label.clone(),
+            (None, Some(slot)) => format!("slot {slot}"),
+            (None, None) => self.backend.token().name().to_owned(),
+        }
+    }
+
+    /// The module path, for the log.
+    pub fn module_fact(&self) -> String {
+        self.hsm.module.display().to_string()
+    }
 }
 
 fn parse_range(text: &str) -> Result<Range<u32>, String> {
@@ -193,19 +267,19 @@ pub fn run(command: HsmCommand) -> CliResult {
             json,
         } => list(&config, wallet.as_deref(), json),
         HsmCommand::Import {
-            config,
+            ceremony,
             wallet,
             range,
-        } => import(&config, &wallet, range),
+        } => super::hsm_import::import(&ceremony, &wallet, range),
         HsmCommand::Keygen {
-            config,
+            ceremony,
             wallet,
             count,
             network,
-        } => super::hsm_keygen::keygen(&config, &wallet, count, &network),
-        HsmCommand::UnsealSlot(UnsealSlotCommand::Add(args)) => unseal_slot_add(&args),
-        HsmCommand::UnsealSlot(UnsealSlotCommand::Remove { config, keep_key }) => {
-            unseal_slot_remove(&config, keep_key)
+        } => super::hsm_keygen::keygen(&ceremony, &wallet, count, &network),
+        HsmCommand::UnsealSlot(UnsealSlotCommand::Add(args)) => super::hsm_unseal_slot::add(&args),
+        HsmCommand::UnsealSlot(UnsealSlotCommand::Remove { ceremony, keep_key }) => {
+            super::hsm_unseal_slot::remove(&ceremony, keep_key)
         }
     }
 }
@@ -334,83 +408,6 @@ pub fn progress_bar(len: u64, message: &str) -> Option<indicatif::ProgressBar> {
         bar.set_style(style);
     }
     Some(bar)
-}
-
-fn import(args: &ConfigArgs, wallet_name: &str, range: Range<u32>) -> CliResult {
-    let (config, backend) = load(args)?;
-    let unsealed = open_unsealed(&config.store_dir, args.passphrase_file.as_deref())?;
-    let wallet = unsealed.wallet(wallet_name).map_err(keystore_error)?;
-    if wallet.account.is_generated() {
-        return Err(CliError::usage(format!(
-            "wallet '{wallet_name}' has keys generated in an hsm: there is nothing to derive and import"
-        )));
-    }
-    let plan = import_plan(&wallet, &range).map_err(CliError::usage)?;
-    crate::backend::pkcs11::wallets::check_supported(&wallet).map_err(CliError::usage)?;
-    let master = unsealed.master_key(&wallet.seed).map_err(keystore_error)?;
-    let bar = progress_bar(plan.len() as u64, "importing keys");
-    let tick = || {
-        if let Some(bar) = &bar {
-            bar.inc(1);
-        }
-    };
-    let report = import_wallet(&backend, &wallet, &master, range.clone(), &tick)
-        .map_err(CliError::operational)?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    let chains = match wallet.chain() {
-        Chain::Bitcoin => "receive and change",
-        Chain::Ethereum => "receive",
-    };
-    println!(
-        "wallet {wallet_name}: {} key(s) imported, {} already present, into {} ({chains} addresses {}..{})",
-        report.created,
-        report.present,
-        backend.token().name(),
-        range.start,
-        range.end
-    );
-    println!(
-        "the keys were derived from seed {} on this host: the seed remains the wallet's backup, keep it offline",
-        wallet.seed
-    );
-    Ok(())
-}
-
-fn unseal_slot_add(args: &ConfigArgs) -> CliResult {
-    let (config, backend) = load(args)?;
-    let unsealed = open_unsealed(&config.store_dir, args.passphrase_file.as_deref())?;
-    let label = unsealed
-        .add_pkcs11_slot(backend.token())
-        .map_err(keystore_error)?;
-    println!(
-        "unseal slot added: the store's data key is sealed by '{label}' in {}",
-        backend.token().name()
-    );
-    if !config.hsm.as_ref().is_some_and(|h| h.auto_unseal) {
-        println!("set auto_unseal = true in [hsm] for the server to unseal itself at start");
-    }
-    Ok(())
-}
-
-fn unseal_slot_remove(args: &ConfigArgs, keep_key: bool) -> CliResult {
-    let (config, backend) = load(args)?;
-    let unsealed = open_unsealed(&config.store_dir, args.passphrase_file.as_deref())?;
-    let token = (!keep_key).then(|| backend.token());
-    if unsealed.remove_pkcs11_slot(token).map_err(keystore_error)? {
-        println!(
-            "unseal slot removed{}",
-            if keep_key {
-                " (its key stays in the token)"
-            } else {
-                ", its key destroyed"
-            }
-        );
-    } else {
-        println!("the store has no unseal slot");
-    }
-    Ok(())
 }
 
 /// The Ethereum network of `keygen`, or a usage error.

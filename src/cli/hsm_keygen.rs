@@ -6,18 +6,23 @@
 //! it again keeps the keys already generated (only keys the token itself generated and never let
 //! out, checked by `CKA_LOCAL` and `CKA_NEVER_EXTRACTABLE`) and makes the rest. Ethereum only (see
 //! [`crate::keystore::generated`]); Bitcoin wallets on an HSM are HD and imported.
+//!
+//! The wallet and its ceremony-log entry (token, module, labels, public keys, first address, who
+//! ran it, how the store was unsealed) are written in one key-store transaction, after the token
+//! made the keys.
 
-use super::common::{keystore_error, open_unsealed};
-use super::hsm::{ethereum_network, open_backend, progress_bar, ConfigArgs};
+use super::common::keystore_error;
+use super::hsm::{ethereum_network, progress_bar, CeremonyArgs};
+use super::unsealer::Opened;
 use super::{CliError, CliResult};
 use crate::backend::pkcs11::key_label;
-use crate::config::Config;
+use crate::ceremony::{self, CeremonyEvent, HsmKeyFact, HsmKeygen, KeyDigest};
 use crate::keys::account::MAX_GENERATED_KEYS;
 use crate::keys::{Chain, Network};
 use crate::keystore::KeystoreError;
 
 /// Runs `custos hsm keygen`.
-pub fn keygen(args: &ConfigArgs, wallet: &str, count: u32, network: &str) -> CliResult {
+pub fn keygen(args: &CeremonyArgs, wallet: &str, count: u32, network: &str) -> CliResult {
     if Network::parse(Chain::Bitcoin, network).is_ok() && ethereum_network(network).is_err() {
         return Err(CliError::usage(
             "keygen makes Ethereum wallets: Bitcoin wallets on the HSM are HD (PSBT key origins, \
@@ -31,10 +36,9 @@ pub fn keygen(args: &ConfigArgs, wallet: &str, count: u32, network: &str) -> Cli
             "--count is 1 to {MAX_GENERATED_KEYS}"
         )));
     }
-    let config = Config::load(&args.config).map_err(CliError::usage)?;
-    let hsm = super::hsm::hsm_section(&config, &args.config)?;
-    let backend = open_backend(&hsm)?;
-    let unsealed = open_unsealed(&config.store_dir, args.passphrase_file.as_deref())?;
+    let ceremony = args.begin()?;
+    let backend = &ceremony.backend;
+    let Opened { unsealed, by } = ceremony.unseal(args)?;
     match unsealed.wallet(wallet) {
         Ok(_) => {
             return Err(keystore_error(KeystoreError::DuplicateWallet(
@@ -58,8 +62,37 @@ pub fn keygen(args: &ConfigArgs, wallet: &str, count: u32, network: &str) -> Cli
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let mut digest = KeyDigest::default();
+    for (label, key) in labels.iter().zip(&keys) {
+        digest.push(HsmKeyFact {
+            label: label.clone(),
+            wallet: Some(wallet.to_owned()),
+            path: None,
+            public_key: key.to_string(),
+        });
+    }
+    let summary = digest.finish();
     let created = unsealed
-        .create_generated_wallet(wallet, network, keys)
+        .create_generated_wallet_recorded(wallet, network, keys, |created| {
+            ceremony::draft(
+                &ceremony.operator,
+                &CeremonyEvent::HsmKeygen(HsmKeygen {
+                    token: ceremony.token_fact(),
+                    module: ceremony.module_fact(),
+                    wallet: created.name.clone(),
+                    chain: created.chain().to_string(),
+                    network: created.network().name(),
+                    seed: created.seed.0.clone(),
+                    first_address: created
+                        .address(false, 0)
+                        .unwrap_or_else(|e| format!("(cannot derive: {e})")),
+                    key_count: summary.count,
+                    keys: summary.listed,
+                    keys_sha256: summary.sha256,
+                    unsealed_by: by,
+                }),
+            )
+        })
         .map_err(keystore_error)?;
     println!(
         "created wallet {wallet} ({} {}): {count} key(s) generated inside {}, never extractable",
@@ -71,7 +104,7 @@ pub fn keygen(args: &ConfigArgs, wallet: &str, count: u32, network: &str) -> Cli
         "first address {} (no xpub and no seed: back the token up, it is the only copy of these keys)",
         created.address(false, 0).map_err(CliError::operational)?
     );
-    if !hsm.wallets.iter().any(|w| w == wallet || w == "*") {
+    if !ceremony.hsm.wallets.iter().any(|w| w == wallet || w == "*") {
         println!(
             "(wallets with generated keys always sign on the hsm; [hsm] wallets need not name it)"
         );

@@ -12,6 +12,7 @@
 
 use bitcoin::secp256k1::PublicKey;
 
+use super::ceremony_log::CeremonyDraft;
 use super::error::KeystoreError;
 use super::record::{validate_wallet_name, WALLET_PREFIX};
 use super::unsealed::Unsealed;
@@ -36,6 +37,28 @@ impl Unsealed {
         network: Network,
         keys: Vec<PublicKey>,
     ) -> Result<Wallet, KeystoreError> {
+        self.store_generated_wallet(name, network, keys, |_| None)
+    }
+
+    /// [`Self::create_generated_wallet`] with the ceremony-log entry `draft` builds from the
+    /// wallet, written in the same transaction (`custos hsm keygen`).
+    pub fn create_generated_wallet_recorded(
+        &self,
+        name: &str,
+        network: Network,
+        keys: Vec<PublicKey>,
+        draft: impl FnOnce(&Wallet) -> CeremonyDraft,
+    ) -> Result<Wallet, KeystoreError> {
+        self.store_generated_wallet(name, network, keys, |wallet| Some(draft(wallet)))
+    }
+
+    fn store_generated_wallet(
+        &self,
+        name: &str,
+        network: Network,
+        keys: Vec<PublicKey>,
+        draft: impl FnOnce(&Wallet) -> Option<CeremonyDraft>,
+    ) -> Result<Wallet, KeystoreError> {
         validate_wallet_name(name).map_err(|reason| KeystoreError::InvalidWalletName {
             name: name.chars().take(64).collect(),
             reason,
@@ -51,11 +74,22 @@ impl Unsealed {
             seed: generated_seed(name),
             account,
         };
-        let bytes = self.encode_wallet_record(&id, &wallet)?;
-        if !self.store.insert_new(&id, bytes)? {
-            return Err(KeystoreError::DuplicateWallet(name.to_owned()));
+        let record = self.encode_wallet_record(&id, &wallet)?;
+        let draft = draft(&wallet);
+        // The wallet and its entry in one transaction: neither exists without the other.
+        match self.store.write_recorded(
+            &self.ceremony_key(),
+            vec![(id.clone(), Some(record))],
+            &[id.as_str()],
+            draft.as_ref(),
+            None,
+        ) {
+            Err(KeystoreError::AlreadyPresent { .. }) => {
+                Err(KeystoreError::DuplicateWallet(name.to_owned()))
+            }
+            Err(e) => Err(e),
+            Ok(_) => Ok(wallet),
         }
-        Ok(wallet)
     }
 }
 

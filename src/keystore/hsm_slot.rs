@@ -31,12 +31,18 @@
 //! then the record is written with one atomic insert and flushed; a crash in between leaves an
 //! unused key, which the next attempt reuses. Removing: the record is removed and flushed first,
 //! then the key destroyed; a crash in between leaves a key no record refers to.
+//!
+//! # Recorded
+//!
+//! `custos hsm unseal-slot add|remove` write their ceremony-log entry in the same transaction as
+//! the record ([`Unsealed::add_pkcs11_slot_recorded`], [`Unsealed::remove_pkcs11_slot_recorded`]).
 
+use super::ceremony_log::CeremonyDraft;
 use super::envelope::associated_data;
 use super::error::KeystoreError;
 use super::record::{encode_record, Record, RecordKind, FORMAT_VERSION};
 use super::unsealed::Unsealed;
-use super::{storage, KeyStore};
+use super::KeyStore;
 use crate::backend::pkcs11::wrap::{self, IV_LEN, TAG_LEN};
 use crate::backend::pkcs11::{Pkcs11Error, Token};
 use crate::secret::Secret32;
@@ -174,6 +180,24 @@ impl Unsealed {
     /// Adds the HSM slot: an AES-256 key made in `token` (or the one a crashed attempt left
     /// there) seals the DEK. Refuses if the store has an HSM slot already. Returns the key label.
     pub fn add_pkcs11_slot(&self, token: &Token) -> Result<String, KeystoreError> {
+        self.add_slot(token, |_| None)
+    }
+
+    /// [`Self::add_pkcs11_slot`] with the ceremony-log entry `draft` builds from the key label,
+    /// written in the same transaction as the slot (`custos hsm unseal-slot add`).
+    pub fn add_pkcs11_slot_recorded(
+        &self,
+        token: &Token,
+        draft: impl FnOnce(&str) -> CeremonyDraft,
+    ) -> Result<String, KeystoreError> {
+        self.add_slot(token, |label| Some(draft(label)))
+    }
+
+    fn add_slot(
+        &self,
+        token: &Token,
+        draft: impl FnOnce(&str) -> Option<CeremonyDraft>,
+    ) -> Result<String, KeystoreError> {
         if self.store.pkcs11_slot()?.is_some() {
             return Err(KeystoreError::Hsm(Pkcs11Error::Invalid(format!(
                 "the key store has an hsm slot already ({PKCS11_SLOT_ID}); remove it first"
@@ -207,26 +231,58 @@ impl Unsealed {
             )));
         }
         let bytes = encode_record(PKCS11_SLOT_ID, &Record::Pkcs11Slot(slot));
-        if !self.store.insert_new(PKCS11_SLOT_ID, bytes)? {
-            return Err(KeystoreError::Hsm(Pkcs11Error::Invalid(format!(
-                "{PKCS11_SLOT_ID} was added meanwhile"
-            ))));
+        let draft = draft(&label);
+        // The slot and its ceremony entry in one transaction (with no entry: the slot alone).
+        match self.store.write_recorded(
+            &self.ceremony_key(),
+            vec![(PKCS11_SLOT_ID.to_owned(), Some(bytes))],
+            &[PKCS11_SLOT_ID],
+            draft.as_ref(),
+            None,
+        ) {
+            Err(KeystoreError::AlreadyPresent { .. }) => Err(KeystoreError::Hsm(
+                Pkcs11Error::Invalid(format!("{PKCS11_SLOT_ID} was added meanwhile")),
+            )),
+            Err(e) => Err(e),
+            Ok(_) => Ok(label),
         }
-        Ok(label)
     }
 
     /// Removes the HSM slot (record first, flushed), then destroys its key in `token` if given.
     /// `Ok(false)` if there was no slot.
     pub fn remove_pkcs11_slot(&self, token: Option<&Token>) -> Result<bool, KeystoreError> {
+        self.remove_slot(token, |_| None)
+    }
+
+    /// [`Self::remove_pkcs11_slot`] with the ceremony-log entry `draft` builds from the slot
+    /// removed, written in the same transaction as the removal, before the key is destroyed
+    /// (`custos hsm unseal-slot remove`). No slot: nothing is written, `Ok(false)`.
+    pub fn remove_pkcs11_slot_recorded(
+        &self,
+        token: Option<&Token>,
+        draft: impl FnOnce(&Pkcs11Slot) -> CeremonyDraft,
+    ) -> Result<bool, KeystoreError> {
+        self.remove_slot(token, |slot| Some(draft(slot)))
+    }
+
+    fn remove_slot(
+        &self,
+        token: Option<&Token>,
+        draft: impl FnOnce(&Pkcs11Slot) -> Option<CeremonyDraft>,
+    ) -> Result<bool, KeystoreError> {
         let Some(slot) = self.store.pkcs11_slot()? else {
             return Ok(false);
         };
-        self.store
-            .inner
-            .db
-            .remove(PKCS11_SLOT_ID)
-            .map_err(|e| storage(self.store.dir(), e))?;
-        self.store.flush()?;
+        let draft = draft(&slot);
+        // Removal and entry in one transaction, flushed, before the key is destroyed: a crash
+        // after it leaves a key no record refers to, never a slot whose key is gone.
+        self.store.write_recorded(
+            &self.ceremony_key(),
+            vec![(PKCS11_SLOT_ID.to_owned(), None)],
+            &[],
+            draft.as_ref(),
+            None,
+        )?;
         if let Some(token) = token {
             wrap::destroy_unseal_key(token, &slot.key_label).map_err(hsm)?;
         }
