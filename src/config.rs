@@ -58,6 +58,20 @@
 //!
 //! [hsm.module_env]                    # environment the module reads (optional)
 //! SOFTHSM2_CONF = "/srv/custos/hsm/softhsm2.conf"
+//!
+//! # Who must sign a policy before it takes effect (required; see docs/governance.md).
+//! [compliance]
+//! officers = [
+//!   { name = "dana", key = "ed25519:3d40…" },
+//!   { name = "erin", key = "p256:02a1…" },
+//! ]
+//! threshold = 2
+//! # signatures = "policy.toml.sig"   # default: <policy_file>.sig
+//! # allow_unsigned_policy = true     # DEVELOPMENT ONLY: any valid policy file takes effect
+//!
+//! # The approval console (optional): a web page for approvers, plain HTTP on loopback only.
+//! [console]
+//! listen = "127.0.0.1:7480"
 //! ```
 //!
 //! Ranges are checked when the file is read: a value outside its range is an error at its
@@ -89,6 +103,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::governance::policy_sig::{Officer, PolicyTrust};
+use crate::governance::PublicKey;
 use crate::secret::SecretString;
 use crate::state::postgres::PgSettings;
 
@@ -423,6 +439,13 @@ pub struct Config {
     pub log_format: LogFormat,
     /// TLS material.
     pub tls: TlsConfig,
+    /// Compliance officers whose signatures a policy needs. Required: leaving it out is an
+    /// error, so that running without policy signatures is always a written decision.
+    #[serde(default)]
+    pub compliance: Option<Spanned<ComplianceConfig>>,
+    /// The approval console, if it is to be served.
+    #[serde(default)]
+    pub console: Option<ConsoleConfig>,
     /// Bitcoin sign options (optional section; safe defaults).
     #[serde(default)]
     pub bitcoin: BitcoinConfig,
@@ -438,6 +461,44 @@ pub struct Config {
     /// A PKCS#11 token (optional).
     #[serde(default)]
     pub hsm: Option<HsmConfig>,
+}
+
+/// One pinned compliance officer.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfficerConfig {
+    /// A name for messages and the audit.
+    pub name: String,
+    /// The officer's public key (`ed25519:<hex>` or `p256:<hex>`).
+    pub key: Spanned<String>,
+}
+
+/// `[compliance]`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComplianceConfig {
+    /// The officers whose signatures count.
+    #[serde(default)]
+    pub officers: Vec<OfficerConfig>,
+    /// How many distinct officers must sign a policy.
+    #[serde(default)]
+    pub threshold: Option<Spanned<usize>>,
+    /// The signature file (default: `<policy_file>.sig`).
+    #[serde(default)]
+    pub signatures: Option<PathBuf>,
+    /// DEVELOPMENT ONLY: a policy takes effect without signatures (said at every start and
+    /// reload, in the log and the audit). Whoever can write the policy file then decides what is
+    /// signed.
+    #[serde(default)]
+    pub allow_unsigned_policy: bool,
+}
+
+/// `[console]`: the approval console.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Where it listens: a loopback address (it speaks plain HTTP).
+    pub listen: Spanned<SocketAddr>,
 }
 
 /// `[signing]`: bounds of the signing core.
@@ -573,6 +634,29 @@ impl Config {
                 message: error.message().trim().to_owned(),
             }
         })?;
+        let at = |offset: usize, message: String| {
+            let (line, column) = line_column(text, offset);
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message,
+            }
+        };
+        config
+            .policy_trust_checked()
+            .map_err(|(offset, message)| at(offset, message))?;
+        if let Some(console) = &config.console {
+            if !console.listen.get_ref().ip().is_loopback() {
+                return Err(at(
+                    console.listen.span().start,
+                    format!(
+                        "the approval console speaks plain HTTP: listen on a loopback address (127.0.0.1 or ::1), not {}",
+                        console.listen.get_ref()
+                    ),
+                ));
+            }
+        }
         config
             .limits
             .validate()
@@ -604,6 +688,47 @@ impl Config {
             }
         })?;
         Ok(config)
+    }
+
+    /// Which policies may take effect, from `[compliance]` (validated when the file was parsed).
+    pub fn policy_trust(&self) -> PolicyTrust {
+        self.policy_trust_checked()
+            .expect("the configuration was validated when it was parsed")
+    }
+
+    fn policy_trust_checked(&self) -> Result<PolicyTrust, (usize, String)> {
+        let Some(section) = &self.compliance else {
+            return Err((
+                0,
+                "no [compliance] section: pin the compliance officers' public keys and a threshold \
+                 (officers = [{ name = \"…\", key = \"ed25519:…\" }], threshold = N), or, for \
+                 development only, set allow_unsigned_policy = true under [compliance]"
+                    .into(),
+            ));
+        };
+        let c = section.get_ref();
+        let mut officers = Vec::new();
+        for o in &c.officers {
+            let key = PublicKey::parse(o.key.get_ref())
+                .map_err(|e| (o.key.span().start, format!("officer '{}': {e}", o.name)))?;
+            officers.push(Officer {
+                name: o.name.clone(),
+                key,
+            });
+        }
+        if c.allow_unsigned_policy {
+            return Ok(PolicyTrust::development(officers));
+        }
+        let (threshold, offset) = match &c.threshold {
+            Some(t) => (*t.get_ref(), t.span().start),
+            None => {
+                return Err((
+                    section.span().start,
+                    "[compliance] needs a threshold: how many officers must sign a policy".into(),
+                ))
+            }
+        };
+        PolicyTrust::new(officers, threshold).map_err(|e| (offset, format!("[compliance] {e}")))
     }
 
     /// The `[state]` rules serde cannot express; an error names its position in the text.
@@ -736,6 +861,18 @@ impl Config {
                 resolve(p);
             }
         }
+        if let Some(section) = self.compliance.as_mut() {
+            if let Some(p) = section.get_mut().signatures.as_mut() {
+                resolve(p);
+            }
+        }
+    }
+
+    /// The policy's signature file, when `[compliance] signatures` names one.
+    pub fn policy_signatures(&self) -> Option<PathBuf> {
+        self.compliance
+            .as_ref()
+            .and_then(|c| c.get_ref().signatures.clone())
     }
 }
 
@@ -764,6 +901,10 @@ log_format = "json"
 cert = "tls/server.pem"
 key = "tls/server.key"
 client_ca = "tls/ca.pem"
+
+[compliance]
+officers = [{ name = "dana", key = "ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c" }]
+threshold = 1
 "#;
 
     #[test]
@@ -807,7 +948,8 @@ client_ca = "tls/ca.pem"
         assert_eq!(config.signing.max_requests_in_flight, 8);
         let text = format!("{GOOD}\n[signing]\nmax_requests_in_flight = 0\n");
         let error = Config::parse(&text, Path::new("custos.toml")).unwrap_err();
-        assert!(error.to_string().starts_with("custos.toml:14:"), "{error}");
+        let at = format!("custos.toml:{}:", GOOD.lines().count() + 3);
+        assert!(error.to_string().starts_with(&at), "{error}");
         assert!(error.to_string().contains("at least 1, not 0"), "{error}");
     }
 
@@ -827,7 +969,9 @@ client_ca = "tls/ca.pem"
         let text = format!("{GOOD}\n[limits]\nmessage_size = 4096\n");
         let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
         assert!(error.to_string().contains("message_size"), "{error}");
-        assert!(error.to_string().starts_with("c.toml:14:1: "), "{error}");
+        // The line after GOOD, a blank line and the table header.
+        let at = format!("c.toml:{}:1: ", GOOD.lines().count() + 3);
+        assert!(error.to_string().starts_with(&at), "{error}");
         let text = format!("{GOOD}\n[limits]\ngrpc_message_bytes = 1000\n");
         let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
         assert!(
@@ -928,7 +1072,8 @@ client_ca = "tls/ca.pem"
             let text = format!("{GOOD}\n[bitcoin]\n{line}\n");
             let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
             let message = error.to_string();
-            assert!(message.starts_with("c.toml:14:"), "{line}: {message}");
+            let at = format!("c.toml:{}:", GOOD.lines().count() + 3);
+            assert!(message.starts_with(&at), "{line}: {message}");
             assert!(message.contains(needle), "{line}: {message}");
         }
     }
@@ -955,7 +1100,9 @@ client_ca = "tls/ca.pem"
             error.contains("pin") && !error.contains("123456"),
             "{error}"
         );
-        assert!(error.starts_with("c.toml:16:"), "{error}");
+        // GOOD, a blank line, [hsm], module, token_label: the PIN's line.
+        let at = format!("c.toml:{}:", GOOD.lines().count() + 5);
+        assert!(error.starts_with(&at), "{error}");
         // The checks serde cannot make name the section's line.
         for (from, to, what) in [
             ("pin_env = \"PIN\"", "", "pin_file or pin_env"),
@@ -969,7 +1116,9 @@ client_ca = "tls/ca.pem"
             let error = Config::parse(&text.replace(from, to), Path::new("c.toml"))
                 .unwrap_err()
                 .to_string();
-            assert!(error.starts_with("c.toml:13:1: [hsm]: "), "{error}");
+            // The [hsm] header's line: after GOOD and a blank line.
+            let at = format!("c.toml:{}:1: [hsm]: ", GOOD.lines().count() + 2);
+            assert!(error.starts_with(&at), "{error}");
             assert!(error.contains(what), "{error}");
         }
     }
@@ -992,7 +1141,9 @@ client_ca = "tls/ca.pem"
         let e = Config::parse(&bad, Path::new("c.toml"))
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("c.toml:14:7: "), "{e}");
+        // base (GOOD without state_dir), a blank line, [state], engine: the URL's line.
+        let url_line = base.lines().count() + 4;
+        assert!(e.starts_with(&format!("c.toml:{url_line}:7: ")), "{e}");
         assert!(e.contains("password") && !e.contains("hunter2"), "{e}");
         // No url; state_dir beside postgres; no state_dir for sled; an unknown key.
         let e = Config::parse(&pg.replace("url = ", "# url = "), Path::new("c.toml"));
@@ -1004,7 +1155,11 @@ client_ca = "tls/ca.pem"
             .to_string();
         assert!(e.contains("needs `state_dir`"), "{e}");
         let e = Config::parse(&format!("{pg}password = \"x\"\n"), Path::new("c.toml"));
-        assert!(e.unwrap_err().to_string().starts_with("c.toml:17:1: "));
+        let e = e.unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!("c.toml:{}:1: ", url_line + 3)),
+            "{e}"
+        );
         let e = Config::parse(
             &pg.replace("\"custos\"\n", "\"Bad-Name\"\n"),
             Path::new("c"),
@@ -1020,5 +1175,53 @@ client_ca = "tls/ca.pem"
         let text = GOOD.replace("\"json\"", "\"xml\"");
         let error = Config::parse(&text, Path::new("c.toml")).unwrap_err();
         assert!(error.to_string().starts_with("c.toml:6:14: "), "{error}");
+    }
+
+    #[test]
+    fn compliance_is_required_and_checked_where_it_is_written() {
+        let config = Config::parse(GOOD, Path::new("c.toml")).unwrap();
+        let trust = config.policy_trust();
+        assert_eq!(trust.threshold(), 1);
+        assert!(!trust.is_development());
+
+        let cut = GOOD.split("[compliance]").next().unwrap();
+        let e = Config::parse(cut, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no [compliance] section"), "{e}");
+
+        let text = GOOD.replace("threshold = 1", "threshold = 2");
+        let e = Config::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:15:13: "), "{e}");
+        assert!(e.contains("threshold 2 with 1 officer key(s)"), "{e}");
+
+        let text = GOOD.replace("ed25519:3d40", "ed25519:zz40");
+        let e = Config::parse(&text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("c.toml:14:"), "{e}");
+        assert!(e.contains("officer 'dana'") && e.contains("not hex"), "{e}");
+
+        let dev = format!("{cut}[compliance]\nallow_unsigned_policy = true\n");
+        assert!(Config::parse(&dev, Path::new("c.toml"))
+            .unwrap()
+            .policy_trust()
+            .is_development());
+    }
+
+    #[test]
+    fn the_console_listens_on_loopback_only() {
+        let ok = format!("{GOOD}\n[console]\nlisten = \"127.0.0.1:0\"\n");
+        assert!(Config::parse(&ok, Path::new("c.toml"))
+            .unwrap()
+            .console
+            .is_some());
+        let open = format!("{GOOD}\n[console]\nlisten = \"0.0.0.0:8080\"\n");
+        let e = Config::parse(&open, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("loopback"), "{e}");
     }
 }

@@ -19,6 +19,7 @@ pub mod chains;
 pub mod cli;
 pub mod config;
 pub mod embedded_db;
+pub mod governance;
 pub mod intent;
 pub mod keys;
 pub mod keystore;

@@ -3,8 +3,8 @@
 //!
 //! Every `crate::…` and `super::…` path under `src/` is resolved to the top-level module it names;
 //! a test fails naming the file, the line and the rule when:
-//! - a file under `src/signing/`, `src/policy/`, `src/chains/` or `src/state/` reaches
-//!   `crate::service` or `crate::cli`;
+//! - a file under `src/signing/`, `src/policy/`, `src/chains/`, `src/state/` or
+//!   `src/governance/` reaches `crate::service` or `crate::cli`;
 //! - a file under `src/policy/` reaches `crate::keys`, `crate::keystore`, `crate::chains` or
 //!   `crate::backend`.
 //!
@@ -22,6 +22,11 @@ const RULES: &[(&str, &[&str], &str)] = &[
     ("policy", &["service", "cli"], "the core knows no transport"),
     ("chains", &["service", "cli"], "the core knows no transport"),
     ("state", &["service", "cli"], "the core knows no transport"),
+    (
+        "governance",
+        &["service", "cli"],
+        "the core knows no transport",
+    ),
     (
         "policy",
         &["keys", "keystore", "chains", "backend"],

@@ -8,6 +8,7 @@
 //! Everything every command printed, the server's log and the transcript are searched for the
 //! ceremony's secrets (shares, mnemonic, dice).
 
+#[allow(dead_code)]
 mod served;
 
 use std::path::{Path, PathBuf};

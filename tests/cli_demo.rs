@@ -50,7 +50,7 @@ fn demo_runs_every_step() {
     // Demo keys and passphrase are announced as such.
     assert!(text.contains("DEMO KEYS"), "{text}");
     assert!(text.contains("Never do this in production"), "{text}");
-    assert!(text.contains("[18/18]"), "{text}");
+    assert!(text.contains("[19/19]"), "{text}");
     assert!(text.trim_end().ends_with("Every step passed."), "{text}");
 
     // Wallets, with their public data.
@@ -144,8 +144,42 @@ fn demo_runs_every_step() {
         text.contains("treasury       approves its own request: PERMISSION_DENIED"),
         "{text}"
     );
-    assert!(text.contains("officer alice  approves: PendingApproval, 1 of 2"));
-    assert!(text.contains("officer bob    approves: Signed"));
+    // The policy is signed by compliance; each officer's vote is a signature by its own key,
+    // over the decoded request it shows.
+    assert!(
+        text.contains(
+            "compliance     policy signed by compliance-1, compliance-2 (2 of 2 required)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("officer alice  signs with ed25519:"),
+        "{text}"
+    );
+    assert!(text.contains("amount: 100 ETH"), "{text}");
+    assert!(
+        text.contains("-> PendingApproval, 1 of 2 signed approvals"),
+        "{text}"
+    );
+    assert!(text.contains("officer bob    signs with p256:"), "{text}");
+    assert!(text.contains("-> Signed"), "{text}");
+    assert_eq!(
+        text.matches("                 signature ").count(),
+        2,
+        "{text}"
+    );
+    // The proof, verified offline.
+    assert!(text.contains("treasury-1.proof.json"), "{text}");
+    assert!(
+        text.contains(
+            "2 of the 2 required approvals are valid signed votes by holders of approver"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("approve signed by ed25519:"),
+        "the audit carries the vote: {text}"
+    );
     // The broadcaster receives the three signed transactions, in order.
     assert!(value(&text, "entry 1").starts_with("withdrawal-1  btc-hot"));
     assert!(value(&text, "entry 2").starts_with("withdrawal-2  eth-hot"));

@@ -8,6 +8,7 @@
 //! server is killed. It is restarted on the same directories and every id without an answer is
 //! sent again, until all are answered. Then the state database is read directly.
 
+#[allow(dead_code)]
 mod served;
 
 use std::collections::BTreeMap;

@@ -13,11 +13,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bitcoin_support::{script, wallet, Builder, ABANDON, ZOO};
+use custos::governance::{SecretSigningKey, VoteContext, VoteDecision, VoteStatement};
 use custos::keys::Purpose;
 use custos::service::proto::{
     sign_request::Payload, sign_response::Outcome, ApproveRequest, BitcoinPsbtPayload,
     EthereumTransactionPayload, GetRequestRequest, ListWalletsRequest, PersonalMessagePayload,
-    SignRequest, SignResponse, TypedDataPayload,
+    SignRequest, SignResponse, TypedDataPayload, VoteSignature,
 };
 use custos::signing::input_limits::{InputLimits, KIB, MIB};
 use custos::state::{audit, requests, Tree};
@@ -367,11 +368,7 @@ async fn a_full_state_disk_is_unavailable_at_once_and_signing_resumes_when_space
         "{e:?}"
     );
     let mut alice = x.signer("alice").await;
-    let vote = ApproveRequest {
-        request_id: "t-1".into(),
-        reason: "checked".into(),
-        ..Default::default()
-    };
+    let vote = signed_vote(&x, &mut alice, "officers-alice", "t-1", "checked").await;
     let e = bounded(alice.approve(vote.clone())).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     assert!(e.message().contains("state disk full"), "{e:?}");
@@ -504,4 +501,52 @@ async fn when_sled_meets_enospc_itself_signing_resumes_without_a_restart() {
     assert_acknowledged_kept(&x, &acknowledged).await;
     assert_acknowledged_kept(&x, &["g-0".to_owned()]).await;
     drop(x);
+}
+
+/// An approval of `request_id` signed with the approver key `custos dev env` made for `key_stem`
+/// (the vote context read with `client`, whose certificate names the approver).
+async fn signed_vote(
+    x: &Exchange,
+    client: &mut custos::service::proto::signer_client::SignerClient<tonic::transport::Channel>,
+    key_stem: &str,
+    request_id: &str,
+    reason: &str,
+) -> ApproveRequest {
+    let c = client
+        .get_request(GetRequestRequest {
+            request_id: request_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .and_then(|r| r.vote_context)
+        .expect("a pending request carries its vote context");
+    let key = SecretSigningKey::load(&x.env.join(format!("approver-keys/{key_stem}.pem"))).unwrap();
+    let statement = VoteStatement {
+        context: VoteContext {
+            custody: c.custody,
+            request_id: c.request_id,
+            requester: c.requester,
+            wallet: c.wallet,
+            payload_sha256: c.payload_sha256,
+            intent: c.intent,
+        },
+        approver: format!("spiffe://exchange.example/{}", key_stem.replace('-', "/")),
+        key: key.public().to_text(),
+        decision: VoteDecision::Approve,
+        reason: reason.into(),
+        at: custos::signing::now_unix(),
+    };
+    ApproveRequest {
+        request_id: request_id.into(),
+        reason: reason.into(),
+        signature: Some(VoteSignature {
+            at: statement.at,
+            key: statement.key.clone(),
+            signature: key.sign(&statement.encode().unwrap()),
+        }),
+        ..Default::default()
+    }
 }

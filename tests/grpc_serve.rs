@@ -5,6 +5,7 @@
 //! broken file, and stops cleanly on SIGTERM.
 
 mod bitcoin_support;
+#[allow(dead_code)]
 mod served;
 
 use std::path::{Path, PathBuf};
@@ -45,9 +46,8 @@ fn example_policy() -> String {
         .unwrap()
 }
 
-/// The example policy with one more admin principal: a change of meaning, so a new hash.
-fn example_policy_with_second_admin() -> String {
-    let example = example_policy();
+/// `policy` with one more admin principal: a change of meaning, so a new hash.
+fn with_second_admin(example: &str) -> String {
     let replaced = example.replace(
         "admin = [\"ops-admin.exchange.example\"]",
         "admin = [\"ops-admin.exchange.example\", \"spiffe://exchange.example/auditor\"]",
@@ -154,8 +154,10 @@ fn assert_refused(out: &Output, code: &str, detail: &str) {
 async fn dev_env_serve_sign_seal_unseal_reload_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let policy = example_policy();
-    let policy_hash = Policy::from_toml(&policy).unwrap().hash();
     let env_dir = dev_env(dir.path(), &policy);
+    // The environment's copy: the example with the environment's own approver keys enrolled.
+    let policy = std::fs::read_to_string(env_dir.join("policy.toml")).unwrap();
+    let policy_hash = Policy::from_toml(&policy).unwrap().hash();
     let (mut child, port, log) = serve(&env_dir);
 
     // Unsealed from the dev passphrase, with the policy's hash.
@@ -221,6 +223,8 @@ async fn dev_env_serve_sign_seal_unseal_reload_sigterm() {
             "w-1",
             "--reason",
             "not mine to judge",
+            // It holds no approver key either: the server refuses it for lack of the role.
+            "--unsigned",
         ]),
         "PERMISSION_DENIED",
         "approver",
@@ -283,12 +287,22 @@ async fn dev_env_serve_sign_seal_unseal_reload_sigterm() {
     assert!(shown.contains(&policy_hash), "{shown}");
     assert_signed(&sign(&env_dir, "withdrawals", "w-3", &psbt));
 
-    // SIGHUP with a valid new policy: the example policy as shipped reloads by signal (the host
-    // needs no role for it), and status shows the new hash.
-    let changed = example_policy_with_second_admin();
+    // SIGHUP with a valid new policy, signed by both compliance officers: it reloads by signal
+    // (the host needs no role for it), and status shows the new hash.
+    let changed = with_second_admin(&policy);
     let changed_hash = Policy::from_toml(&changed).unwrap().hash();
     assert_ne!(changed_hash, policy_hash);
     std::fs::write(env_dir.join("policy.toml"), &changed).unwrap();
+    for officer in ["compliance-1", "compliance-2"] {
+        let signed = Command::new(served::BIN)
+            .args(["policy", "sign"])
+            .arg(env_dir.join("policy.toml"))
+            .arg("--key")
+            .arg(env_dir.join(format!("compliance/{officer}.pem")))
+            .output()
+            .unwrap();
+        assert!(signed.status.success(), "{}", text(&signed.stderr));
+    }
     let hup = Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bitcoin_support::{script, wallet, Builder, ABANDON, ZOO};
+use custos::governance::{SecretSigningKey, VoteContext, VoteDecision, VoteStatement};
 use custos::keys::Purpose;
 use custos::secret::SecretString;
 use custos::service::proto::admin_client::AdminClient;
@@ -68,10 +69,13 @@ impl Env {
     async fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let env = dev_env(dir.path());
+        // The environment's own compliance configuration: the policy carries both signatures.
+        let config = custos::config::Config::load(&env.join("custos.toml")).unwrap();
         let core = SigningCore::open(CoreConfig {
             store_dir: env.join("store"),
             state_dir: env.join("state"),
             policy_path: env.join("policy.toml"),
+            policy_trust: config.policy_trust(),
             ..CoreConfig::new(Default::default(), Default::default(), Default::default())
         })
         .unwrap();
@@ -272,6 +276,7 @@ async fn roles_are_enforced_per_service() {
             request_id: "x".into(),
             reason: "mine".into(),
             requester: String::new(),
+            signature: None,
         })
         .await
         .unwrap_err();
@@ -420,20 +425,57 @@ async fn approval_flow_and_broadcaster_resumes_after_its_ack() {
             request_id: "t-1".into(),
             reason: "mine".into(),
             requester: String::new(),
+            signature: None,
         })
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
 
+    // Each officer signs the vote with the key `custos dev env` made for it.
     let approve = |who: &'static str| {
         let env = &env;
         async move {
-            env.signer(who)
-                .await
+            let mut signer = env.signer(who).await;
+            let ctx = signer
+                .get_request(proto::GetRequestRequest {
+                    request_id: "t-1".into(),
+                    requester: String::new(),
+                })
+                .await?
+                .into_inner()
+                .request
+                .and_then(|r| r.vote_context);
+            let key =
+                SecretSigningKey::load(&env.env.join(format!("approver-keys/{who}.pem"))).unwrap();
+            let reason = format!("checked by {who}");
+            let signature = ctx.map(|c| {
+                let statement = VoteStatement {
+                    context: VoteContext {
+                        custody: c.custody,
+                        request_id: c.request_id,
+                        requester: c.requester,
+                        wallet: c.wallet,
+                        payload_sha256: c.payload_sha256,
+                        intent: c.intent,
+                    },
+                    approver: format!("spiffe://exchange.example/{}", who.replace('-', "/")),
+                    key: key.public().to_text(),
+                    decision: VoteDecision::Approve,
+                    reason: reason.clone(),
+                    at: custos::signing::now_unix(),
+                };
+                proto::VoteSignature {
+                    at: statement.at,
+                    key: statement.key.clone(),
+                    signature: key.sign(&statement.encode().unwrap()),
+                }
+            });
+            signer
                 .approve(ApproveRequest {
                     request_id: "t-1".into(),
-                    reason: format!("checked by {who}"),
+                    reason,
                     requester: String::new(),
+                    signature,
                 })
                 .await
         }
@@ -559,4 +601,89 @@ async fn concurrent_signs_never_exceed_the_rolling_limit() {
     assert_eq!(signed_wei, 200 * ETH, "every request that fit was signed");
     assert_eq!(denied, 4);
     assert_eq!(env.outbox_len(), 20);
+}
+
+#[tokio::test]
+async fn admin_reload_policy_needs_the_compliance_signatures() {
+    let env = Env::new().await;
+    let mut admin = env.admin("ops-admin").await;
+    let running = admin
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .policy_hash;
+
+    // A change of meaning nobody signed: FAILED_PRECONDITION policy-unsigned, the message names
+    // what is missing, and the running policy stays.
+    let policy_path = env.env.join("policy.toml");
+    let original = std::fs::read_to_string(&policy_path).unwrap();
+    let changed = original.replace(
+        "admin = [\"ops-admin.exchange.example\"]",
+        "admin = [\"ops-admin.exchange.example\", \"spiffe://exchange.example/auditor\"]",
+    );
+    assert_ne!(changed, original, "the example policy's admin role moved");
+    std::fs::write(&policy_path, &changed).unwrap();
+    let err = admin
+        .reload_policy(proto::ReloadPolicyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert_eq!(code_of(&err), "policy-unsigned");
+    assert!(
+        err.message().contains("changed after it was signed"),
+        "{err:?}"
+    );
+    assert!(err.message().contains("2 more needed"), "{err:?}");
+    let after = admin
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .policy_hash;
+    assert_eq!(after, running);
+
+    // One officer of two: still refused, naming the one missing.
+    let sign_as = |officer: &str| {
+        let out = Command::new(BIN)
+            .args(["policy", "sign"])
+            .arg(&policy_path)
+            .arg("--key")
+            .arg(env.env.join(format!("compliance/{officer}.pem")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sign_as("compliance-1");
+    let err = admin
+        .reload_policy(proto::ReloadPolicyRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&err), "policy-unsigned");
+    assert!(
+        err.message()
+            .contains("signed by compliance-1; 1 more needed (from compliance-2)"),
+        "{err:?}"
+    );
+
+    // Both: it takes effect.
+    sign_as("compliance-2");
+    let reload = admin
+        .reload_policy(proto::ReloadPolicyRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reload.previous_policy_hash, running);
+    assert_ne!(reload.policy_hash, running);
+    let after = admin
+        .status(StatusRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .policy_hash;
+    assert_eq!(after, reload.policy_hash);
 }

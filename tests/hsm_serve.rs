@@ -460,6 +460,15 @@ fn a_wallet_generated_in_the_token_signs_through_the_server() {
     );
     assert_ne!(widened, policy, "the example policy's eth hot rule moved");
     std::fs::write(&policy_path, widened).unwrap();
+    // The changed policy takes effect once both compliance officers of the environment sign it.
+    for officer in ["compliance-1", "compliance-2"] {
+        let signed = Command::new(BIN)
+            .args(["policy", "sign", p(&policy_path), "--key"])
+            .arg(env.join(format!("compliance/{officer}.pem")))
+            .output()
+            .unwrap();
+        assert!(signed.status.success(), "{}", text(&signed.stderr));
+    }
     // The ceremony, with the server stopped: three keys generated inside the token.
     let config = p(&env.join("custos.toml")).to_owned();
     let passphrase = p(&env.join("passphrase")).to_owned();

@@ -11,6 +11,7 @@
 //! replicas still serving).
 
 mod pg_support;
+#[allow(dead_code)]
 mod served;
 
 use std::collections::BTreeMap;
@@ -18,13 +19,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use custos::governance::{SecretSigningKey, VoteContext, VoteDecision, VoteStatement};
 use custos::policy::limits::{LedgerKey, UsageView};
 use custos::policy::model::Scope;
 use custos::service::proto::outbox_client::OutboxClient;
 use custos::service::proto::signer_client::SignerClient;
 use custos::service::proto::{
     sign_request::Payload, sign_response::Outcome, signed, AckRequest, ApproveRequest,
-    EthereumTransactionPayload, RequestState, SignRequest, StreamSignedRequest,
+    EthereumTransactionPayload, GetRequestRequest, RequestState, SignRequest, StreamSignedRequest,
+    VoteSignature,
 };
 use custos::service::tls::client_tls;
 use custos::service::TlsMaterial;
@@ -431,11 +434,47 @@ async fn three_replicas_share_one_state_exactly() {
         let port = replicas[n].port;
         async move {
             let ch = channel(&dir, port, who).await.unwrap();
-            SignerClient::new(ch)
+            let mut client = SignerClient::new(ch);
+            // The vote is signed with the key `custos dev env` enrolled for the officer.
+            let c = client
+                .get_request(GetRequestRequest {
+                    request_id: "big-1".into(),
+                    requester: String::new(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .request
+                .and_then(|r| r.vote_context)
+                .expect("a pending request carries its vote context");
+            let key =
+                SecretSigningKey::load(&dir.join(format!("approver-keys/{who}.pem"))).unwrap();
+            let reason = format!("{who} agrees");
+            let statement = VoteStatement {
+                context: VoteContext {
+                    custody: c.custody,
+                    request_id: c.request_id,
+                    requester: c.requester,
+                    wallet: c.wallet,
+                    payload_sha256: c.payload_sha256,
+                    intent: c.intent,
+                },
+                approver: format!("spiffe://t/{}", who.replace('-', "/")),
+                key: key.public().to_text(),
+                decision: VoteDecision::Approve,
+                reason: reason.clone(),
+                at: now_unix(),
+            };
+            client
                 .approve(ApproveRequest {
                     request_id: "big-1".into(),
-                    reason: format!("{who} agrees"),
+                    reason,
                     requester: String::new(),
+                    signature: Some(VoteSignature {
+                        at: statement.at,
+                        key: statement.key.clone(),
+                        signature: key.sign(&statement.encode().unwrap()),
+                    }),
                 })
                 .await
                 .unwrap()

@@ -199,6 +199,32 @@ fn store_types_and_errors_never_show_secrets() {
 }
 
 #[test]
+fn approver_and_officer_keys_never_show_their_bytes() {
+    use custos::governance::{Algorithm, SecretSigningKey};
+    for alg in [Algorithm::Ed25519, Algorithm::P256] {
+        let seed = [0x6bu8; 32];
+        let key = SecretSigningKey::from_seed(alg, &seed).unwrap();
+        let pem = key.to_pem().unwrap();
+        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+        let mut needles = byte_needles(&seed);
+        needles.push(body[..40].to_owned());
+        assert_hidden("SecretSigningKey", &key, &needles);
+        // A key file that does not parse is named, never quoted.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.pem");
+        std::fs::write(
+            &path,
+            pem.replace("MC4CAQ", "XXXX").replace("MIGHAg", "XXXX"),
+        )
+        .unwrap();
+        if let Err(e) = SecretSigningKey::load(&path) {
+            assert_hidden("key file error", &e, &needles);
+            assert!(!e.to_string().contains(&body[..20]), "{e}");
+        }
+    }
+}
+
+#[test]
 fn share_types_and_refusals_never_show_a_share() {
     use custos::keystore::{CeremonyDraft, InitialUnsealer};
     use custos::shares::text::parse;

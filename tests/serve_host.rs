@@ -28,7 +28,17 @@ fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// Appends `line` to the `[tls]` table of the environment's custos.toml (its last table).
+/// Adds `text` to the `[tls]` table of the environment's custos.toml (right under its header:
+/// other tables, `[compliance]` and `[console]`, follow it).
+fn add_to_tls(env: &Path, text: &str) {
+    let path = env.join("custos.toml");
+    let config = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(config.matches("\n[tls]\n").count(), 1, "{config}");
+    let config = config.replace("\n[tls]\n", &format!("\n[tls]\n{text}"));
+    std::fs::write(path, config).unwrap();
+}
+
+/// Appends `text` (a table of its own) to the environment's custos.toml.
 fn add_to_config(env: &Path, text: &str) {
     let path = env.join("custos.toml");
     let mut config = std::fs::read_to_string(&path).unwrap();
@@ -207,7 +217,7 @@ async fn sighup_reloads_the_crl_without_a_restart() {
     let pki = Pki::install(&env);
     let crl = pki.tls.join("ca.crl");
     std::fs::write(&crl, pki.ca.crl(&[], 1).unwrap()).unwrap();
-    add_to_config(&env, "crl_file = \"tls/ca.crl\"\n");
+    add_to_tls(&env, "crl_file = \"tls/ca.crl\"\n");
     let log = env.join("serve.log");
     let (child, port) = spawn(&env, &log, &[]);
 

@@ -224,14 +224,12 @@ async fn needs_approval_quorum_of_distinct_approvers_then_signed() {
         .await
         .unwrap();
     assert!(matches!(own.outcome, SignOutcome::Pending(_)));
-    let e = core
-        .approve(&principal(ALICE), &RequestRef::id("a-2"), "mine")
+    let e = approve_as(&core, ALICE, &RequestRef::id("a-2"), "mine")
         .await
         .unwrap_err();
     assert_eq!(e.code(), "self-approval");
     // Outsiders are no approvers.
-    let e = core
-        .approve(&principal(OUTSIDER), &RequestRef::id("a-1"), "x")
+    let e = approve_as(&core, OUTSIDER, &RequestRef::id("a-1"), "x")
         .await
         .unwrap_err();
     assert_eq!(e.code(), "not-an-approver");
@@ -242,19 +240,16 @@ async fn needs_approval_quorum_of_distinct_approvers_then_signed() {
         .unwrap();
     assert_eq!(page.requests.len(), 2);
 
-    let r = core
-        .approve(&principal(BOB), &RequestRef::id("a-1"), "ok")
+    let r = approve_as(&core, BOB, &RequestRef::id("a-1"), "ok")
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::PendingApproval);
-    let r = core
-        .approve(&principal(BOB), &RequestRef::id("a-1"), "again")
+    let r = approve_as(&core, BOB, &RequestRef::id("a-1"), "again")
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::PendingApproval);
     assert_eq!(r.pending.unwrap().approvals.len(), 1);
-    let r = core
-        .approve(&principal(CAROL), &RequestRef::id("a-1"), "ok")
+    let r = approve_as(&core, CAROL, &RequestRef::id("a-1"), "ok")
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::Signed, "{r:?}");
@@ -282,14 +277,12 @@ async fn needs_approval_quorum_of_distinct_approvers_then_signed() {
     ]));
 
     // Reject releases the hold.
-    let r = core
-        .reject(&principal(BOB), &RequestRef::id("a-2"), "no")
+    let r = reject_as(&core, BOB, &RequestRef::id("a-2"), "no")
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::Rejected);
     assert_eq!(wallet_usage(core.state()), (1, "80000000".into()));
-    let e = core
-        .approve(&principal(CAROL), &RequestRef::id("a-2"), "late")
+    let e = approve_as(&core, CAROL, &RequestRef::id("a-2"), "late")
         .await
         .unwrap_err();
     assert_eq!(e.code(), "not-pending");

@@ -245,7 +245,7 @@ async fn an_injected_vote_counts_for_nothing() {
     core.sign(&principal(PAYER), btc_request("v-1", &psbt))
         .await
         .unwrap();
-    core.approve(&principal(BOB), &RequestRef::id("v-1"), "ok")
+    approve_as(&core, BOB, &RequestRef::id("v-1"), "ok")
         .await
         .unwrap();
     drop(core);
@@ -261,8 +261,7 @@ async fn an_injected_vote_counts_for_nothing() {
     set_raw(&env, Tree::Requests, key.as_bytes(), forged);
 
     let core = env.open();
-    let e = core
-        .approve(&principal(ALICE), &RequestRef::id("v-1"), "ok")
+    let e = approve_as(&core, ALICE, &RequestRef::id("v-1"), "ok")
         .await
         .unwrap_err();
     assert_eq!(e.code(), "state-tampered", "{e}");
@@ -428,7 +427,7 @@ async fn a_stricter_quorum_after_a_reload_is_what_the_votes_must_meet() {
     core.sign(&principal(PAYER), btc_request("q-1", &psbt))
         .await
         .unwrap();
-    core.approve(&principal(BOB), &RequestRef::id("q-1"), "ok")
+    approve_as(&core, BOB, &RequestRef::id("q-1"), "ok")
         .await
         .unwrap();
     // Compliance raises the quorum to 3.
@@ -438,15 +437,13 @@ async fn a_stricter_quorum_after_a_reload_is_what_the_votes_must_meet() {
     );
     std::fs::write(&env.policy, stricter).unwrap();
     core.reload_policy_from_host("local:test").await.unwrap();
-    let r = core
-        .approve(&principal(CAROL), &RequestRef::id("q-1"), "ok")
+    let r = approve_as(&core, CAROL, &RequestRef::id("q-1"), "ok")
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::PendingApproval, "two votes of three");
     assert_eq!(r.pending.as_ref().unwrap().required, 3);
     assert_eq!(outbox_len(&core), 0);
-    let r = core
-        .approve(&principal(ALICE), &RequestRef::id("q-1"), "ok")
+    let r = approve_as(&core, ALICE, &RequestRef::id("q-1"), "ok")
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::Signed);
@@ -468,8 +465,7 @@ async fn a_stricter_quorum_after_a_reload_is_what_the_votes_must_meet() {
     assert!(deny.contains(&p6));
     std::fs::write(&env.policy, deny).unwrap();
     core.reload_policy_from_host("local:test").await.unwrap();
-    let r = core
-        .approve(&principal(BOB), &RequestRef::id("q-2"), "ok")
+    let r = approve_as(&core, BOB, &RequestRef::id("q-2"), "ok")
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::Denied);
@@ -491,9 +487,7 @@ async fn a_vote_racing_the_expiry_never_revives_the_request() {
         .unwrap();
         let sweeper = core.clone();
         let sweep = tokio::task::spawn_blocking(move || sweeper.expire_pending(now_unix() + 7_200));
-        let vote = core
-            .approve(&principal(BOB), &RequestRef::id(&id), "ok")
-            .await;
+        let vote = approve_as(&*core, BOB, &RequestRef::id(&id), "ok").await;
         sweep.await.unwrap().unwrap();
         let r = core
             .get_request(&principal(PAYER), &RequestRef::id(&id))

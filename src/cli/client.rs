@@ -7,6 +7,8 @@
 //! endpoint = "https://localhost:50051"
 //! server_name = "localhost"          # optional: the name the server certificate must carry
 //!
+//! approver_key = "approver-keys/officers-alice.pem"   # optional: what `custos approve` signs with
+//!
 //! [tls]
 //! cert = "tls/clients/withdrawals.pem"
 //! key = "tls/clients/withdrawals.key"
@@ -53,6 +55,10 @@ pub struct ClientConfig {
     /// The name the server certificate must carry; the endpoint's host when absent.
     #[serde(default)]
     pub server_name: Option<String>,
+    /// The approver's key file (PKCS#8 PEM) `custos approve` and `custos reject` sign votes
+    /// with, unless `--key` names another.
+    #[serde(default)]
+    pub approver_key: Option<PathBuf>,
     /// TLS files.
     pub tls: ClientTlsConfig,
 }
@@ -70,7 +76,10 @@ impl ClientConfig {
             &mut config.tls.cert,
             &mut config.tls.key,
             &mut config.tls.ca,
-        ] {
+        ]
+        .into_iter()
+        .chain(config.approver_key.as_mut())
+        {
             if p.is_relative() {
                 *p = base.join(&*p);
             }

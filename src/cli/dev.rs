@@ -13,8 +13,15 @@
 //! - `store/`: a key store with the imported mnemonic, or a new one (shown once), and one wallet
 //!   per wallet name the policy's rules mention (see [`plan_wallets`] for how chain and network
 //!   are chosen);
+//! - `approver-keys/<name>.pem` (0600): a fresh signing key for every principal that can vote
+//!   (Ed25519 and P-256 alternately), enrolled under `[approver_keys]` in the environment's
+//!   `policy.toml` (replacing the policy's own table), and named as `approver_key` in that
+//!   principal's client configuration, so `custos approve` signs with it;
+//! - `compliance/compliance-1.pem`, `compliance-2.pem` (0600): two compliance officers; the policy
+//!   is signed by both (`policy.toml.sig`) and `custos.toml` requires both (`[compliance]`);
 //! - `state/` (created by the server) and `custos.toml`: gRPC on `127.0.0.1:PORT`, metrics on
-//!   `127.0.0.1:PORT+1` (both port 0 — any free port — with `--port 0`).
+//!   `127.0.0.1:PORT+1`, the approval console on `127.0.0.1:PORT+2` (all port 0 — any free
+//!   port — with `--port 0`).
 //!
 //! With `--hsm`, the environment runs on SoftHSM2 (see [`super::dev_hsm`]): the wallets' keys are
 //! imported into a token in `DIR/hsm/`, and the server unseals itself through the token instead
@@ -37,6 +44,8 @@ use crate::policy::Policy;
 use crate::secret::SecretString;
 use crate::service::devcerts::{write_file, write_issued, DevCa};
 use crate::signing::contract::LOCAL_SCHEME;
+
+pub mod governance;
 
 /// The example policy, built in as the default of `--policy`.
 pub const EXAMPLE_POLICY: &str = include_str!("../../policies/exchange.toml");
@@ -396,6 +405,11 @@ fn env(args: &EnvArgs) -> CliResult {
             "the example policy (policies/exchange.toml)".to_owned(),
         ),
     };
+    // Every principal that can vote gets a fresh key, enrolled in the environment's policy.
+    let approvers =
+        governance::generate_approvers(&governance::approver_principals(&policy_text)?)?;
+    let policy_text = governance::with_approver_keys(&policy_text, &approvers);
+    let officers = governance::generate_officers()?;
     let policy = Policy::from_toml(&policy_text).map_err(|mut e| {
         e.file = Some(policy_source.clone());
         CliError::usage(e)
@@ -411,6 +425,20 @@ fn env(args: &EnvArgs) -> CliResult {
     };
 
     write(dir, "policy.toml", &policy_text)?;
+    governance::sign_policy(&dir.join("policy.toml"), &policy.hash(), &officers)?;
+    for o in &officers {
+        o.key
+            .write_new(&dir.join("compliance").join(format!("{}.pem", o.name)))
+            .map_err(CliError::operational)?;
+    }
+    let keyed = governance::by_principal(&approvers);
+    for client in &clients {
+        if let Some(a) = keyed.get(client.principal.as_str()) {
+            a.key
+                .write_new(&approver_key_path(dir, client))
+                .map_err(CliError::operational)?;
+        }
+    }
     write_pki(dir, &clients)?;
     let passphrase = random_passphrase()?;
     write_file(
@@ -453,16 +481,23 @@ fn env(args: &EnvArgs) -> CliResult {
     drop(store);
 
     let (state_line, state_section) = state_config(dir, args)?;
-    let mut config = server_config(args.port, hsm.is_none(), &state_line, &state_section);
+    let mut config = format!(
+        "{}\n{}",
+        server_config(args.port, hsm.is_none(), &state_line, &state_section),
+        governance::compliance_toml(&officers)
+    );
     if let Some(hsm) = &hsm {
         config.push_str(&super::dev_hsm::config_section(hsm));
     }
     write(dir, "custos.toml", &config)?;
     for client in &clients {
+        let key = keyed
+            .contains_key(client.principal.as_str())
+            .then(|| format!("approver-keys/{}.pem", client.name));
         write(
             dir,
             &format!("client-{}.toml", client.name),
-            &client_config(client, args.port),
+            &client_config(client, args.port, key.as_deref()),
         )?;
     }
 
@@ -497,6 +532,27 @@ fn env(args: &EnvArgs) -> CliResult {
                 println!("  software   {name}: {why}");
             }
         }
+    }
+    println!(
+        "  compliance {} sign the policy (policy.toml.sig; keys in compliance/, threshold {})",
+        officers
+            .iter()
+            .map(|o| o.name.as_str())
+            .collect::<Vec<_>>()
+            .join(" and "),
+        governance::DEV_COMPLIANCE_THRESHOLD
+    );
+    for a in &approvers {
+        println!(
+            "  approver   {}  key {} ({})",
+            a.principal,
+            a.key.public().fingerprint(),
+            clients
+                .iter()
+                .find(|c| c.principal == a.principal)
+                .map(|c| approver_key_path(Path::new(""), c).display().to_string())
+                .unwrap_or_default()
+        );
     }
     for client in &clients {
         println!(
@@ -597,6 +653,12 @@ fn write_pki(dir: &Path, clients: &[DevClient]) -> CliResult {
     Ok(())
 }
 
+/// Where the approver key of `client` is written.
+fn approver_key_path(dir: &Path, client: &DevClient) -> PathBuf {
+    dir.join("approver-keys")
+        .join(format!("{}.pem", client.name))
+}
+
 fn server_config(
     port: u16,
     with_passphrase: bool,
@@ -611,6 +673,7 @@ fn server_config(
     } else {
         "# No passphrase file: the server unseals itself through the HSM ([hsm] auto_unseal).\n"
     };
+    let console = if port == 0 { 0 } else { port.wrapping_add(2) };
     format!(
         r#"# Custos development environment (generated by `custos dev env`).
 listen = "127.0.0.1:{port}"
@@ -623,16 +686,23 @@ store_dir = "store"
 cert = "tls/server.pem"
 key = "tls/server.key"
 client_ca = "tls/ca.pem"
+
+# The approval console: a web page for approvers, on loopback.
+[console]
+listen = "127.0.0.1:{console}"
 {state_section}"#
     )
 }
 
-fn client_config(client: &DevClient, port: u16) -> String {
+fn client_config(client: &DevClient, port: u16, approver_key: Option<&str>) -> String {
+    let key = approver_key
+        .map(|k| format!("# The key `custos approve` signs votes with.\napprover_key = \"{k}\"\n"))
+        .unwrap_or_default();
     format!(
         r#"# Client configuration for {principal}
 endpoint = "https://localhost:{port}"
 server_name = "localhost"
-
+{key}
 [tls]
 cert = "tls/clients/{name}.pem"
 key = "tls/clients/{name}.key"

@@ -5,6 +5,7 @@
 //! host commands (`unseal`, `seal`, `status`, `sign`, `approve`, `reject`, `pending`) talk to a
 //! running server; a refusal prints `GRPC_CODE: message` and exits 1 ([`client`]).
 
+pub mod approver;
 pub mod audit;
 pub mod backup;
 pub mod bench;
@@ -32,7 +33,9 @@ pub mod mnemonic;
 pub mod passphrase;
 pub mod pgdev;
 pub mod policy;
+pub mod policy_sign;
 pub mod psbt;
+pub mod request;
 pub mod sample;
 pub mod selftest;
 pub mod serve;
@@ -42,6 +45,7 @@ pub mod sign;
 pub mod state;
 pub mod store;
 pub mod unsealer;
+pub mod vote;
 pub mod wallet;
 
 use clap::{Parser, Subcommand};
@@ -113,10 +117,16 @@ pub enum Command {
     Status(host::StatusArgs),
     /// Ask a running server to sign a payload (Signer.Sign); prints the result as JSON.
     Sign(sign::SignArgs),
-    /// Approve a pending request (Signer.Approve).
-    Approve(sign::VoteArgs),
-    /// Reject a pending request (Signer.Reject).
-    Reject(sign::VoteArgs),
+    /// Approve a pending request (Signer.Approve), signing the vote with the approver's key.
+    Approve(vote::VoteArgs),
+    /// Reject a pending request (Signer.Reject), signing the vote with the approver's key.
+    Reject(vote::VoteArgs),
+    /// Approvers' signing keys: generate one, show its public key.
+    #[command(subcommand)]
+    Approver(approver::ApproverCommand),
+    /// A request's proof (request, intent, votes, signatures): export it, check it offline.
+    #[command(subcommand)]
+    Request(request::RequestCommand),
     /// List the requests waiting for approval (Signer.ListPending), as JSON.
     Pending(sign::PendingArgs),
     /// The audit chain: verify it, show the newest records.
@@ -153,8 +163,10 @@ pub fn run(cli: Cli) -> CliResult {
         Command::Seal(args) => host::seal(args),
         Command::Status(args) => host::status(args),
         Command::Sign(args) => sign::sign(args),
-        Command::Approve(args) => sign::approve(args),
-        Command::Reject(args) => sign::reject(args),
+        Command::Approve(args) => vote::approve(args),
+        Command::Reject(args) => vote::reject(args),
+        Command::Approver(command) => approver::run(command),
+        Command::Request(command) => request::run(command),
         Command::Pending(args) => sign::pending(args),
         Command::Audit(command) => audit::run(command),
         Command::Hsm(command) => hsm::run(command),

@@ -1,4 +1,5 @@
-//! `custos policy …`: check, test, explain, diff and hash policy files (compliance tooling).
+//! `custos policy …`: check, test, explain, diff and hash policy files, and sign them
+//! (compliance tooling; signing is in [`super::policy_sign`]).
 
 use std::path::{Path, PathBuf};
 
@@ -48,6 +49,31 @@ pub enum PolicyCommand {
         /// The policy file.
         file: PathBuf,
     },
+    /// Sign the policy's canonical hash as a compliance officer (adds to FILE.sig).
+    Sign {
+        /// The policy file.
+        file: PathBuf,
+        /// The officer's key file (PKCS#8 PEM, from `custos approver keygen`).
+        #[arg(long, value_name = "K")]
+        key: PathBuf,
+        /// A label for people reading the signature file (never trusted).
+        #[arg(long, value_name = "NAME")]
+        signer: Option<String>,
+        /// The signature file (default: FILE.sig).
+        #[arg(long, value_name = "FILE")]
+        signatures: Option<PathBuf>,
+    },
+    /// Check the policy's compliance signatures as `custos serve` will.
+    Signatures {
+        /// The policy file.
+        file: PathBuf,
+        /// The server configuration pinning the officers' keys and the threshold.
+        #[arg(long, value_name = "custos.toml")]
+        config: PathBuf,
+        /// The signature file (default: [compliance] signatures, else FILE.sig).
+        #[arg(long, value_name = "FILE")]
+        signatures: Option<PathBuf>,
+    },
 }
 
 fn load(path: &Path) -> Result<Policy, CliError> {
@@ -66,13 +92,30 @@ pub fn run(command: PolicyCommand) -> CliResult {
         PolicyCommand::Check { file } => {
             let p = load(&file)?;
             println!(
-                "{}: ok, {} rule(s), {}",
+                "{}: ok, {} rule(s), {} enrolled approver key(s), {}",
                 file.display(),
                 p.rules.len(),
+                p.approver_keys.values().map(|k| k.len()).sum::<usize>(),
                 p.hash()
             );
+            if p.allow_unsigned_votes {
+                println!(
+                    "warning: allow_unsigned_votes = true: votes of approvers without a key count unsigned (development only)"
+                );
+            }
             Ok(())
         }
+        PolicyCommand::Sign {
+            file,
+            key,
+            signer,
+            signatures,
+        } => super::policy_sign::sign(&file, &key, signer.as_deref(), signatures),
+        PolicyCommand::Signatures {
+            file,
+            config,
+            signatures,
+        } => super::policy_sign::signatures(&file, &config, signatures),
         PolicyCommand::Hash { file } => {
             println!("{}", load(&file)?.hash());
             Ok(())

@@ -7,7 +7,10 @@
 //!    as HSM firmware does before it serves;
 //! 3. open the signing core ([`SigningCore::open_with_engine`]): the key store (sealed), the state
 //!    (sled in `state_dir`, or PostgreSQL per `[state]`: connected, its schema version checked)
-//!    and the policy, validated;
+//!    and the policy, validated and carrying the threshold of compliance signatures
+//!    `[compliance]` requires (refused otherwise, naming who signed and how many are missing;
+//!    `allow_unsigned_policy` is development mode, said in the log at every start and in the
+//!    unseal audit record);
 //! 4. with an `[hsm]` section: load the PKCS#11 module (a module that cannot be loaded, or a PIN
 //!    that cannot be read, refuses the start) and attach the token, which may be absent for now
 //!    (its wallets then answer UNAVAILABLE until it is back; the others sign);
@@ -18,7 +21,8 @@
 //!    someone unseals or seals by hand;
 //! 6. listen with mutual TLS (and metrics on their own port), and print
 //!    `custos listening on ADDR (mutual TLS)` on stdout — with the real port when the configuration
-//!    says port 0.
+//!    says port 0; with `[console]`, also serve the approval console on its loopback address
+//!    (`approval console on http://ADDR/`).
 //!
 //! While it runs: pending requests past their expiry are expired every 30 s; SIGHUP reloads the
 //! policy through the core as the host principal [`SIGHUP_PRINCIPAL`] (the core validates the new
@@ -155,6 +159,13 @@ fn run_self_tests() -> CliResult {
 
 /// Opens the signing core and unseals it when a passphrase is configured.
 fn open_core(config: &Config) -> Result<SigningCore, CliError> {
+    let trust = config.policy_trust();
+    if trust.is_development() {
+        tracing::warn!(
+            "DEVELOPMENT MODE: [compliance] allow_unsigned_policy = true — a policy takes effect \
+             without compliance signatures; whoever can write the policy file decides what is signed"
+        );
+    }
     if config.signing.unsafe_accept_state_rollback {
         tracing::warn!(
             "[signing] unsafe_accept_state_rollback is on: a state database behind its anchor will be served (the unseal records it in the audit chain)"
@@ -162,6 +173,8 @@ fn open_core(config: &Config) -> Result<SigningCore, CliError> {
     }
     let location = StateLocation::of_config(config)?;
     let core_config = CoreConfig {
+        policy_trust: trust,
+        policy_signatures: config.policy_signatures(),
         authorization_max_age_secs: config.signing.authorization_max_age,
         unsafe_accept_state_rollback: config.signing.unsafe_accept_state_rollback,
         bitcoin: config.bitcoin.sign_options(),
@@ -294,6 +307,17 @@ async fn serve(
                 config.metrics_listen
             ))
         })?;
+    let console = match &config.console {
+        Some(c) => {
+            let addr = *c.listen.get_ref();
+            Some(TcpListener::bind(addr).await.map_err(|e| {
+                CliError::operational(format!(
+                    "cannot listen for the approval console on {addr}: {e}"
+                ))
+            })?)
+        }
+        None => None,
+    };
     let options = crate::service::ServerOptions {
         max_message_bytes: config.limits.grpc_message_bytes(),
     };
@@ -325,10 +349,22 @@ async fn serve(
     if let Some(addr) = server.metrics_addr {
         println!("metrics on http://{addr}/metrics");
     }
+    let console = match console {
+        Some(listener) => {
+            let running = crate::service::console::start(core.clone(), listener)
+                .map_err(CliError::operational)?;
+            println!("approval console on http://{}/", running.addr);
+            Some(running)
+        }
+        None => None,
+    };
     stop.await;
     tracing::info!("shutting down");
     for task in &tasks {
         task.abort();
+    }
+    if let Some(console) = console {
+        console.shutdown().await;
     }
     let stopped = server.shutdown().await.map_err(CliError::operational);
     // A clean shutdown anchors the final audit head in the key store (see state::anchor).

@@ -1,5 +1,6 @@
-//! `custos sign | approve | reject | pending --config CLIENT.toml`: the `Signer` service from the
-//! command line, printing results as JSON on stdout.
+//! `custos sign | pending --config CLIENT.toml`: the `Signer` service from the command line,
+//! printing results as JSON on stdout (`approve` and `reject`, which sign votes, are in
+//! [`super::vote`]).
 //!
 //! `custos sign --wallet W --request-id ID (--psbt F | --eth-tx F | --message F | --typed-data F)`
 //! sends one payload (`--index N` picks the Ethereum address index, `--replacement` marks a
@@ -23,8 +24,8 @@ use super::host::ClientArgs;
 use super::{CliError, CliResult};
 use crate::service::proto::signer_client::SignerClient;
 use crate::service::proto::{
-    self, sign_request, signed, ApproveRequest, BitcoinPsbtPayload, EthereumTransactionPayload,
-    ListPendingRequest, PersonalMessagePayload, RejectRequest, SignRequest, TypedDataPayload,
+    self, sign_request, signed, BitcoinPsbtPayload, EthereumTransactionPayload, ListPendingRequest,
+    PersonalMessagePayload, SignRequest, TypedDataPayload,
 };
 
 /// Arguments of `custos sign`.
@@ -58,23 +59,6 @@ pub struct SignArgs {
     /// The Ethereum transaction deliberately replaces one with the same nonce.
     #[arg(long, requires = "eth_tx")]
     pub replacement: bool,
-}
-
-/// Arguments of `custos approve` and `custos reject`.
-#[derive(Debug, Args)]
-pub struct VoteArgs {
-    #[command(flatten)]
-    #[allow(missing_docs)]
-    pub client: ClientArgs,
-    /// The pending request.
-    #[arg(long)]
-    pub request_id: String,
-    /// The requester, when requests of several services share the id.
-    #[arg(long, value_name = "PRINCIPAL", default_value = "")]
-    pub requester: String,
-    /// Why (recorded in the audit log; required by the server for a rejection).
-    #[arg(long, value_name = "TEXT", default_value = "")]
-    pub reason: String,
 }
 
 /// Arguments of `custos pending`.
@@ -170,52 +154,6 @@ pub fn sign(args: SignArgs) -> CliResult {
     Ok(())
 }
 
-/// `Signer.Approve`.
-pub fn approve(args: VoteArgs) -> CliResult {
-    vote(args, Vote::Approve)
-}
-
-/// `Signer.Reject`.
-pub fn reject(args: VoteArgs) -> CliResult {
-    vote(args, Vote::Reject)
-}
-
-/// Which way an approver votes.
-enum Vote {
-    Approve,
-    Reject,
-}
-
-/// Sends one vote and prints the request record the server answers with.
-fn vote(args: VoteArgs, vote: Vote) -> CliResult {
-    let record = block_on(async {
-        let mut signer = SignerClient::new(args.client.connect().await?);
-        let (request_id, reason) = (args.request_id.clone(), args.reason.clone());
-        let requester = args.requester.clone();
-        match vote {
-            Vote::Approve => signer
-                .approve(ApproveRequest {
-                    request_id,
-                    reason,
-                    requester,
-                })
-                .await
-                .map(|reply| reply.into_inner().request),
-            Vote::Reject => signer
-                .reject(RejectRequest {
-                    request_id,
-                    reason,
-                    requester,
-                })
-                .await
-                .map(|reply| reply.into_inner().request),
-        }
-        .map_err(status_error)
-    })?;
-    print_json(&record.as_ref().map_or(Value::Null, record_json));
-    Ok(())
-}
-
 /// `Signer.ListPending`, every page.
 pub fn pending(args: PendingArgs) -> CliResult {
     let requests = block_on(async {
@@ -244,7 +182,8 @@ pub fn pending(args: PendingArgs) -> CliResult {
     Ok(())
 }
 
-fn print_json(value: &Value) {
+/// Prints pretty JSON on stdout.
+pub fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).expect("a JSON value always serialises")
@@ -321,8 +260,13 @@ fn pending_json(p: &proto::Pending) -> Value {
         "roles": p.quorum.as_ref().map(|q| q.roles.clone()).unwrap_or_default(),
         "approvals": p.approvals.iter().map(|a| json!({
             "principal": a.principal,
+            "decision": a.decision,
             "at": timestamp(a.at.as_ref()),
             "reason": a.reason,
+            "key": if a.key.is_empty() { Value::Null } else { json!(a.key) },
+            "signature_hex": if a.signature.is_empty() { Value::Null } else { json!(hex::encode(&a.signature)) },
+            "counted": a.counted,
+            "note": if a.note.is_empty() { Value::Null } else { json!(a.note) },
         })).collect::<Vec<_>>(),
         "expires_at": timestamp(p.expires_at.as_ref()),
     })
@@ -385,6 +329,14 @@ pub fn record_json(r: &proto::RequestRecord) -> Value {
         "updated_at": timestamp(r.updated_at.as_ref()),
         "error": if r.error.is_empty() { Value::Null } else { json!(r.error) },
         "payload_sha256": r.payload_sha256,
+        "vote_context": r.vote_context.as_ref().map_or(Value::Null, |c| json!({
+            "custody": c.custody,
+            "request_id": c.request_id,
+            "requester": c.requester,
+            "wallet": c.wallet,
+            "payload_sha256": c.payload_sha256,
+            "intent": c.intent,
+        })),
     })
 }
 

@@ -36,6 +36,7 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<String> {
     for role in old.roles.keys().filter(|r| !new.roles.contains_key(*r)) {
         out.push(format!("role '{role}' removed"));
     }
+    approver_key_changes(old, new, &mut out);
     // Assets.
     for na in &new.assets {
         let place = format!("{}/{}", na.chain, na.network);
@@ -167,6 +168,37 @@ pub fn diff(old: &Policy, new: &Policy) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Enrolled approver keys, by principal, and the unsigned-votes switch.
+fn approver_key_changes(old: &Policy, new: &Policy, out: &mut Vec<String>) {
+    let empty = BTreeSet::new();
+    let principals: BTreeSet<&String> = old
+        .approver_keys
+        .keys()
+        .chain(new.approver_keys.keys())
+        .collect();
+    for p in principals {
+        let before = old.approver_keys.get(p).unwrap_or(&empty);
+        let after = new.approver_keys.get(p).unwrap_or(&empty);
+        for k in after.difference(before) {
+            out.push(format!("approver key of {p}: {k} enrolled"));
+        }
+        for k in before.difference(after) {
+            out.push(format!(
+                "approver key of {p}: {k} removed (its votes on pending requests no longer count)"
+            ));
+        }
+    }
+    if old.allow_unsigned_votes != new.allow_unsigned_votes {
+        out.push(if new.allow_unsigned_votes {
+            "unsigned votes now allowed for approvers without an enrolled key (development only)"
+                .to_owned()
+        } else {
+            "unsigned votes no longer allowed: every vote must be signed by an enrolled key"
+                .to_owned()
+        });
+    }
 }
 
 fn rule_changes(o: &Rule, n: &Rule, out: &mut Vec<String>) {

@@ -26,6 +26,9 @@ pub struct PolicyFile {
     /// `[[rules]]`, in file order.
     #[serde(default)]
     pub rules: Vec<RuleFile>,
+    /// `[approver_keys]`: principal -> its public key, or a list of keys (`ed25519:…`, `p256:…`).
+    #[serde(default)]
+    pub approver_keys: BTreeMap<Spanned<String>, Spanned<toml::Value>>,
 }
 
 /// `[policy]`.
@@ -40,6 +43,9 @@ pub struct HeaderFile {
     /// Test cases file, relative to the policy file (default: `<stem>.tests.toml`).
     #[serde(default)]
     pub tests: Option<String>,
+    /// Votes of approvers without an enrolled key count without a signature (development only).
+    #[serde(default)]
+    pub allow_unsigned_votes: Option<Spanned<bool>>,
 }
 
 /// The assets of one network.

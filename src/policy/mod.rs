@@ -132,4 +132,6 @@ impl Policy {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_approvers;
+#[cfg(test)]
 mod tests_kinds;

@@ -31,6 +31,18 @@ pub struct Policy {
     pub address_books: BTreeMap<String, AddressBook>,
     /// Rules in file order.
     pub rules: Vec<Rule>,
+    /// `[approver_keys]`: principal -> its enrolled public keys (canonical text, see
+    /// [`crate::governance::keys`]). A vote counts only as a valid signature by one of its
+    /// principal's keys. Left out of the canonical JSON when empty, so policies without keys
+    /// keep their hash.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub approver_keys: BTreeMap<String, BTreeSet<String>>,
+    /// `[policy] allow_unsigned_votes`: a vote by an approver **without** an enrolled key counts
+    /// without a signature. Development only: such a vote is whatever the server records, so
+    /// whoever controls the server or can write the state database can forge it. Approvers with
+    /// a key always sign. Left out of the canonical JSON when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unsigned_votes: bool,
     /// The test-case file named in `[policy] tests`, if any (not part of the hash).
     #[serde(skip)]
     pub tests: Option<String>,
@@ -72,6 +84,30 @@ impl Policy {
     /// if a field was changed after the policy was evaluated).
     pub fn reindex(&mut self) {
         self.index = CachedIndex::default();
+    }
+
+    /// The keys enrolled for `principal` (canonical text).
+    pub fn approver_keys_of(&self, principal: &str) -> impl Iterator<Item = &str> {
+        self.approver_keys
+            .get(principal)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+    }
+
+    /// The principal `key` (canonical text) is enrolled for, if any (a key belongs to one
+    /// principal at most; validation refuses anything else).
+    pub fn approver_of_key(&self, key: &str) -> Option<&str> {
+        self.approver_keys
+            .iter()
+            .find(|(_, keys)| keys.contains(key))
+            .map(|(principal, _)| principal.as_str())
+    }
+
+    /// Whether `principal` may vote without a signature: only under `allow_unsigned_votes`, and
+    /// only while no key is enrolled for it.
+    pub fn unsigned_vote_allowed(&self, principal: &str) -> bool {
+        self.allow_unsigned_votes && self.approver_keys_of(principal).next().is_none()
     }
 }
 

@@ -7,9 +7,10 @@
 //!
 //! Files: `span` places problems in the text (line and column, the error types); validation
 //! is `validate` (the policy as a whole: names, roles, amounts, shadowed rules), `assets`
-//! (`[assets]` and `[address_books]`), `rule` (one `[[rules]]` entry) and `schedule` (a rule's
-//! schedule).
+//! (`[assets]` and `[address_books]`), `rule` (one `[[rules]]` entry), `schedule` (a rule's
+//! schedule) and `approvers` (`[approver_keys]`, and quorums that signed votes can meet).
 
+mod approvers;
 mod assets;
 mod rule;
 mod schedule;

@@ -112,6 +112,8 @@ mod tests {
     const POLICY: &str = r#"
 [policy]
 name = "reach"
+# Who may vote is not what this module decides: no approver keys here.
+allow_unsigned_votes = true
 
 [roles]
 payer = ["spiffe://t/payer"]

@@ -12,6 +12,9 @@ name = "t"
 [roles]
 signer = ["spiffe://a/payouts"]
 approver = ["spiffe://a/alice", "spiffe://a/bob", "spiffe://a/officers/*"]
+[approver_keys]
+"spiffe://a/alice" = "ed25519:d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
+"spiffe://a/bob" = "ed25519:3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"
 [assets.bitcoin.mainnet]
 native = { symbol = "BTC", decimals = 8 }
 [assets.ethereum.mainnet]
@@ -296,6 +299,8 @@ mod index_equivalence {
     const HEADER: &str = r#"
 [policy]
 name = "many"
+# Evaluation only: nobody votes on this policy.
+allow_unsigned_votes = true
 [roles]
 signer = ["spiffe://a/payouts", "spiffe://a/batch/*"]
 ops = ["spiffe://a/ops", "spiffe://a/batch/special"]

@@ -226,6 +226,24 @@ pub fn pending(pending: &model::PendingApproval) -> proto::Pending {
                 principal: a.principal.clone(),
                 at: Some(Timestamp::from(a.at)),
                 reason: a.reason.clone(),
+                decision: a.decision.as_str().to_owned(),
+                key: a
+                    .signature
+                    .as_ref()
+                    .map(|s| s.key.clone())
+                    .unwrap_or_default(),
+                signature: a
+                    .signature
+                    .as_ref()
+                    .map(|s| s.signature.clone())
+                    .unwrap_or_default(),
+                statement: a
+                    .signature
+                    .as_ref()
+                    .map(|s| s.statement.clone())
+                    .unwrap_or_default(),
+                counted: a.counted,
+                note: a.note.clone().unwrap_or_default(),
             })
             .collect(),
         expires_at: Some(Timestamp::from(pending.expires_at)),
@@ -314,6 +332,26 @@ pub fn request_record(record: &model::RequestRecord) -> proto::RequestRecord {
         updated_at: Some(Timestamp::from(record.updated_at)),
         error: record.error.clone().unwrap_or_default(),
         payload_sha256: record.payload_sha256.clone(),
+        vote_context: record.vote_context.as_ref().map(|c| proto::VoteContext {
+            custody: c.custody.clone(),
+            request_id: c.request_id.clone(),
+            requester: c.requester.clone(),
+            wallet: c.wallet.clone(),
+            payload_sha256: c.payload_sha256.clone(),
+            intent: c.intent.clone(),
+        }),
+    }
+}
+
+/// A vote in: the reason and the signature, if any.
+pub fn vote(reason: &str, signature: Option<&proto::VoteSignature>) -> model::VoteInput {
+    model::VoteInput {
+        reason: reason.to_owned(),
+        signature: signature.map(|s| model::VoteSignature {
+            at: s.at,
+            key: s.key.clone(),
+            signature: s.signature.clone(),
+        }),
     }
 }
 

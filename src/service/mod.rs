@@ -15,10 +15,12 @@
 //! - [`metrics_http`]: the metrics registry served on its own listener;
 //! - [`server`]: assembles the services, health and reflection, and runs them;
 //! - [`standby`]: a core with nothing behind it, for tests of the transport alone;
-//! - [`devcerts`]: a development CA and certificates for `custos dev env` and tests.
+//! - [`devcerts`]: a development CA and certificates for `custos dev env` and tests;
+//! - [`console`]: the approval console, a web page on its own loopback address.
 
 pub mod acceptor;
 pub mod admin;
+pub mod console;
 pub mod convert;
 pub mod devcerts;
 pub mod edge;

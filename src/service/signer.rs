@@ -82,10 +82,8 @@ impl<C: SignerCore> Signer for SignerService<C> {
         let request = request.into_inner();
         let result = match convert::request_ref(&request.request_id, &request.requester) {
             Ok(rref) => {
-                self.edge
-                    .core
-                    .approve(&principal, &rref, &request.reason)
-                    .await
+                let vote = convert::vote(&request.reason, request.signature.as_ref());
+                self.edge.core.approve(&principal, &rref, &vote).await
             }
             Err(error) => Err(error),
         }
@@ -108,10 +106,8 @@ impl<C: SignerCore> Signer for SignerService<C> {
                 Err(CoreError::invalid("reason", "a rejection needs a reason"))
             }
             Ok(rref) => {
-                self.edge
-                    .core
-                    .reject(&principal, &rref, &request.reason)
-                    .await
+                let vote = convert::vote(&request.reason, request.signature.as_ref());
+                self.edge.core.reject(&principal, &rref, &vote).await
             }
             Err(error) => Err(error),
         }
@@ -119,6 +115,25 @@ impl<C: SignerCore> Signer for SignerService<C> {
             request: Some(convert::request_record(&record)),
         });
         self.edge.finish("Reject", &principal, result)
+    }
+
+    async fn get_proof(
+        &self,
+        request: Request<proto::GetRequestRequest>,
+    ) -> Result<Response<proto::GetProofResponse>, Status> {
+        let principal = self.edge.authenticate("GetProof", &request, None)?;
+        let r = request.get_ref();
+        let result = match convert::request_ref(&r.request_id, &r.requester) {
+            Ok(rref) => self.edge.core.proof(&principal, &rref).await,
+            Err(error) => Err(error),
+        }
+        .and_then(|proof| {
+            serde_json::to_string_pretty(&proof).map_err(|e| CoreError::Internal {
+                reason: format!("cannot encode the proof: {e}"),
+            })
+        })
+        .map(|proof_json| proto::GetProofResponse { proof_json });
+        self.edge.finish("GetProof", &principal, result)
     }
 
     async fn list_wallets(

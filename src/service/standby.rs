@@ -7,7 +7,8 @@ use tokio::sync::watch;
 use crate::signing::contract::{
     AccessMap, AckInfo, AddressInfo, CoreError, CoreResult, CreateWallet, ListPending,
     OutboxStream, PendingPage, PolicyReload, Principal, Privilege, RequestRecord, RequestRef,
-    SealState, SignReply, SignRequest, SignerCore, StatusInfo, UnsealSecret, WalletSummary,
+    SealState, SignReply, SignRequest, SignerCore, StatusInfo, UnsealSecret, VoteInput,
+    WalletSummary,
 };
 
 /// The core as far as it exists without a key store, a policy and a state store: it reports its
@@ -109,11 +110,21 @@ impl SignerCore for StandbyCore {
         Err(Self::pipeline_missing("listing pending requests"))
     }
 
-    async fn approve(&self, _: &Principal, _: &RequestRef, _: &str) -> CoreResult<RequestRecord> {
+    async fn approve(
+        &self,
+        _: &Principal,
+        _: &RequestRef,
+        _: &VoteInput,
+    ) -> CoreResult<RequestRecord> {
         Err(Self::pipeline_missing("approving"))
     }
 
-    async fn reject(&self, _: &Principal, _: &RequestRef, _: &str) -> CoreResult<RequestRecord> {
+    async fn reject(
+        &self,
+        _: &Principal,
+        _: &RequestRef,
+        _: &VoteInput,
+    ) -> CoreResult<RequestRecord> {
         Err(Self::pipeline_missing("rejecting"))
     }
 

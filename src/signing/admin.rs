@@ -1,16 +1,18 @@
 //! Status, wallets, addresses and policy reload.
 //!
-//! Policy reload reads and validates the configured file; an invalid file leaves the running
-//! policy in place and answers `FAILED_PRECONDITION policy-invalid` with the `file:line:column`
-//! messages; a valid one is swapped in. Both outcomes are audited (with the running and the new
-//! hash), so a reload needs the audit key: while sealed it is refused (`sealed`).
+//! Policy reload reads and validates the configured file and checks its compliance signatures
+//! ([`super::policy_load`]); an invalid file leaves the running policy in place and answers
+//! `FAILED_PRECONDITION policy-invalid` with the `file:line:column` messages, one without a
+//! threshold of valid signatures `FAILED_PRECONDITION policy-unsigned` naming who signed and how
+//! many are missing; a valid, signed one is swapped in. Every outcome is audited (with the
+//! running and the new hash, and the signers), so a reload needs the audit key: while sealed it
+//! is refused (`sealed`).
 
 use std::sync::Arc;
 
 use crate::ceremony::{self, CeremonyEvent, Operator, WalletFact};
 use crate::keys::{Chain, Network, Purpose};
 use crate::keystore::KeystoreError;
-use crate::policy::Policy;
 use crate::signing::contract::Principal;
 use crate::signing::contract::{
     AddressInfo, CreateWallet, PolicyReload, StatusInfo, UnsealerInfo, WalletSummary,
@@ -20,7 +22,7 @@ use crate::state::audit::AuditEntry;
 use crate::wallet::Wallet;
 
 use super::access::Access;
-use super::{now_unix, unavailable, LoadedPolicy, SigningCore};
+use super::{now_unix, policy_load, unavailable, SigningCore};
 
 /// `Admin.Status`.
 pub fn status(core: &SigningCore, principal: &Principal) -> CoreResult<StatusInfo> {
@@ -161,13 +163,17 @@ pub async fn reload_policy(core: &SigningCore, principal: &Principal) -> CoreRes
 pub async fn reload_policy_as(core: &SigningCore, who: &str) -> CoreResult<PolicyReload> {
     let keys = core.keys()?;
     let old = core.policy();
-    let loaded = Policy::load(core.policy_path());
+    let loaded = policy_load::load(&core.config);
     let (event, new_hash, detail) = match &loaded {
-        Ok(p) => ("policy.reload", p.hash(), format!("previous {}", old.hash)),
+        Ok(p) => (
+            "policy.reload",
+            p.hash.clone(),
+            format!("previous {}; {}", old.hash, p.trust.summary()),
+        ),
         Err(e) => (
             "policy.reload.refused",
             old.hash.clone(),
-            format!("invalid policy file kept out: {e}"),
+            format!("policy file kept out: {e}"),
         ),
     };
     let record = AuditEntry {
@@ -184,8 +190,7 @@ pub async fn reload_policy_as(core: &SigningCore, who: &str) -> CoreResult<Polic
     core.flusher.flush().await.map_err(unavailable)?;
     match loaded {
         Ok(policy) => {
-            *core.policy.write().expect("policy lock poisoned") =
-                Arc::new(LoadedPolicy::new(policy));
+            *core.policy.write().expect("policy lock poisoned") = Arc::new(policy);
             tracing::info!(previous = %old.hash, hash = %new_hash, "policy reloaded");
             Ok(PolicyReload {
                 previous_hash: old.hash.clone(),
@@ -193,8 +198,13 @@ pub async fn reload_policy_as(core: &SigningCore, who: &str) -> CoreResult<Polic
             })
         }
         Err(e) => Err(CoreError::Precondition {
-            code: "policy-invalid".into(),
-            reason: format!("the new policy is invalid; the running one stays:\n{e}"),
+            code: e.code().into(),
+            reason: match e {
+                policy_load::PolicyLoadError::Invalid(_) => {
+                    format!("the new policy is invalid; the running one stays:\n{e}")
+                }
+                _ => format!("the new policy is refused; the running one stays: {e}"),
+            },
         }),
     }
 }

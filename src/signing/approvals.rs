@@ -15,7 +15,12 @@
 //!   the caps are re-checked atomically while the hold becomes a reservation
 //!   ([`crate::state::ledger::reserve_again_in`]) and the request is signed into the outbox. A cap
 //!   that now refuses ends it `denied`; `Approve` answers the record, whose `error` says why.
-//! - Each approver counts once: approving again is a no-op that answers the current record.
+//! - **Votes are signatures** by the approver's enrolled key over the request's vote statement
+//!   ([`super::votes`], [`crate::governance::vote`]); every stored vote is verified again under
+//!   the policy in force whenever votes are counted, so a vote injected into the state database
+//!   counts for nothing.
+//! - Each approver counts once: approving again is a no-op that answers the current record (a
+//!   vote that no longer counts, e.g. after a key change, is replaced by the new one).
 //! - Every vote and every ending re-reads the request **inside its transaction**: a vote racing
 //!   the expiry sweep (or a rejection) finds the request no longer pending and changes nothing, so
 //!   an expired request cannot be revived.
@@ -24,11 +29,12 @@
 //! - Expiry is lazy (any access to an expired request expires it) plus the sweep
 //!   [`super::SigningCore::expire_pending`] the server calls periodically.
 
+use crate::governance::VoteDecision;
 use crate::policy::limits::{LedgerKey, ReservationPlan, Usage, UsageView};
 use crate::policy::{Outcome, PolicyRequest, Quorum};
 use crate::signing::contract::Principal;
 use crate::signing::contract::{CoreError, CoreResult};
-use crate::signing::contract::{ListPending, PendingPage, RequestRecord, RequestRef};
+use crate::signing::contract::{ListPending, PendingPage, RequestRecord, RequestRef, VoteInput};
 use crate::state::buckets::minute_of;
 use crate::state::ledger::{release_in, reserve_again_in, ReservationInfo};
 use crate::state::nonces;
@@ -40,7 +46,7 @@ use crate::state::{ReserveOutcome, State};
 use super::access::Access;
 use super::pipeline::{self, entry};
 use super::records::{self, denial};
-use super::{decode, now_unix, Keys, SigningCore, HOST_PRINCIPAL};
+use super::{decode, now_unix, votes, Keys, SigningCore, HOST_PRINCIPAL};
 
 fn not_found(id: &str) -> CoreError {
     CoreError::NotFound {
@@ -145,7 +151,7 @@ pub async fn get_request(
         if let Ok(keys) = core.keys() {
             if let Some(expired) = expire_one(core, &keys, &key, now_unix())? {
                 core.flusher.flush().await.map_err(|e| core.fail(e))?;
-                return records::record(&expired);
+                return votes::record(core, &expired);
             }
         }
     }
@@ -154,7 +160,7 @@ pub async fn get_request(
         // still waiting for its flush.
         core.flusher.flush().await.map_err(|e| core.fail(e))?;
     }
-    records::record(&r)
+    votes::record(core, &r)
 }
 
 /// `Signer.ListPending`: oldest expiry first; expired ones are left to the sweep and not shown.
@@ -192,7 +198,7 @@ pub fn list_pending(
             let live = r.quorum.as_ref().is_some_and(|q| q.expires_at > now);
             let wanted = req.wallet.as_ref().is_none_or(|w| *w == r.wallet);
             if live && wanted && access.may_see_request(&r) {
-                out.push(records::record(&r)?);
+                out.push(votes::record(core, &r)?);
                 if out.len() >= size {
                     next = Some(hex::encode(key));
                     break 'pages;
@@ -303,23 +309,21 @@ pub async fn approve(
     core: &SigningCore,
     principal: &Principal,
     rref: &RequestRef,
-    reason: &str,
+    vote: &VoteInput,
 ) -> CoreResult<RequestRecord> {
     let keys = core.keys()?;
     let key = resolve(core, principal, rref, false, None)?;
     let _guard = core.lock_request(&key).await;
     let r = pending_for_vote(core, &keys, &key).await?;
     let stored_quorum = r.quorum.clone().ok_or_else(|| not_pending(&r))?;
-    if r.approvals
-        .iter()
-        .any(|v| v.principal == principal.as_str())
-    {
+    let policy = core.policy();
+    let ctx = votes::context(&votes::custody_id(core), &r);
+    if votes::has_counting_vote(&policy.policy, ctx.as_ref(), &r, principal.as_str()) {
         check_voter(core, principal.as_str(), &r, &stored_quorum)?;
-        return records::record(&r);
+        return votes::record(core, &r);
     }
 
     // Judge the request by the policy in force, now, without its own hold in the windows.
-    let policy = core.policy();
     let wallet = keys.wallet(&r.wallet)?;
     let decoded = decode::decode(&wallet, &r.payload, &policy.tokens, &core.config.bitcoin)?;
     let now = now_unix();
@@ -340,7 +344,8 @@ pub async fn approve(
         .map_err(|e| CoreError::StateUnavailable {
             reason: e.to_string(),
         })?;
-    let mut voters: Vec<String> = r.approvals.iter().map(|v| v.principal.clone()).collect();
+    // Only votes whose signatures verify under the policy in force count (re-checked here).
+    let mut voters = votes::counting_approvers(&policy.policy, ctx.as_ref(), &r);
     voters.push(principal.to_string());
     let effect = match &decision.outcome {
         Outcome::Deny => {
@@ -369,6 +374,19 @@ pub async fn approve(
             }
         }
     };
+    // The vote itself: a signature by the caller's enrolled key over this request's statement.
+    let ctx = ctx.ok_or_else(|| CoreError::Internal {
+        reason: format!("pending request '{}' has no intent", r.request_id),
+    })?;
+    let new_vote = votes::accept(
+        &policy.policy,
+        &ctx,
+        principal.as_str(),
+        VoteDecision::Approve,
+        vote,
+        now,
+        r.created_at,
+    )?;
 
     let after = core
         .state
@@ -379,24 +397,17 @@ pub async fn approve(
             };
             let live = r.state == StoredState::PendingApproval
                 && r.quorum.as_ref().is_some_and(|q| q.expires_at > now);
-            if !live
-                || r.approvals
-                    .iter()
-                    .any(|v| v.principal == principal.as_str())
+            if !live || votes::has_counting_vote(&policy.policy, Some(&ctx), &r, principal.as_str())
             {
                 return Ok(Some(r));
             }
-            r.approvals.push(StoredVote {
-                principal: principal.to_string(),
-                at: now,
-                reason: reason.to_owned(),
-            });
+            // A vote by this approver that no longer counts (a key changed) gives way.
+            r.approvals.retain(|v| v.principal != principal.as_str());
+            r.approvals.push(new_vote.clone());
             r.updated_at = now;
-            core.audit_in(
-                tx,
-                &keys.audit_key,
-                &entry("approve", principal.as_str(), &r, &policy.hash, now),
-            )?;
+            let mut voted = entry("approve", principal.as_str(), &r, &policy.hash, now);
+            voted.detail = Some(votes::audit_detail(&new_vote));
+            core.audit_in(tx, &keys.audit_key, &voted)?;
             let refused = match &effect {
                 VoteEffect::Deny(d) => Some(d.clone()),
                 VoteEffect::Pending(q) => {
@@ -441,7 +452,8 @@ pub async fn approve(
                 None => {
                     r.state = StoredState::Authorized;
                     r.authorized_at = Some(now);
-                    let e = entry("quorum.met", principal.as_str(), &r, &policy.hash, now);
+                    let mut e = entry("quorum.met", principal.as_str(), &r, &policy.hash, now);
+                    e.detail = Some(format!("signed votes counted: {}", voters.join(", ")));
                     core.audit_in(tx, &keys.audit_key, &e)?;
                 }
             }
@@ -461,7 +473,7 @@ pub async fn approve(
         return Err(not_pending(&after));
     }
     if after.state != StoredState::Authorized {
-        return records::record(&after);
+        return votes::record(core, &after);
     }
     match pipeline::finish(core, &keys, after, decoded, &wallet).await {
         Ok(_) | Err(CoreError::Internal { .. }) => {}
@@ -470,7 +482,7 @@ pub async fn approve(
     let done = requests::get(&core.state, &key)
         .map_err(|e| core.fail(e))?
         .ok_or_else(|| not_found(&rref.request_id))?;
-    records::record(&done)
+    votes::record(core, &done)
 }
 
 /// `Signer.Reject`.
@@ -478,7 +490,7 @@ pub async fn reject(
     core: &SigningCore,
     principal: &Principal,
     rref: &RequestRef,
-    reason: &str,
+    vote: &VoteInput,
 ) -> CoreResult<RequestRecord> {
     let keys = core.keys()?;
     let key = resolve(core, principal, rref, false, None)?;
@@ -486,6 +498,19 @@ pub async fn reject(
     let r = pending_for_vote(core, &keys, &key).await?;
     let quorum = r.quorum.clone().ok_or_else(|| not_pending(&r))?;
     check_voter(core, principal.as_str(), &r, &quorum)?;
+    let now = now_unix();
+    let ctx = votes::context(&votes::custody_id(core), &r).ok_or_else(|| CoreError::Internal {
+        reason: format!("pending request '{}' has no intent", r.request_id),
+    })?;
+    let signed = votes::accept(
+        &core.policy().policy,
+        &ctx,
+        principal.as_str(),
+        VoteDecision::Reject,
+        vote,
+        now,
+        r.created_at,
+    )?;
     let done = end(
         core,
         &keys,
@@ -493,12 +518,13 @@ pub async fn reject(
         StoredState::Rejected,
         "reject",
         principal.as_str(),
-        reason,
-        now_unix(),
+        &vote.reason,
+        now,
+        Some(signed),
     )?;
     core.flusher.flush().await.map_err(|e| core.fail(e))?;
     match done {
-        Some(done) => records::record(&done),
+        Some(done) => votes::record(core, &done),
         // Ended meanwhile (expired, or rejected by someone else): say what it is now.
         None => {
             let now = requests::get(&core.state, &key)
@@ -509,9 +535,9 @@ pub async fn reject(
     }
 }
 
-/// Ends a pending request (rejected or expired): releases its hold and nonce claim, audits.
-/// `None` if it was no longer pending (or, for expiry, not yet due) when the transaction re-read
-/// it.
+/// Ends a pending request (rejected — with the rejecting `vote` — or expired): releases its hold
+/// and nonce claim, audits. `None` if it was no longer pending (or, for expiry, not yet due)
+/// when the transaction re-read it.
 #[allow(clippy::too_many_arguments)]
 fn end(
     core: &SigningCore,
@@ -522,6 +548,7 @@ fn end(
     principal: &str,
     reason: &str,
     now: i64,
+    vote: Option<StoredVote>,
 ) -> CoreResult<Option<StoredRequest>> {
     let policy_hash = core.policy().hash.clone();
     core.state
@@ -540,11 +567,12 @@ fn end(
             r.state = state;
             r.updated_at = now;
             r.error = Some(reason.to_owned());
-            core.audit_in(
-                tx,
-                &keys.audit_key,
-                &entry(event, principal, &r, &policy_hash, now),
-            )?;
+            let mut e = entry(event, principal, &r, &policy_hash, now);
+            if let Some(v) = &vote {
+                e.detail = Some(votes::audit_detail(v));
+                r.approvals.push(v.clone());
+            }
+            core.audit_in(tx, &keys.audit_key, &e)?;
             requests::put_in(tx, &r)?;
             Ok(Some(r))
         })
@@ -567,6 +595,7 @@ pub(crate) fn expire_one(
         HOST_PRINCIPAL,
         "expired before the quorum approved",
         now,
+        None,
     )
 }
 

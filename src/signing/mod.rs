@@ -79,11 +79,14 @@ pub mod input_limits;
 pub mod metrics;
 pub mod outbox;
 pub mod pipeline;
+pub mod policy_load;
+pub(crate) mod proofs;
 pub mod records;
 pub mod seal;
 pub mod shares;
 pub mod storage;
 pub(crate) mod tamper;
+pub(crate) mod votes;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -95,6 +98,8 @@ use tokio::sync::watch;
 
 use crate::assets::TokenRegistry;
 use crate::backend::KeyRouter;
+use crate::governance::policy_sig::{PolicyTrust, TrustReport};
+use crate::governance::proof::Proof;
 use crate::keystore::{KeyStore, KeystoreError, Unsealed};
 use crate::policy::Policy;
 use crate::secret::{Secret32, SecretString};
@@ -102,7 +107,7 @@ use crate::signing::contract::Principal;
 use crate::signing::contract::{
     AckInfo, AddressInfo, CreateWallet, ListPending, OutboxStream, PendingPage, PolicyReload,
     RequestRecord, RequestRef, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret,
-    WalletSummary,
+    VoteInput, WalletSummary,
 };
 use crate::signing::contract::{CoreError, CoreResult, Privilege, SignerCore};
 use crate::signing::metrics::Metrics;
@@ -135,6 +140,12 @@ pub struct CoreConfig {
     pub unsafe_accept_state_rollback: bool,
     /// `Sign` calls admitted at once; past it a call is refused at once ([`CoreError::Overloaded`]).
     pub max_requests_in_flight: usize,
+    /// Which policies may take effect: `custos serve` sets the compliance officers' keys and
+    /// threshold from `custos.toml`. [`CoreConfig::new`] starts in development mode (unsigned
+    /// policies load, loudly), for tests and tools that build a core themselves.
+    pub policy_trust: PolicyTrust,
+    /// The policy's signature file (default: `<policy file>.sig` beside it).
+    pub policy_signatures: Option<PathBuf>,
 }
 
 impl CoreConfig {
@@ -149,6 +160,8 @@ impl CoreConfig {
             authorization_max_age_secs: DEFAULT_AUTHORIZATION_MAX_AGE_SECS,
             unsafe_accept_state_rollback: false,
             max_requests_in_flight: DEFAULT_MAX_REQUESTS_IN_FLIGHT,
+            policy_trust: PolicyTrust::development(Vec::new()),
+            policy_signatures: None,
         }
     }
 }
@@ -175,9 +188,9 @@ pub enum SigningOpenError {
         /// What failed.
         source: StateError,
     },
-    /// The policy file is invalid.
+    /// The policy file is invalid, or lacks its compliance signatures.
     #[error("policy refused:\n{0}")]
-    Policy(crate::policy::PolicyErrors),
+    Policy(policy_load::PolicyLoadError),
 }
 
 /// Test-only fault injection: make the audit log unwritable. Settable only in debug builds
@@ -205,14 +218,17 @@ pub(crate) struct LoadedPolicy {
     pub(crate) policy: Policy,
     pub(crate) hash: String,
     pub(crate) tokens: TokenRegistry,
+    /// Who signed it (or that it runs unsigned, in development mode).
+    pub(crate) trust: TrustReport,
 }
 
 impl LoadedPolicy {
-    fn new(policy: Policy) -> Self {
+    fn new(policy: Policy, trust: TrustReport) -> Self {
         LoadedPolicy {
             hash: policy.hash(),
             tokens: policy.token_registry(),
             policy,
+            trust,
         }
     }
 }
@@ -335,7 +351,7 @@ impl SigningCore {
         storage: storage::Storage,
         reopen: Option<storage::Reopen>,
     ) -> Result<SigningCore, SigningOpenError> {
-        let policy = Policy::load(&config.policy_path).map_err(SigningOpenError::Policy)?;
+        let policy = policy_load::load(&config).map_err(SigningOpenError::Policy)?;
         let keystore = KeyStore::open(&config.store_dir)?;
         let storage = Arc::new(storage::GuardedEngine::new(
             Arc::new(storage),
@@ -361,7 +377,7 @@ impl SigningCore {
             config,
             keystore,
             state,
-            policy: RwLock::new(Arc::new(LoadedPolicy::new(policy))),
+            policy: RwLock::new(Arc::new(policy)),
             keys: RwLock::new(None),
             seal,
             outbox_head,
@@ -713,20 +729,33 @@ impl SignerCore for SigningCore {
         &self,
         principal: &Principal,
         request: &RequestRef,
-        reason: &str,
+        vote: &VoteInput,
     ) -> CoreResult<RequestRecord> {
         let _admitted = self.admit().await?;
-        approvals::approve(self, principal, request, reason).await
+        approvals::approve(self, principal, request, vote).await
     }
 
     async fn reject(
         &self,
         principal: &Principal,
         request: &RequestRef,
-        reason: &str,
+        vote: &VoteInput,
     ) -> CoreResult<RequestRecord> {
         let _admitted = self.admit().await?;
-        approvals::reject(self, principal, request, reason).await
+        approvals::reject(self, principal, request, vote).await
+    }
+
+    async fn proof(&self, principal: &Principal, request: &RequestRef) -> CoreResult<Proof> {
+        let _admitted = self.admit().await?;
+        proofs::proof(self, principal, request).await
+    }
+
+    fn approver_of_key(&self, key: &str) -> Option<String> {
+        let key = crate::governance::PublicKey::parse(key).ok()?.to_text();
+        self.policy()
+            .policy
+            .approver_of_key(&key)
+            .map(str::to_owned)
     }
 
     async fn list_wallets(&self, principal: &Principal) -> CoreResult<Vec<WalletSummary>> {

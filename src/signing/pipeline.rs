@@ -249,47 +249,66 @@ pub(crate) fn recheck_authorization(
 ) -> CoreResult<Option<StoredRequest>> {
     let policy = core.policy();
     let max_age = i64::try_from(core.config.authorization_max_age_secs).unwrap_or(i64::MAX);
-    let (state, event, why, decision) = match r.authorized_at {
-        None => (
-            StoredState::Expired,
-            "sign.authorization_expired",
-            "the request has no recorded authorization time".to_owned(),
-            None,
-        ),
-        Some(at) if now.saturating_sub(at) > max_age => (
-            StoredState::Expired,
-            "sign.authorization_expired",
-            format!(
-                "authorized {}s ago, longer than the {}s an authorization stays valid",
-                now.saturating_sub(at),
-                max_age
+    let (state, event, why, decision) =
+        match r.authorized_at {
+            None => (
+                StoredState::Expired,
+                "sign.authorization_expired",
+                "the request has no recorded authorization time".to_owned(),
+                None,
             ),
-            None,
-        ),
-        Some(at) => {
-            let request = PolicyRequest {
-                principal: r.requester.clone(),
-                at,
-                intent: decoded.intent().clone(),
-            };
-            let now_decision = policy
-                .policy
-                .evaluate(&request, &crate::policy::limits::EmptyLedger)
-                .map_err(|e| CoreError::Internal {
-                    reason: e.to_string(),
-                })?;
-            if now_decision.outcome != Outcome::Deny {
-                return Ok(None);
+            Some(at) if now.saturating_sub(at) > max_age => (
+                StoredState::Expired,
+                "sign.authorization_expired",
+                format!(
+                    "authorized {}s ago, longer than the {}s an authorization stays valid",
+                    now.saturating_sub(at),
+                    max_age
+                ),
+                None,
+            ),
+            Some(at) => {
+                let request = PolicyRequest {
+                    principal: r.requester.clone(),
+                    at,
+                    intent: decoded.intent().clone(),
+                };
+                let now_decision = policy
+                    .policy
+                    .evaluate(&request, &crate::policy::limits::EmptyLedger)
+                    .map_err(|e| CoreError::Internal {
+                        reason: e.to_string(),
+                    })?;
+                // A request that needs approval is signed only with its quorum of valid signed
+                // votes (re-verified: an `authorized` state written without them signs nothing).
+                let votes_hold = match &now_decision.outcome {
+                    Outcome::NeedsApproval { quorum } => super::votes::quorum_met(core, r, quorum),
+                    _ => true,
+                };
+                if now_decision.outcome != Outcome::Deny && votes_hold {
+                    return Ok(None);
+                }
+                let d =
+                    if votes_hold {
+                        records::stored_decision(&now_decision, &policy.hash)
+                    } else {
+                        records::denial(
+                    now_decision.rule.as_deref().unwrap_or(records::DEFAULT_RULE),
+                    "approval.votes_invalid",
+                    "its recorded votes do not make the quorum: they are missing, or their \
+                     signatures do not verify under the policy in force"
+                        .into(),
+                    &policy.hash,
+                )
+                    };
+                (
+                    StoredState::Denied,
+                    "sign.deny",
+                    format!("the policy in force refuses it now: {}", d.reason),
+                    Some(d),
+                )
             }
-            let d = records::stored_decision(&now_decision, &policy.hash);
-            (
-                StoredState::Denied,
-                "sign.deny",
-                format!("the policy in force refuses it now: {}", d.reason),
-                Some(d),
-            )
-        }
-    };
+        };
     let key = r.key();
     core.state
         .transact(|tx| {

@@ -3,7 +3,7 @@
 use crate::policy::{Decision as PolicyDecision, Outcome};
 use crate::signing::contract::{
     ApprovalVote, Decision, DecisionOutcome, PendingApproval, RequestRecord, RequestState,
-    SignOutcome, SignReply, SignedOutput, SignedResult,
+    SignOutcome, SignReply, SignedOutput, SignedResult, VoteSignatureRecord,
 };
 use crate::signing::contract::{CoreError, CoreResult};
 use crate::state::requests::{StoredDecision, StoredOutput, StoredRequest, StoredState};
@@ -127,6 +127,16 @@ fn pending(r: &StoredRequest) -> Option<PendingApproval> {
                 principal: v.principal.clone(),
                 at: system_time(v.at),
                 reason: v.reason.clone(),
+                decision: v.decision,
+                signature: v.signed.as_ref().map(|s| VoteSignatureRecord {
+                    key: s.key.clone(),
+                    signature: hex::decode(&s.signature).unwrap_or_default(),
+                    statement: hex::decode(&s.statement).unwrap_or_default(),
+                }),
+                // Whether it counts is decided against the policy in force
+                // (`signing::votes::record`); a plain record claims nothing.
+                counted: false,
+                note: None,
             })
             .collect(),
         expires_at: system_time(q.expires_at),
@@ -164,6 +174,7 @@ pub fn record(r: &StoredRequest) -> CoreResult<RequestRecord> {
         updated_at: system_time(r.updated_at),
         error: r.error.clone(),
         payload_sha256: r.payload_sha256.clone(),
+        vote_context: None,
     })
 }
 

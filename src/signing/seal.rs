@@ -227,9 +227,10 @@ impl SigningCore {
             "unseal",
             principal,
             format!(
-                "{seeds} seed(s), {} wallet(s); {}",
+                "{seeds} seed(s), {} wallet(s); {}; {}",
                 wallets.len(),
-                how.audit_detail(&self.take_share_journal())
+                how.audit_detail(&self.take_share_journal()),
+                self.policy().trust.summary()
             ),
         );
         let written = checked.and_then(|()| {

@@ -16,6 +16,7 @@ use super::engine::{abort, Scan, TxResult};
 use super::tree::Tree;
 use super::tx::{State, StateTx};
 use super::StateError;
+use crate::governance::VoteDecision;
 use crate::intent::Intent;
 
 /// Where a request is in its life.
@@ -103,15 +104,34 @@ pub struct StoredQuorum {
     pub expires_at: i64,
 }
 
-/// One approval.
+/// One vote (an approval, or the rejection that ended the request).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredVote {
     /// Approver.
     pub principal: String,
-    /// Unix seconds.
+    /// Unix seconds (the statement's time, for a signed vote).
     pub at: i64,
     /// Reason given.
     pub reason: String,
+    /// Approve (the default, as records written before signed votes hold) or reject.
+    #[serde(default)]
+    pub decision: VoteDecision,
+    /// The approver's signature and the statement it covers. A vote counts only while this
+    /// verifies under a key the policy in force enrols for `principal` (re-checked whenever
+    /// votes are counted: a record injected or edited in the database counts for nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed: Option<StoredVoteSignature>,
+}
+
+/// A vote's signature as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredVoteSignature {
+    /// The approver's public key, canonical text.
+    pub key: String,
+    /// The signature, hex.
+    pub signature: String,
+    /// The signed statement (`custos/vote/v1`), hex.
+    pub statement: String,
 }
 
 /// A signed artefact as stored.

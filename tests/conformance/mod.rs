@@ -639,13 +639,11 @@ pub async fn core_approvals_reach_one_quorum(b: Backend) {
         .unwrap();
     assert!(matches!(reply.outcome, SignOutcome::Pending(_)));
     assert_eq!(wallet_usage(core.state()), (1, "80000000".into()));
-    let r = core
-        .approve(&principal(BOB), &RequestRef::id("a-1"), "ok")
+    let r = approve_as(&core, BOB, &RequestRef::id("a-1"), "ok")
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::PendingApproval);
-    let r = core
-        .approve(&principal(CAROL), &RequestRef::id("a-1"), "ok")
+    let r = approve_as(&core, CAROL, &RequestRef::id("a-1"), "ok")
         .await
         .unwrap();
     assert_eq!(r.state, RequestState::Signed);
@@ -665,8 +663,7 @@ pub async fn core_approvals_reach_one_quorum(b: Backend) {
     assert_eq!(wallet_usage(core.state()).0, 2);
     assert_eq!(core.expire_pending(now_unix() + 3_601).unwrap(), 1);
     assert_eq!(wallet_usage(core.state()).0, 1);
-    let e = core
-        .approve(&principal(BOB), &RequestRef::id("x-1"), "late")
+    let e = approve_as(&core, BOB, &RequestRef::id("x-1"), "late")
         .await
         .unwrap_err();
     assert_eq!(e.code(), "not-pending");

@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 
 use bitcoin::hashes::Hash;
 use bitcoin::{ScriptBuf, WPubkeyHash};
+use custos::governance::{Algorithm, SecretSigningKey, VoteContext, VoteDecision, VoteStatement};
 use custos::keys::{MnemonicSecret, Network, Purpose};
 use custos::keystore::{KdfParams, KeyStore};
 use custos::policy::limits::{LedgerKey, UsageView};
 use custos::policy::model::Scope;
 use custos::secret::{Secret32, SecretString};
 use custos::signing::contract::{
-    CoreError, Principal, PrincipalSource, SignOutcome, SignPayload, SignReply, SignRequest,
-    SignedOutput,
+    CoreError, CoreResult, Principal, PrincipalSource, RequestRecord, RequestRef, SignOutcome,
+    SignPayload, SignReply, SignRequest, SignedOutput, SignerCore, VoteInput, VoteSignature,
 };
 use custos::signing::{now_unix, CoreConfig, SigningCore};
 use custos::state::audit;
@@ -37,6 +38,103 @@ pub const BROADCASTER: &str = "broadcaster.t";
 pub const ETH_PAYEE: &str = "0x3535353535353535353535353535353535353535";
 pub const SEPOLIA: u64 = 11_155_111;
 
+/// The approvers' signing keys in the tests: fixed seeds, so a policy can enrol them. ALICE and
+/// CAROL hold Ed25519 keys, BOB a P-256 key.
+pub fn approver_key(who: &str) -> Option<SecretSigningKey> {
+    let (alg, seed) = match who {
+        ALICE => (Algorithm::Ed25519, [0xa1; 32]),
+        BOB => (Algorithm::P256, [0xb0; 32]),
+        CAROL => (Algorithm::Ed25519, [0xc0; 32]),
+        _ => return None,
+    };
+    SecretSigningKey::from_seed(alg, &seed)
+}
+
+/// A key nobody enrolled.
+pub fn stranger_key() -> SecretSigningKey {
+    SecretSigningKey::from_seed(Algorithm::Ed25519, &[0x5e; 32]).unwrap()
+}
+
+/// The `[approver_keys]` table of the test policy.
+pub fn approver_keys_toml() -> String {
+    let mut out = String::from("[approver_keys]\n");
+    for who in [ALICE, BOB, CAROL] {
+        out.push_str(&format!(
+            "\"{who}\" = \"{}\"\n",
+            approver_key(who).unwrap().public()
+        ));
+    }
+    out
+}
+
+/// The vote context of a request, as an approver's client reads it (through an admin, who sees
+/// every request).
+pub async fn vote_context(core: &impl SignerCore, rref: &RequestRef) -> Option<VoteContext> {
+    core.get_request(&principal(ADMIN), rref)
+        .await
+        .ok()
+        .and_then(|r| r.vote_context)
+}
+
+/// A vote by `who` signed with `key` over the request's statement (unsigned without a key or a
+/// context).
+pub async fn vote_with(
+    core: &impl SignerCore,
+    who: &str,
+    key: Option<&SecretSigningKey>,
+    rref: &RequestRef,
+    decision: VoteDecision,
+    reason: &str,
+) -> VoteInput {
+    let ctx = vote_context(core, rref).await;
+    let signature = match (key, ctx) {
+        (Some(key), Some(context)) => {
+            let statement = VoteStatement {
+                context,
+                approver: who.to_owned(),
+                key: key.public().to_text(),
+                decision,
+                reason: reason.to_owned(),
+                at: now_unix(),
+            };
+            Some(VoteSignature {
+                at: statement.at,
+                key: statement.key.clone(),
+                signature: key.sign(&statement.encode().unwrap()),
+            })
+        }
+        _ => None,
+    };
+    VoteInput {
+        reason: reason.to_owned(),
+        signature,
+    }
+}
+
+/// `who` approves with its own key, as its client would.
+pub async fn approve_as(
+    core: &impl SignerCore,
+    who: &str,
+    rref: &RequestRef,
+    reason: &str,
+) -> CoreResult<RequestRecord> {
+    let key = approver_key(who);
+    let vote = vote_with(core, who, key.as_ref(), rref, VoteDecision::Approve, reason).await;
+    core.approve(&principal(who), rref, &vote).await
+}
+
+/// `who` rejects with its own key.
+pub async fn reject_as(
+    core: &impl SignerCore,
+    who: &str,
+    rref: &RequestRef,
+    reason: &str,
+) -> CoreResult<RequestRecord> {
+    let key = approver_key(who);
+    let vote = vote_with(core, who, key.as_ref(), rref, VoteDecision::Reject, reason).await;
+    core.reject(&principal(who), rref, &vote).await
+}
+
 /// The test policy, with `extra_allow_rule` (TOML `[[rules]]`) after the deny rule.
 pub fn policy_text(extra_allow_rule: &str) -> String {
     format!(
@@ -48,6 +146,7 @@ signer = ["{PAYER}", "{ALICE}"]
 approver = ["{ALICE}", "{BOB}", "{CAROL}"]
 admin = ["{ADMIN}"]
 broadcaster = ["{BROADCASTER}"]
+{keys}
 [assets.bitcoin.regtest]
 native = {{ symbol = "BTC", decimals = 8 }}
 [assets.ethereum.sepolia]
@@ -97,7 +196,8 @@ allow_replacement = true
 [rules.limits]
 per_tx = "1 ETH"
 "#,
-        blocked = blocked_address()
+        blocked = blocked_address(),
+        keys = approver_keys_toml(),
     )
 }
 

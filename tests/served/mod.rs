@@ -70,3 +70,19 @@ pub fn spawn_serve(env: &Path, log: &Path) -> (Child, u16) {
     std::thread::spawn(move || for _ in stdout.lines() {});
     (child, port)
 }
+
+/// Points every `client-*.toml` of `env` at `port` (the environment was made with `--port 0`).
+pub fn point_clients_at(env: &Path, port: u16) {
+    for entry in std::fs::read_dir(env).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("client-") && name.ends_with(".toml") {
+            let config = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(
+                &path,
+                config.replace("localhost:0\"", &format!("localhost:{port}\"")),
+            )
+            .unwrap();
+        }
+    }
+}

@@ -7,8 +7,10 @@
 //! policy names (kept in memory: nothing here outlives the demo). The signing core opens it, the
 //! server starts on 127.0.0.1:0, the admin creates the policy's wallets through `Admin`, and then:
 //! the withdrawals service signs a PSBT and an Ethereum transfer, is refused by a limit; the
-//! treasury asks for a move that two officers approve; the broadcaster streams the signed
-//! transactions and acks; the server stops and the audit chain is verified. The policy's wallets
+//! treasury asks for a move that two officers approve, each with a signature by their own key;
+//! the request's proof is exported and verified offline; the broadcaster streams the signed
+//! transactions and acks; the server stops and the audit chain is verified. The policy carries
+//! fresh approver keys and the signatures of two compliance officers (demo keys, in memory). The policy's wallets
 //! are on mainnet: demo keys, never fund them.
 //!
 //! This file runs the steps in order and holds what they share: the running signer, its
@@ -31,14 +33,16 @@ use tonic::transport::{Channel, Endpoint};
 use super::{Runner, WorkDir};
 use crate::cli::client::code_name;
 use crate::cli::CliError;
+use crate::governance::SecretSigningKey;
 use crate::keystore::KdfParams;
+use crate::policy::Policy;
 use crate::service::proto::signer_client::SignerClient;
 use crate::service::tls::client_tls;
 use crate::service::{RunningServer, TlsMaterial};
 use crate::signing::SigningCore;
 
 /// How many steps [`run`] numbers.
-pub(super) const STEPS: usize = 8;
+pub(super) const STEPS: usize = 9;
 
 /// The running signer and the certificates of the policy's principals.
 struct Signer {
@@ -47,6 +51,12 @@ struct Signer {
     server_tls: TlsMaterial,
     /// File-style name (`withdrawals`, `officers-alice`) -> (principal, certificate, key).
     clients: BTreeMap<String, (String, TlsMaterial)>,
+    /// File-style name -> the approver's own signing key (demo keys, in memory).
+    approver_keys: BTreeMap<String, SecretSigningKey>,
+    /// The policy in force (the example, with the demo's approver keys enrolled).
+    policy: Policy,
+    /// Where the demo writes its files.
+    dir: std::path::PathBuf,
 }
 
 impl Signer {
@@ -104,9 +114,14 @@ pub(super) fn run(steps: &mut Runner, workdir: &WorkDir, kdf: KdfParams) -> Resu
     steps.run("signer: a request refused by a limit", || {
         runtime.block_on(sign::refused(&signer))
     })?;
-    steps.run("signer: a treasury move approved by two officers", || {
-        runtime.block_on(sign::approved(&signer))
-    })?;
+    steps.run(
+        "signer: a treasury move approved by two officers' signed votes",
+        || runtime.block_on(sign::approved(&signer)),
+    )?;
+    steps.run(
+        "signer: the move's proof, exported and verified offline",
+        || runtime.block_on(sign::proof(&signer)),
+    )?;
     steps.run(
         "signer: the broadcaster streams the signed transactions",
         || runtime.block_on(broadcast::broadcast(&signer)),

@@ -82,6 +82,15 @@ impl Validator<'_> {
             }
         }
         self.shadowing(&rules, &name_spans);
+        let approver_keys = self.approver_keys(&raw.approver_keys, &roles);
+        let allow_unsigned_votes = raw
+            .policy
+            .allow_unsigned_votes
+            .as_ref()
+            .is_some_and(|v| *v.get_ref());
+        if !allow_unsigned_votes {
+            self.signed_quorums(&raw.rules, &roles, &approver_keys);
+        }
         Policy {
             name: raw.policy.name.trim().to_owned(),
             description: raw.policy.description,
@@ -90,6 +99,8 @@ impl Validator<'_> {
             address_books: books,
             rules,
             tests: raw.policy.tests,
+            approver_keys,
+            allow_unsigned_votes,
             index: Default::default(),
         }
     }

@@ -15,9 +15,10 @@ use super::error::CoreResult;
 use super::model::{
     AckInfo, AddressInfo, CreateWallet, ListPending, OutboxStream, PendingPage, PolicyReload,
     RequestRecord, RequestRef, SealState, SignReply, SignRequest, StatusInfo, UnsealSecret,
-    WalletSummary,
+    VoteInput, WalletSummary,
 };
 use super::principal::Principal;
+use crate::governance::proof::Proof;
 use crate::signing::metrics::Metrics;
 
 /// What a principal may do beyond asking for signatures (which the policy decides per request).
@@ -123,21 +124,42 @@ pub trait SignerCore: Send + Sync + 'static {
         request: ListPending,
     ) -> impl Future<Output = CoreResult<PendingPage>> + Send;
 
-    /// `Signer.Approve` (the edge has checked [`Privilege::Approve`]).
+    /// `Signer.Approve` (the edge has checked [`Privilege::Approve`]): the vote counts only as a
+    /// valid signature by a key enrolled for `principal` (see [`crate::governance`]).
     fn approve(
         &self,
         principal: &Principal,
         request: &RequestRef,
-        reason: &str,
+        vote: &VoteInput,
     ) -> impl Future<Output = CoreResult<RequestRecord>> + Send;
 
-    /// `Signer.Reject` (the edge has checked [`Privilege::Approve`]).
+    /// `Signer.Reject` (the edge has checked [`Privilege::Approve`]), signed like a vote.
     fn reject(
         &self,
         principal: &Principal,
         request: &RequestRef,
-        reason: &str,
+        vote: &VoteInput,
     ) -> impl Future<Output = CoreResult<RequestRecord>> + Send;
+
+    /// `Signer.GetProof`: the request, its intent, its votes and their signatures, for an
+    /// offline check. Who may read it is who may read the request.
+    fn proof(
+        &self,
+        principal: &Principal,
+        request: &RequestRef,
+    ) -> impl Future<Output = CoreResult<Proof>> + Send {
+        let _ = (principal, request);
+        std::future::ready(Err(super::error::CoreError::NotImplemented {
+            what: "request proofs".into(),
+        }))
+    }
+
+    /// The principal whose enrolled approver key `key` (text) is, under the policy in force
+    /// (the approval console signs its users in by key). `None` for any other key.
+    fn approver_of_key(&self, key: &str) -> Option<String> {
+        let _ = key;
+        None
+    }
 
     /// `Signer.ListWallets`: the wallets this principal may use.
     fn list_wallets(

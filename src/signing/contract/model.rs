@@ -7,6 +7,7 @@ use std::time::SystemTime;
 
 use tokio_stream::Stream;
 
+use crate::governance::{VoteContext, VoteDecision};
 use crate::intent::Intent;
 use crate::network::Chain;
 use crate::secret::SecretString;
@@ -250,10 +251,52 @@ pub struct PendingApproval {
 pub struct ApprovalVote {
     /// The approver's principal.
     pub principal: String,
-    /// When.
+    /// When (the time the approver signed).
     pub at: SystemTime,
     /// The approver's reason.
     pub reason: String,
+    /// Approve or reject.
+    pub decision: VoteDecision,
+    /// The approver's signature, with the statement it covers (absent for an unsigned vote).
+    pub signature: Option<VoteSignatureRecord>,
+    /// Whether the vote counts under the policy in force: a valid signature by a key now
+    /// enrolled for the approver (or an unsigned vote the policy allows).
+    pub counted: bool,
+    /// Why it does not count, when it does not.
+    pub note: Option<String>,
+}
+
+/// A vote's signature as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoteSignatureRecord {
+    /// The approver's public key (canonical text).
+    pub key: String,
+    /// The signature (64 bytes).
+    pub signature: Vec<u8>,
+    /// The signed statement (`custos/vote/v1`).
+    pub statement: Vec<u8>,
+}
+
+/// A vote as the approver's client sends it (`Approve`, `Reject`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VoteInput {
+    /// The approver's words (signed with the rest).
+    pub reason: String,
+    /// The signature over the vote statement; `None` only where the policy allows unsigned
+    /// votes.
+    pub signature: Option<VoteSignature>,
+}
+
+/// The approver's signature over a vote statement (see [`crate::governance::vote`]); the
+/// server rebuilds the statement from its own record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoteSignature {
+    /// The statement's time, unix seconds.
+    pub at: i64,
+    /// The approver's public key (text).
+    pub key: String,
+    /// The signature (64 bytes).
+    pub signature: Vec<u8>,
 }
 
 /// A signed artefact.
@@ -397,6 +440,8 @@ pub struct RequestRecord {
     pub error: Option<String>,
     /// SHA-256 of the canonical payload, hex.
     pub payload_sha256: String,
+    /// What an approver signs a vote about (set while the request waits for votes).
+    pub vote_context: Option<VoteContext>,
 }
 
 /// `Signer.ListPending`.

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use super::{op, status_line, Signer};
 use crate::cli::common::{keystore_error, with_spinner};
 use crate::cli::demo::{field, WorkDir, DEMO_MNEMONIC, DEMO_PASSPHRASE};
+use crate::cli::dev::governance as dev_governance;
 use crate::cli::dev::{plan_clients, plan_wallets, EXAMPLE_POLICY};
 use crate::cli::CliError;
 use crate::keys::{Chain, MnemonicSecret};
@@ -30,16 +31,48 @@ pub(super) fn setup(workdir: &WorkDir, kdf: KdfParams) -> Result<Signer, CliErro
     let dir = workdir.path.join("signer");
     std::fs::create_dir_all(&dir).map_err(op)?;
     let policy_path = dir.join("policy.toml");
-    std::fs::write(&policy_path, EXAMPLE_POLICY).map_err(op)?;
-    let policy = Policy::from_toml(EXAMPLE_POLICY).map_err(op)?;
+    // Fresh keys for the approvers, enrolled in the policy; two compliance officers sign it.
+    let approvers =
+        dev_governance::generate_approvers(&dev_governance::approver_principals(EXAMPLE_POLICY)?)?;
+    let policy_text = dev_governance::with_approver_keys(EXAMPLE_POLICY, &approvers);
+    std::fs::write(&policy_path, &policy_text).map_err(op)?;
+    let policy = Policy::from_toml(&policy_text).map_err(op)?;
     field("policy", &format!("{} ({})", policy.name, policy.hash()));
     if let Some(description) = &policy.description {
         field("", description);
     }
+    for a in &approvers {
+        field(
+            "approver key",
+            &format!("{}  {}", a.principal, a.key.public()),
+        );
+    }
+    let officers = dev_governance::generate_officers()?;
+    dev_governance::sign_policy(&policy_path, &policy.hash(), &officers)?;
+    let trust = dev_governance::trust_of(&officers);
+    let report = trust.check(
+        &policy.hash(),
+        crate::governance::policy_sig::SignatureFile::read(
+            &crate::governance::policy_sig::signature_path(&policy_path),
+        )
+        .map_err(op)?
+        .as_ref(),
+    );
+    field("compliance", &report.summary());
+    println!("  Each approver holds their own key; a vote counts only as a signature by it. The");
+    println!("  policy takes effect only with the signatures of both compliance officers.");
 
     let ca = DevCa::generate("Custos demo CA").map_err(op)?;
     let mut clients = BTreeMap::new();
+    let mut approver_keys = BTreeMap::new();
+    let mut approvers = approvers;
     for client in plan_clients(&policy) {
+        if let Some(i) = approvers
+            .iter()
+            .position(|a| a.principal == client.principal)
+        {
+            approver_keys.insert(client.name.clone(), approvers.swap_remove(i).key);
+        }
         let issued = if client.uri {
             ca.client_cert(&client.principal)
         } else {
@@ -101,6 +134,7 @@ pub(super) fn setup(workdir: &WorkDir, kdf: KdfParams) -> Result<Signer, CliErro
         store_dir: dir.join("store"),
         state_dir: dir.join("state"),
         policy_path,
+        policy_trust: trust,
         ..CoreConfig::new(Default::default(), Default::default(), Default::default())
     })
     .map_err(op)?;
@@ -109,6 +143,9 @@ pub(super) fn setup(workdir: &WorkDir, kdf: KdfParams) -> Result<Signer, CliErro
         server: None,
         server_tls,
         clients,
+        approver_keys,
+        policy,
+        dir: workdir.path.clone(),
     })
 }
 
@@ -232,6 +269,13 @@ pub(super) async fn stop_and_verify(signer: &mut Signer) -> Result<(), CliError>
         }
         if let Some(rule) = &r.rule {
             line.push_str(&format!(" rule='{rule}'"));
+        }
+        if r.event == "approve" {
+            // The vote's key and signature are in the record itself.
+            if let Some(detail) = &r.detail {
+                let short: String = detail.chars().take(72).collect();
+                line.push_str(&format!("\n{:>17}{short}…", ""));
+            }
         }
         field(&format!("record {}", r.seq), &line);
     }

@@ -1,15 +1,21 @@
 //! The services' requests in the demo: the withdrawals service signs a PSBT (and retries it) and
 //! an Ethereum transfer, and is refused by a per-transaction limit; the treasury asks for a move
-//! that is held until two officers approve it (the requester's own approval does not count).
+//! that is held until two officers approve it, each vote a signature by the officer's own key
+//! over the decoded request (the requester's own approval is refused); the move's proof is then
+//! exported and verified offline.
 
 use super::{op, status_line, Signer};
 use crate::cli::demo::field;
 use crate::cli::sample::{eth_transfer, external_script, p2wpkh_psbt};
 use crate::cli::CliError;
+use crate::governance::proof::Proof;
+use crate::governance::{VoteContext, VoteDecision, VoteStatement};
 use crate::service::proto::{
     self, sign_request::Payload, sign_response::Outcome, signed, ApproveRequest,
-    BitcoinPsbtPayload, EthereumTransactionPayload, SignRequest, SignResponse,
+    BitcoinPsbtPayload, EthereumTransactionPayload, GetRequestRequest, SignRequest, SignResponse,
+    VoteSignature,
 };
+use crate::signing::now_unix;
 
 const ETH: u128 = 1_000_000_000_000_000_000;
 const ETH_PAYEE: &str = "0x3535353535353535353535353535353535353535";
@@ -182,17 +188,56 @@ pub(super) async fn approved(signer: &Signer) -> Result<(), CliError> {
         return Err(op("the treasury move was not held for approval"));
     }
     let approve = |who: &'static str| async move {
-        signer
-            .signer(who)
-            .await?
+        let mut client = signer.signer(who).await?;
+        // The officer's client reads what it is asked to approve, and signs exactly that.
+        let record = client
+            .get_request(GetRequestRequest {
+                request_id: "treasury-1".into(),
+                requester: signer.principal("treasury").to_owned(),
+            })
+            .await
+            .map_err(|s| op(status_line(&s)))?
+            .into_inner()
+            .request
+            .unwrap_or_default();
+        let signature = match (signer.approver_keys.get(who), &record.vote_context) {
+            (Some(key), Some(ctx)) => {
+                let statement = VoteStatement {
+                    context: VoteContext {
+                        custody: ctx.custody.clone(),
+                        request_id: ctx.request_id.clone(),
+                        requester: ctx.requester.clone(),
+                        wallet: ctx.wallet.clone(),
+                        payload_sha256: ctx.payload_sha256.clone(),
+                        intent: ctx.intent.clone(),
+                    },
+                    approver: signer.principal(who).to_owned(),
+                    key: key.public().to_text(),
+                    decision: VoteDecision::Approve,
+                    reason: "matches the treasury ticket".into(),
+                    at: now_unix(),
+                };
+                let bytes = statement.encode().map_err(op)?;
+                let sig = key.sign(&bytes);
+                Some((statement, sig))
+            }
+            _ => None,
+        };
+        let reply = client
             .approve(ApproveRequest {
                 request_id: "treasury-1".into(),
                 reason: "matches the treasury ticket".into(),
-                requester: String::new(),
+                requester: signer.principal("treasury").to_owned(),
+                signature: signature.as_ref().map(|(st, sig)| VoteSignature {
+                    at: st.at,
+                    key: st.key.clone(),
+                    signature: sig.clone(),
+                }),
             })
             .await
             .map(|r| r.into_inner().request.unwrap_or_default())
-            .map_err(|s| op(status_line(&s)))
+            .map_err(|s| op(status_line(&s)))?;
+        Ok::<_, CliError>((reply, signature))
     };
     match approve("treasury").await {
         Err(e) => field(
@@ -201,22 +246,75 @@ pub(super) async fn approved(signer: &Signer) -> Result<(), CliError> {
         ),
         Ok(_) => return Err(op("the requester approved its own request")),
     }
-    let first = approve("officers-alice").await?;
+    let show = |who: &str, signed: &Option<(VoteStatement, Vec<u8>)>| {
+        if let Some((statement, sig)) = signed {
+            field(who, &format!("signs with {}", statement.key));
+            for line in &statement.context.intent {
+                field("", &format!("  {line}"));
+            }
+            field("", &format!("signature {}", hex::encode(sig)));
+        }
+    };
+    let (first, signed) = approve("officers-alice").await?;
+    show("officer alice", &signed);
     field(
-        "officer alice",
+        "",
         &format!(
-            "approves: {:?}, {} of 2",
+            "-> {:?}, {} of 2 signed approvals",
             first.state(),
-            first.pending.map_or(0, |p| p.approvals.len())
+            first
+                .pending
+                .map_or(0, |p| p.approvals.iter().filter(|v| v.counted).count())
         ),
     );
-    let second = approve("officers-bob").await?;
-    field("officer bob", &format!("approves: {:?}", second.state()));
+    let (second, signed) = approve("officers-bob").await?;
+    show("officer bob", &signed);
+    field("", &format!("-> {:?}", second.state()));
     if second.state() != proto::RequestState::Signed {
         return Err(op("two approvals did not sign the request"));
     }
     if let Some(signed::Result::EthereumTransaction(t)) = second.result.and_then(|r| r.result) {
         field("tx hash", &t.tx_hash);
     }
+    Ok(())
+}
+
+pub(super) async fn proof(signer: &Signer) -> Result<(), CliError> {
+    let json = signer
+        .signer("officers-carol")
+        .await?
+        .get_proof(GetRequestRequest {
+            request_id: "treasury-1".into(),
+            requester: signer.principal("treasury").to_owned(),
+        })
+        .await
+        .map_err(|s| op(status_line(&s)))?
+        .into_inner()
+        .proof_json;
+    let path = signer.dir.join("treasury-1.proof.json");
+    std::fs::write(&path, format!("{json}\n")).map_err(op)?;
+    field(
+        "proof",
+        &format!("{} (Signer.GetProof, as officer carol)", path.display()),
+    );
+    let proof: Proof = serde_json::from_str(&json).map_err(op)?;
+    let check = proof.verify(Some(&signer.policy));
+    println!(
+        "  `custos request verify {} --policy policy.toml`:",
+        path.display()
+    );
+    for line in &check.passed {
+        field("ok", line);
+    }
+    for line in &check.problems {
+        field("FAIL", line);
+    }
+    if !check.ok() {
+        return Err(op("the proof does not verify"));
+    }
+    println!(
+        "  Anyone holding the proof and the policy can re-check the votes without the server;"
+    );
+    println!("  tests/governance/verify_proof.py does it with an independent implementation.");
     Ok(())
 }
