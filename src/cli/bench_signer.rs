@@ -31,6 +31,10 @@
 //! signed results (every `--sample-every`th) as JSON lines for independent verification (the
 //! `bench_outputs` test checks them with Bitcoin Core's consensus code and Ethereum signer
 //! recovery through RustCrypto's `k256`, neither of which the signer uses).
+//!
+//! `--state postgres --replicas N` then runs the same kind of load against N replicas sharing
+//! one PostgreSQL database (see [`super::bench_signer_pg`]) and prints its figures — round trips
+//! per signature and per transaction included — beside the sled run's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +44,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::bench_load::{self, Measured, Mode, OutputSink, Requests};
+use super::bench_signer_pg::{self as pg, PgArgs};
 use super::bench_stats::{cpu_time, peak_rss_kib, raw_ecdsa, RawEcdsa};
 pub(crate) use super::bench_stats::{raw_backend, Report};
 use super::common::{keystore_error, with_spinner, UnsafeKdfArgs};
@@ -96,6 +101,9 @@ pub struct SignerArgs {
     /// The HSM session pool size for `--backend pkcs11`.
     #[arg(long, default_value_t = 4)]
     pub hsm_sessions: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub postgres: PgArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub kdf: UnsafeKdfArgs,
@@ -215,6 +223,7 @@ pub fn run(args: SignerArgs) -> CliResult {
     let requests = args.requests.max(clients);
     let warmup = (requests / 10).min(2_000);
     let rules = args.rules.max(BASE_RULES);
+    let replicas = args.postgres.replicas()?;
     let kdf = args.kdf.kdf_params()?;
     let mut dir = ScratchDir::new("custos-bench-signer")?;
     dir.keep = args.keep;
@@ -284,6 +293,8 @@ pub fn run(args: SignerArgs) -> CliResult {
         (btc, eth, hsm)
     };
     println!("key store sealed with argon2id ({kdf}); wallets btc (regtest), eth (sepolia)");
+    // The replicas' copies, taken before any core unseals the store (and anchors its state in it).
+    pg::copy_stores(&dir, replicas)?;
 
     let core = open_core(&dir, &args, &passphrase, None)?;
     let server_tls =
@@ -334,26 +345,66 @@ pub fn run(args: SignerArgs) -> CliResult {
         sink.finish()?;
     }
     let raw_after = with_spinner("raw libsecp256k1 ECDSA…", || raw_ecdsa(20_000));
+    let mut next = warmup + requests;
+    let hsm_run = match &hsm {
+        Some(token) => {
+            // The same store and state (the state is anchored in the store: a second one would
+            // be refused as a rollback), with request ids, nonces and coins numbered on.
+            let core = open_core(&dir, &args, &passphrase, Some(token.clone()))?;
+            let from = next;
+            next += requests;
+            Some(runtime.block_on(load(
+                core,
+                &server_tls,
+                &client_tls,
+                clients,
+                generator.clone(),
+                from..from,
+                from..from + requests,
+                Mode::Closed,
+                None,
+            ))?)
+        }
+        None => None,
+    };
+    let pg_run = if replicas > 0 {
+        // A fresh schema, so numbering on is not needed for distinct ids; it keeps every run's
+        // requests distinct all the same.
+        let from = next;
+        Some(pg::run(
+            &args.postgres,
+            replicas,
+            &dir,
+            &passphrase,
+            &runtime,
+            pg::Load {
+                server_tls: &server_tls,
+                client_tls: &client_tls,
+                clients,
+                max_in_flight: args.max_in_flight,
+                generator: generator.clone(),
+                warmup: from..from + warmup,
+                measured: from + warmup..from + warmup + requests,
+                mode,
+            },
+        )?)
+    } else {
+        None
+    };
     report(
         &args, clients, requests, warmup, rules, &measured, flushes, cpu, raw_before, raw_after,
     );
-    if let Some(token) = &hsm {
-        // The same store and state (the state is anchored in the store: a second one would be
-        // refused as a rollback), with request ids, nonces and coins numbered on.
-        let core = open_core(&dir, &args, &passphrase, Some(token.clone()))?;
-        let from = warmup + requests;
-        let (hsm, hsm_flushes, _) = runtime.block_on(load(
-            core,
-            &server_tls,
-            &client_tls,
-            clients,
-            generator.clone(),
-            from..from,
-            from..from + requests,
-            Mode::Closed,
-            None,
-        ))?;
-        let rate = measured.signed as f64 / measured.wall.as_secs_f64();
+    let rate = measured.signed as f64 / measured.wall.as_secs_f64();
+    if let Some(run) = &pg_run {
+        pg::report(
+            run,
+            args.rate.is_some(),
+            rate,
+            (raw_before.one_core + raw_after.one_core) / 2.0,
+            (raw_before.all_cores + raw_after.all_cores) / 2.0,
+        );
+    }
+    if let (Some(token), Some((hsm, hsm_flushes, _))) = (&hsm, hsm_run) {
         super::bench_signer_hsm::report(
             token,
             &generator.btc,

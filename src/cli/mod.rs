@@ -11,6 +11,7 @@ pub mod bench;
 pub mod bench_load;
 pub mod bench_signer;
 pub mod bench_signer_hsm;
+pub mod bench_signer_pg;
 pub mod bench_stats;
 pub mod ceremony;
 pub mod client;
