@@ -9,6 +9,7 @@ pub mod audit;
 pub mod backup;
 pub mod bench;
 pub mod bench_load;
+pub mod bench_report;
 pub mod bench_signer;
 pub mod bench_signer_hsm;
 pub mod bench_signer_pg;
