@@ -126,3 +126,28 @@ fn postgres_options_without_state_postgres_are_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--state postgres"), "{stderr}");
 }
+
+#[test]
+fn a_wrong_database_password_is_refused_without_being_echoed() {
+    let url = pg_support::cluster().url();
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = "not-the-password-5f3a9c";
+    let file = dir.path().join("pw");
+    std::fs::write(&file, wrong).unwrap();
+    let out = bench(&[
+        "--postgres-url",
+        &url,
+        "--postgres-password-file",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !stdout.contains(wrong) && !stderr.contains(wrong),
+        "{stdout}\n{stderr}"
+    );
+    // The replicas never served.
+    assert!(!stdout.contains("pg end to end"), "{stdout}");
+}
