@@ -31,6 +31,10 @@
 //! signed results (every `--sample-every`th) as JSON lines for independent verification (the
 //! `bench_outputs` test checks them with Bitcoin Core's consensus code and Ethereum signer
 //! recovery through RustCrypto's `k256`, neither of which the signer uses).
+//!
+//! `--state postgres --replicas N` then runs the same kind of load against N replicas sharing
+//! one PostgreSQL database (see [`super::bench_signer_pg`]) and prints its figures — round trips
+//! per signature and per transaction included — beside the sled run's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,7 +44,9 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::bench_load::{self, Measured, Mode, OutputSink, Requests};
-use super::bench_stats::{cpu_time, peak_rss_kib, raw_ecdsa, RawEcdsa};
+use super::bench_report::report;
+use super::bench_signer_pg::{self as pg, PgArgs};
+use super::bench_stats::{cpu_time, raw_ecdsa};
 pub(crate) use super::bench_stats::{raw_backend, Report};
 use super::common::{keystore_error, with_spinner, UnsafeKdfArgs};
 use super::sample::{external_script, ScratchDir};
@@ -96,6 +102,9 @@ pub struct SignerArgs {
     /// The HSM session pool size for `--backend pkcs11`.
     #[arg(long, default_value_t = 4)]
     pub hsm_sessions: usize,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub postgres: PgArgs,
     #[command(flatten)]
     #[allow(missing_docs)]
     pub kdf: UnsafeKdfArgs,
@@ -215,6 +224,7 @@ pub fn run(args: SignerArgs) -> CliResult {
     let requests = args.requests.max(clients);
     let warmup = (requests / 10).min(2_000);
     let rules = args.rules.max(BASE_RULES);
+    let replicas = args.postgres.replicas()?;
     let kdf = args.kdf.kdf_params()?;
     let mut dir = ScratchDir::new("custos-bench-signer")?;
     dir.keep = args.keep;
@@ -284,6 +294,8 @@ pub fn run(args: SignerArgs) -> CliResult {
         (btc, eth, hsm)
     };
     println!("key store sealed with argon2id ({kdf}); wallets btc (regtest), eth (sepolia)");
+    // The replicas' copies, taken before any core unseals the store (and anchors its state in it).
+    pg::copy_stores(&dir, replicas)?;
 
     let core = open_core(&dir, &args, &passphrase, None)?;
     let server_tls =
@@ -334,26 +346,66 @@ pub fn run(args: SignerArgs) -> CliResult {
         sink.finish()?;
     }
     let raw_after = with_spinner("raw libsecp256k1 ECDSA…", || raw_ecdsa(20_000));
+    let mut next = warmup + requests;
+    let hsm_run = match &hsm {
+        Some(token) => {
+            // The same store and state (the state is anchored in the store: a second one would
+            // be refused as a rollback), with request ids, nonces and coins numbered on.
+            let core = open_core(&dir, &args, &passphrase, Some(token.clone()))?;
+            let from = next;
+            next += requests;
+            Some(runtime.block_on(load(
+                core,
+                &server_tls,
+                &client_tls,
+                clients,
+                generator.clone(),
+                from..from,
+                from..from + requests,
+                Mode::Closed,
+                None,
+            ))?)
+        }
+        None => None,
+    };
+    let pg_run = if replicas > 0 {
+        // A fresh schema, so numbering on is not needed for distinct ids; it keeps every run's
+        // requests distinct all the same.
+        let from = next;
+        Some(pg::run(
+            &args.postgres,
+            replicas,
+            &dir,
+            &passphrase,
+            &runtime,
+            pg::Load {
+                server_tls: &server_tls,
+                client_tls: &client_tls,
+                clients,
+                max_in_flight: args.max_in_flight,
+                generator: generator.clone(),
+                warmup: from..from + warmup,
+                measured: from + warmup..from + warmup + requests,
+                mode,
+            },
+        )?)
+    } else {
+        None
+    };
     report(
         &args, clients, requests, warmup, rules, &measured, flushes, cpu, raw_before, raw_after,
     );
-    if let Some(token) = &hsm {
-        // The same store and state (the state is anchored in the store: a second one would be
-        // refused as a rollback), with request ids, nonces and coins numbered on.
-        let core = open_core(&dir, &args, &passphrase, Some(token.clone()))?;
-        let from = warmup + requests;
-        let (hsm, hsm_flushes, _) = runtime.block_on(load(
-            core,
-            &server_tls,
-            &client_tls,
-            clients,
-            generator.clone(),
-            from..from,
-            from..from + requests,
-            Mode::Closed,
-            None,
-        ))?;
-        let rate = measured.signed as f64 / measured.wall.as_secs_f64();
+    let rate = measured.signed as f64 / measured.wall.as_secs_f64();
+    if let Some(run) = &pg_run {
+        pg::report(
+            run,
+            args.rate.is_some(),
+            rate,
+            (raw_before.one_core + raw_after.one_core) / 2.0,
+            (raw_before.all_cores + raw_after.all_cores) / 2.0,
+        );
+    }
+    if let (Some(token), Some((hsm, hsm_flushes, _))) = (&hsm, hsm_run) {
         super::bench_signer_hsm::report(
             token,
             &generator.btc,
@@ -440,98 +492,4 @@ async fn load(
 
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-#[allow(clippy::too_many_arguments)]
-fn report(
-    args: &SignerArgs,
-    clients: usize,
-    requests: usize,
-    warmup: usize,
-    rules: usize,
-    m: &Measured,
-    flushes: u64,
-    cpu: Option<Duration>,
-    before: RawEcdsa,
-    after: RawEcdsa,
-) {
-    let rate = m.signed as f64 / m.wall.as_secs_f64();
-    println!();
-    match args.rate {
-        None => println!(
-            "custos bench signer: closed loop, {clients} mTLS clients, {requests} requests \
-             (after {warmup} warm-up), half EIP-1559 transfers, half P2WPKH PSBTs"
-        ),
-        Some(r) => println!(
-            "custos bench signer: open loop at {r:.0} requests/s over {clients} mTLS connections, \
-             {requests} requests (after {warmup} warm-up), half EIP-1559, half P2WPKH"
-        ),
-    }
-    println!(
-        "  policy           {rules} rules: deny rules, per-tx and fee limits, address books, \
-         24h and 1h windows on every request"
-    );
-    println!(
-        "  end to end       {rate:>9.0} signatures/s  ({} signed in {:.2} s; {} refused as overloaded)",
-        m.signed,
-        m.wall.as_secs_f64(),
-        m.refused
-    );
-    let from = if args.rate.is_some() {
-        "from the scheduled send time"
-    } else {
-        "send to answer"
-    };
-    println!(
-        "  latency          p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({from})",
-        ms(m.latency.quantile(0.50)),
-        ms(m.latency.quantile(0.90)),
-        ms(m.latency.quantile(0.99)),
-        ms(m.latency.quantile(0.999)),
-        ms(m.latency.max())
-    );
-    if args.rate.is_some() {
-        println!(
-            "  sender           largest lag of a send behind its schedule: {:.2} ms",
-            ms(m.send_lag)
-        );
-    }
-    println!(
-        "  group commit     {flushes} flushes, {:.1} requests per flush (one durable write per signed request)",
-        m.signed as f64 / flushes.max(1) as f64
-    );
-    if let Some(cpu) = cpu {
-        println!(
-            "  CPU              {:.2} s for server and clients: {:.0} µs per request, {:.2} cores busy",
-            cpu.as_secs_f64(),
-            cpu.as_secs_f64() * 1e6 / m.signed.max(1) as f64,
-            cpu.as_secs_f64() / m.wall.as_secs_f64()
-        );
-    }
-    let raw_one = (before.one_core + after.one_core) / 2.0;
-    let raw_all = (before.all_cores + after.all_cores) / 2.0;
-    println!(
-        "  raw ECDSA        libsecp256k1 sign_ecdsa: {raw_one:.0}/s on one core, {raw_all:.0}/s on {} cores \
-         (before {:.0}, after {:.0})",
-        before.threads, before.all_cores, after.all_cores
-    );
-    println!(
-        "  ratio            end to end / raw ECDSA on every core = {:.1}% (on one core: {:.1}%)",
-        100.0 * rate / raw_all,
-        100.0 * rate / raw_one
-    );
-    let samples: Vec<String> = m
-        .rss
-        .iter()
-        .map(|(done, kib)| format!("{}k:{:.0}", done / 1000, mib(*kib)))
-        .collect();
-    println!(
-        "  memory (MiB)     resident after each tenth (requests:MiB) {}; peak {:.0}",
-        samples.join(" "),
-        peak_rss_kib().map_or(0.0, mib)
-    );
 }
