@@ -29,8 +29,20 @@ fn store(dir: &std::path::Path) -> KeyStore {
     .unwrap()
 }
 
+/// Making a token re-initialises this process's PKCS#11 module (see `hsm::new_token`), which ends
+/// the sessions another test holds. Signing reconnects by itself; the key store's slot
+/// ceremonies answer UNAVAILABLE instead (an operator runs them again), so the tests of this file
+/// run one at a time.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn the_token_unseals_the_same_data_key_as_the_passphrase() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let token = new_token("slot");
@@ -73,6 +85,7 @@ fn the_token_unseals_the_same_data_key_as_the_passphrase() {
 
 #[test]
 fn another_token_or_another_key_never_opens_it() {
+    let _serial = one_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     let store = store(dir.path());
     let (a, b) = (new_token("slot-a"), new_token("slot-b"));
