@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::bench_load::Measured;
-use super::bench_signer::{ms, SignerArgs};
+use super::bench_signer::{ms, CpuSplit, SignerArgs, StageMeans};
 use super::bench_stats::{peak_rss_kib, RawEcdsa};
 
 fn mib(kib: u64) -> f64 {
@@ -21,7 +21,8 @@ pub(crate) fn report(
     rules: usize,
     m: &Measured,
     flushes: u64,
-    cpu: Option<Duration>,
+    cpu: Option<CpuSplit>,
+    stages: StageMeans,
     before: RawEcdsa,
     after: RawEcdsa,
 ) {
@@ -71,13 +72,33 @@ pub(crate) fn report(
         m.signed as f64 / flushes.max(1) as f64
     );
     if let Some(cpu) = cpu {
+        let per_request = |d: Duration| d.as_secs_f64() * 1e6 / m.signed.max(1) as f64;
+        let server = cpu.total.saturating_sub(cpu.clients);
         println!(
             "  CPU              {:.2} s for server and clients: {:.0} µs per request, {:.2} cores busy",
-            cpu.as_secs_f64(),
-            cpu.as_secs_f64() * 1e6 / m.signed.max(1) as f64,
-            cpu.as_secs_f64() / m.wall.as_secs_f64()
+            cpu.total.as_secs_f64(),
+            per_request(cpu.total),
+            cpu.total.as_secs_f64() / m.wall.as_secs_f64()
+        );
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        println!(
+            "                   server {:.0} µs per request, clients {:.0} µs per request \
+             (the server alone on {cores} cores could sign at most {:.0}/s)",
+            per_request(server),
+            per_request(cpu.clients),
+            cores as f64 * 1e6 / per_request(server).max(1.0)
         );
     }
+    let parts: Vec<String> = crate::signing::stages::Stage::ALL
+        .iter()
+        .zip(stages)
+        .map(|(stage, mean)| format!("{} {:.0}", stage.name(), mean.as_secs_f64() * 1e6))
+        .collect();
+    println!(
+        "  in the core      mean µs per signed request: {} (total {:.0})",
+        parts.join(", "),
+        stages.iter().sum::<Duration>().as_secs_f64() * 1e6
+    );
     let raw_one = (before.one_core + after.one_core) / 2.0;
     let raw_all = (before.all_cores + after.all_cores) / 2.0;
     println!(

@@ -46,7 +46,7 @@ use tokio::net::TcpListener;
 use super::bench_load::{self, Measured, Mode, OutputSink, Requests};
 use super::bench_report::report;
 use super::bench_signer_pg::{self as pg, PgArgs};
-use super::bench_stats::{cpu_time, raw_ecdsa};
+use super::bench_stats::{cpu_time, raw_ecdsa, threads_cpu_time};
 pub(crate) use super::bench_stats::{raw_backend, Report};
 use super::common::{keystore_error, with_spinner, UnsafeKdfArgs};
 use super::sample::{external_script, ScratchDir};
@@ -331,10 +331,12 @@ pub fn run(args: SignerArgs) -> CliResult {
         .enable_all()
         .build()
         .map_err(op)?;
-    let (measured, flushes, cpu) = runtime.block_on(load(
+    let client_runtime = clients_runtime()?;
+    let (measured, flushes, cpu, stages) = runtime.block_on(load(
         core,
         &server_tls,
         &client_tls,
+        client_runtime.handle(),
         clients,
         generator.clone(),
         0..warmup,
@@ -358,6 +360,7 @@ pub fn run(args: SignerArgs) -> CliResult {
                 core,
                 &server_tls,
                 &client_tls,
+                client_runtime.handle(),
                 clients,
                 generator.clone(),
                 from..from,
@@ -393,7 +396,8 @@ pub fn run(args: SignerArgs) -> CliResult {
         None
     };
     report(
-        &args, clients, requests, warmup, rules, &measured, flushes, cpu, raw_before, raw_after,
+        &args, clients, requests, warmup, rules, &measured, flushes, cpu, stages, raw_before,
+        raw_after,
     );
     let rate = measured.signed as f64 / measured.wall.as_secs_f64();
     if let Some(run) = &pg_run {
@@ -405,7 +409,7 @@ pub fn run(args: SignerArgs) -> CliResult {
             (raw_before.all_cores + raw_after.all_cores) / 2.0,
         );
     }
-    if let (Some(token), Some((hsm, hsm_flushes, _))) = (&hsm, hsm_run) {
+    if let (Some(token), Some((hsm, hsm_flushes, _, _))) = (&hsm, hsm_run) {
         super::bench_signer_hsm::report(
             token,
             &generator.btc,
@@ -457,37 +461,90 @@ async fn load(
     core: Arc<SigningCore>,
     server_tls: &TlsMaterial,
     client_tls: &TlsMaterial,
+    clients_runtime: &tokio::runtime::Handle,
     clients: usize,
     generator: Arc<Requests>,
     warmup: std::ops::Range<usize>,
     measured: std::ops::Range<usize>,
     mode: Mode,
     outputs: Option<Arc<OutputSink>>,
-) -> Result<(Measured, u64, Option<Duration>), CliError> {
+) -> Result<(Measured, u64, Option<CpuSplit>, StageMeans), CliError> {
     let listener = TcpListener::bind("127.0.0.1:0").await.map_err(op)?;
     let server = crate::service::start(core.clone(), server_tls, listener, None)
         .await
         .map_err(op)?;
-    let connections = bench_load::connect(server.addr.port(), client_tls, clients).await?;
+    // The clients run on a runtime of their own (threads named CLIENT_THREADS), so the CPU
+    // they use is told apart from the server's.
+    let (port, tls) = (server.addr.port(), client_tls.clone());
+    let joined = |e: tokio::task::JoinError| op(format!("the clients' task failed: {e}"));
+    let connections = clients_runtime
+        .spawn(async move { bench_load::connect(port, &tls, clients).await })
+        .await
+        .map_err(joined)??;
     if !warmup.is_empty() {
-        bench_load::run(
-            connections.clone(),
-            generator.clone(),
-            warmup,
-            Mode::Closed,
-            None,
-        )
-        .await?;
+        let (connections, generator) = (connections.clone(), generator.clone());
+        clients_runtime
+            .spawn(bench_load::run(
+                connections,
+                generator,
+                warmup,
+                Mode::Closed,
+                None,
+            ))
+            .await
+            .map_err(joined)??;
     }
     let flushes_before = core.flush_count();
-    let cpu_before = cpu_time();
-    let result = bench_load::run(connections, generator, measured, mode, outputs).await;
+    let stages_before = core.stage_times();
+    let cpu_before = cpu_time().zip(threads_cpu_time(CLIENT_THREADS));
+    let result = clients_runtime
+        .spawn(bench_load::run(
+            connections,
+            generator,
+            measured,
+            mode,
+            outputs,
+        ))
+        .await
+        .map_err(joined)?;
     let cpu = cpu_time()
+        .zip(threads_cpu_time(CLIENT_THREADS))
         .zip(cpu_before)
-        .map(|(after, before)| after.saturating_sub(before));
+        .map(
+            |((total, clients), (total_before, clients_before))| CpuSplit {
+                total: total.saturating_sub(total_before),
+                clients: clients.saturating_sub(clients_before),
+            },
+        );
     let flushes = core.flush_count() - flushes_before;
+    let stages = core.stage_times().mean_since(&stages_before);
     server.shutdown().await.map_err(op)?;
-    result.map(|m| (m, flushes, cpu))
+    result.map(|m| (m, flushes, cpu, stages))
+}
+
+/// The mean time of a signed request in each stage of the core ([`crate::signing::stages`]).
+pub(crate) type StageMeans = [Duration; 5];
+
+/// The name of the clients' threads.
+const CLIENT_THREADS: &str = "bench-client";
+
+/// The clients' runtime: two workers, like the server's on this machine's two cores.
+fn clients_runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(CLIENT_THREADS)
+        .enable_all()
+        .build()
+        .map_err(op)
+}
+
+/// CPU time of a measured run: the whole process, and the clients' threads among it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CpuSplit {
+    /// Server, clients and everything else of the process.
+    pub total: Duration,
+    /// The clients' runtime threads (building requests, client TLS and HTTP/2).
+    pub clients: Duration,
 }
 
 pub(crate) fn ms(d: Duration) -> f64 {

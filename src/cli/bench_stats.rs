@@ -118,9 +118,8 @@ pub fn peak_rss_kib() -> Option<u64> {
     status_kib("VmHWM:")
 }
 
-/// CPU time (user + system) this process used so far, where `/proc` has it.
-pub fn cpu_time() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// User + system time of a `/proc/…/stat` text.
+fn stat_cpu(stat: &str) -> Option<Duration> {
     // Fields after the command name (which may contain spaces), from its closing parenthesis.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -128,6 +127,30 @@ pub fn cpu_time() -> Option<Duration> {
     let stime: u64 = fields.get(12)?.parse().ok()?;
     // The kernel reports clock ticks; USER_HZ is 100 on every Linux architecture we run on.
     Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// CPU time (user + system) this process used so far, where `/proc` has it.
+pub fn cpu_time() -> Option<Duration> {
+    stat_cpu(&std::fs::read_to_string("/proc/self/stat").ok()?)
+}
+
+/// CPU time used so far by this process's live threads named `name` (a runtime's threads all
+/// carry its name), where `/proc` has it.
+pub fn threads_cpu_time(name: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let dir = task.ok()?.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            if let Some(cpu) = std::fs::read_to_string(dir.join("stat"))
+                .ok()
+                .and_then(|s| stat_cpu(&s))
+            {
+                total += cpu;
+            }
+        }
+    }
+    Some(total)
 }
 
 /// Raw libsecp256k1 ECDSA signing (RFC 6979 nonces, no grinding), one fixed key over distinct

@@ -5,6 +5,7 @@
 //! - [`tls`]: server and client TLS from PEM files; client certificates are mandatory;
 //! - [`trust`]: which client certificates are trusted (CA, CRL, revoked serials and principals),
 //!   reloadable, checked at the handshake ([`acceptor`]) and at every call;
+//! - [`verified_chains`]: the chains the trust in force accepted, remembered for their validity;
 //! - [`identity`]: the caller's [`Principal`](crate::signing::contract::Principal) from its
 //!   certificate (clientAuth required; SAN URI, else DNS name);
 //! - [`convert`]: protobuf to and from the contract's plain types;
@@ -35,6 +36,7 @@ pub mod standby;
 pub mod status;
 pub mod tls;
 pub mod trust;
+pub mod verified_chains;
 
 pub use server::{start, start_with, start_with_trust, RunningServer, ServeError, ServerOptions};
 pub use standby::StandbyCore;

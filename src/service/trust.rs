@@ -15,6 +15,10 @@
 //! [`ClientTrust::authenticate`] with the connection's certificate chain at every call, so a
 //! revocation reloaded while a connection is open refuses that connection's next call too.
 //!
+//! An accepted chain is remembered ([`super::verified_chains`]) under the revocation set in force
+//! and for the time all its certificates are valid, so the calls of an open connection do not
+//! verify its signatures again.
+//!
 //! [`ClientTrust::reload`] (SIGHUP in `custos serve`) reads the CRL again and swaps in the new
 //! revocation set atomically; if the CRL cannot be read or does not verify, the set in force
 //! stays, and the caller logs why.
@@ -36,6 +40,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use super::identity::principal_from_certificate;
+use super::verified_chains::{chain_id, VerifiedChains};
 use crate::signing::contract::Principal;
 
 /// The largest serial number accepted in the configuration: RFC 5280 allows 20 octets.
@@ -202,6 +207,8 @@ struct TrustState {
     serials: BTreeSet<Vec<u8>>,
     principals: BTreeSet<String>,
     summary: RevocationSummary,
+    /// The chains accepted under this state (a reload starts afresh).
+    verified: VerifiedChains,
 }
 
 /// What does not change while the server runs: the client CA and the crypto provider.
@@ -286,6 +293,10 @@ impl ClientTrust {
     ) -> Result<Principal, TrustError> {
         let (leaf, intermediates) = chain.split_first().ok_or(TrustError::NoCertificate)?;
         let state = self.current();
+        let id = chain_id(chain);
+        if let Some(principal) = state.verified.get(&id, now) {
+            return Ok(principal);
+        }
         state
             .webpki
             .verify_client_cert(leaf, intermediates, now)
@@ -305,7 +316,13 @@ impl ClientTrust {
                 principal: principal.to_string(),
             });
         }
+        state.verified.insert(id, chain, &principal);
         Ok(principal)
+    }
+
+    /// How many accepted chains the trust in force remembers (tests).
+    pub fn remembered_chains(&self) -> usize {
+        self.current().verified.len()
     }
 
     fn current(&self) -> Arc<TrustState> {
@@ -345,6 +362,7 @@ impl Anchors {
                 .collect(),
             principals: revocation.principals.iter().cloned().collect(),
             summary,
+            verified: VerifiedChains::default(),
         })
     }
 
@@ -502,5 +520,52 @@ mod tests {
         }
         assert!(parse_serial(&"ab".repeat(21)).is_err());
         assert!(parse_serial(&format!("00{}", "ab".repeat(20))).is_ok());
+    }
+
+    #[test]
+    fn an_accepted_chain_is_remembered_only_for_its_validity_and_revocation_set() {
+        use crate::service::devcerts::{dev_principal_uri, DevCa};
+        use std::time::Duration;
+        let ca = DevCa::generate("memo test ca").unwrap();
+        let issued = ca.client_cert(&dev_principal_uri("alice")).unwrap();
+        let leaf = CertificateDer::from_pem_slice(issued.cert_pem.as_bytes()).unwrap();
+        let chain = [leaf];
+        let trust = ClientTrust::new(ca.cert_pem().as_bytes(), &Revocation::default()).unwrap();
+        let now = UnixTime::now();
+        let at = |secs: u64| UnixTime::since_unix_epoch(Duration::from_secs(secs));
+
+        let principal = trust.authenticate(&chain, now).unwrap();
+        assert_eq!(trust.remembered_chains(), 1);
+        assert_eq!(trust.authenticate(&chain, now).unwrap(), principal);
+        assert_eq!(trust.remembered_chains(), 1);
+
+        // Remembered, yet refused outside the certificate's validity (issued an hour ago).
+        for when in [
+            at(now.as_secs() + 40 * 365 * 86_400),
+            at(now.as_secs() - 2 * 3600),
+        ] {
+            match trust.authenticate(&chain, when) {
+                Err(TrustError::Chain(_)) => {}
+                other => panic!("expected an expired chain to be refused, got {other:?}"),
+            }
+        }
+        // Another chain (a different leaf) is not answered from the memo.
+        let other = ca.client_cert(&dev_principal_uri("bob")).unwrap();
+        let other = [CertificateDer::from_pem_slice(other.cert_pem.as_bytes()).unwrap()];
+        assert_ne!(trust.authenticate(&other, now).unwrap(), principal);
+        assert_eq!(trust.remembered_chains(), 2);
+
+        // A reload revoking the serial refuses the remembered chain at once.
+        let revocation = Revocation {
+            serials: vec![issued.serial()],
+            ..Revocation::default()
+        };
+        trust.reload(&revocation).unwrap();
+        assert_eq!(trust.remembered_chains(), 0);
+        match trust.authenticate(&chain, now) {
+            Err(TrustError::RevokedSerial { .. }) => {}
+            other => panic!("expected the revoked serial to be refused, got {other:?}"),
+        }
+        assert_eq!(trust.remembered_chains(), 0);
     }
 }

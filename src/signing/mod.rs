@@ -84,6 +84,7 @@ pub(crate) mod proofs;
 pub mod records;
 pub mod seal;
 pub mod shares;
+pub mod stages;
 pub mod storage;
 pub(crate) mod tamper;
 pub(crate) mod votes;
@@ -274,6 +275,8 @@ pub struct SigningCore {
     hsm: OnceLock<hsm::HsmAttachment>,
     seal_reason: Mutex<Option<String>>,
     shares: shares::ShareUnseal,
+    /// Where the time of signed requests goes ([`stages`]).
+    stages: stages::StageTimes,
 }
 
 /// Unix seconds now.
@@ -388,6 +391,7 @@ impl SigningCore {
             hsm: OnceLock::new(),
             seal_reason: Mutex::new(None),
             shares: shares::ShareUnseal::default(),
+            stages: stages::StageTimes::default(),
         })
     }
 
@@ -554,6 +558,11 @@ impl SigningCore {
     /// How many flushes the group commit ran.
     pub fn flush_count(&self) -> u64 {
         self.flusher.flush_count()
+    }
+
+    /// The running sums of the stages of signed requests (see [`stages`]).
+    pub fn stage_times(&self) -> stages::StageSnapshot {
+        self.stages.snapshot()
     }
 
     pub(crate) fn policy(&self) -> Arc<LoadedPolicy> {

@@ -14,6 +14,7 @@ use crate::state::requests::{self, request_key, StoredRequest, StoredState};
 use super::commit::{answer, commit_decision, commit_signed, sign_decoded, unavailable};
 use super::decode::{self, Decoded, SignFailure};
 use super::records;
+use super::stages::{Stage, StageClock};
 use super::{now_unix, Keys, SigningCore};
 
 pub(crate) use super::commit::{finish, sign_and_commit};
@@ -49,6 +50,7 @@ pub async fn sign(
     req: SignRequest,
 ) -> CoreResult<SignReply> {
     let started = std::time::Instant::now();
+    let mut clock = StageClock::start(started);
     let keys = core.keys()?;
     // Before the payload is hashed, decoded or stored: who may send one at all, how large it
     // may be, and whether the state disk has room (module docs, "Bounded input, bounded disk").
@@ -58,6 +60,7 @@ pub async fn sign(
     let (payload, sha) = decode::canonical(&req.payload);
     let key = request_key(principal.as_str(), &req.request_id);
     let _guard = core.lock_request(&key).await;
+    clock.mark(Stage::Admit);
     loop {
         if let Some(existing) = requests::get(&core.state, &key).map_err(|e| core.fail(e))? {
             return resume(core, &keys, existing, &sha).await;
@@ -108,11 +111,13 @@ pub async fn sign(
             authorized_at: None,
         };
         let nonce = decoded.nonce(&wallet);
+        clock.mark(Stage::Decide);
         if decision.outcome == Outcome::Allow {
             // One durable write: sign in memory (checked, never released from here), then store
             // decision, reservation, result, outbox entry and audit in one transaction that
             // re-checks the caps; its refusal drops the signature.
             let signed = sign_decoded(&keys, decoded, &wallet).await?;
+            clock.mark(Stage::Sign);
             if let Err(SignFailure::Unavailable(reason)) = &signed {
                 // Nothing was signed (the key backend cannot be used now): the decision is
                 // stored as the two-step path stores it (authorized, its limits reserved), so a
@@ -144,7 +149,12 @@ pub async fn sign(
                 continue; // the id was stored meanwhile (a concurrent retry): answer as one
             };
             drop(signed);
+            clock.mark(Stage::Commit);
             core.flusher.flush().await.map_err(|e| core.fail(e))?;
+            clock.mark(Stage::Flush);
+            if done.state == StoredState::Signed {
+                core.stages.record(&clock);
+            }
             record_decision(core, &done);
             super::outbox::notify(core, &done);
             let reply = answer(&done)?;

@@ -64,7 +64,8 @@
 //!   record or makes it anew — idempotency covers both. The core's own memory holds nothing that
 //!   only the failed instance had: the durable outbox head moves only after a flush, and anchors
 //!   are read from the database when they are written.
-//! - **Bounded flush** (case 3): a flush runs on a thread of its own and is waited for at most
+//! - **Bounded flush** (case 3): a flush runs on the storage's flush thread (one long-lived
+//!   thread, not one per flush) and is waited for at most
 //!   `[limits] state_flush_timeout_secs`; past that the call answers `UNAVAILABLE` and the
 //!   database is latched **wedged**: every later call fails at once, saying that the server must
 //!   be restarted. No reopen is tried: the wedged instance never lets go of its file lock, and
@@ -90,7 +91,7 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{mpsc, Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use crate::state::engine::{Engine, Entries, RawTx, Scan, TxError, TxResult};
@@ -115,6 +116,8 @@ pub struct Storage {
     flush_timeout: Duration,
     full: AtomicBool,
     wedged: Mutex<Option<String>>,
+    /// The flush thread's queue (see [`Storage::flush_thread`]); dropping it ends the thread.
+    flusher: Mutex<Option<mpsc::Sender<FlushJob>>>,
 }
 
 impl Storage {
@@ -127,6 +130,7 @@ impl Storage {
             flush_timeout,
             full: AtomicBool::new(false),
             wedged: Mutex::new(None),
+            flusher: Mutex::new(None),
         }
     }
 
@@ -199,22 +203,50 @@ impl Storage {
         StateError::Storage(why)
     }
 
-    /// Flushes `engine` on a thread of its own, waiting at most the flush timeout (then wedged).
+    /// Flushes `engine` on the flush thread, waiting at most the flush timeout (then wedged).
     fn flush(&self, engine: Arc<dyn Engine>) -> Result<(), StateError> {
         self.check_wedged()?;
-        let (done, result) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
-            .name("custos-flush".into())
-            .spawn(move || {
-                let _ = done.send(engine.flush());
-            })
-            .map_err(|e| StateError::Storage(format!("cannot start a flush thread: {e}")))?;
+        let (done, result) = mpsc::sync_channel(1);
+        self.flush_thread((engine, done))?;
         match result.recv_timeout(self.flush_timeout) {
             Ok(flushed) => flushed,
             Err(_) => Err(self.wedge()),
         }
     }
+
+    /// Hands `job` to the flush thread, starting it on first use (or again, should it be gone).
+    /// One long-lived thread instead of one per flush: no thread is made on the signing path.
+    fn flush_thread(&self, job: FlushJob) -> Result<(), StateError> {
+        let mut thread = self.flusher.lock().unwrap_or_else(|e| e.into_inner());
+        let job = match thread.as_ref() {
+            Some(jobs) => match jobs.send(job) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::SendError(job)) => job,
+            },
+            None => job,
+        };
+        let (jobs, queue) = mpsc::channel::<FlushJob>();
+        std::thread::Builder::new()
+            .name("custos-flush".into())
+            .spawn(move || {
+                while let Ok((engine, done)) = queue.recv() {
+                    let flushed = engine.flush();
+                    // The engine is let go before the answer: a caller closing the database
+                    // right after its flush finds no reference left here.
+                    drop(engine);
+                    let _ = done.send(flushed);
+                }
+            })
+            .map_err(|e| StateError::Storage(format!("cannot start the flush thread: {e}")))?;
+        jobs.send(job)
+            .map_err(|_| StateError::Storage("the flush thread stopped at once".into()))?;
+        *thread = Some(jobs);
+        Ok(())
+    }
 }
+
+/// A flush for the flush thread: the engine, and where its result goes.
+type FlushJob = (Arc<dyn Engine>, mpsc::SyncSender<Result<(), StateError>>);
 
 /// Why the database is failed, and when a reopen was last tried (with the free space then).
 struct Failure {
