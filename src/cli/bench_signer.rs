@@ -399,6 +399,12 @@ pub fn run(args: SignerArgs) -> CliResult {
         &args, clients, requests, warmup, rules, &measured, flushes, cpu, stages, raw_before,
         raw_after,
     );
+    if let Some(bytes) = directory_bytes(&dir.join("state")) {
+        println!(
+            "  state database   {:.0} MiB on disk after the run",
+            bytes as f64 / (1024.0 * 1024.0)
+        );
+    }
     let rate = measured.signed as f64 / measured.wall.as_secs_f64();
     if let Some(run) = &pg_run {
         pg::report(
@@ -524,6 +530,21 @@ async fn load(
 
 /// The mean time of a signed request in each stage of the core ([`crate::signing::stages`]).
 pub(crate) type StageMeans = [Duration; 5];
+
+/// The bytes of the files under `dir`, if it can be read.
+fn directory_bytes(dir: &std::path::Path) -> Option<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).ok()? {
+        let entry = entry.ok()?;
+        let meta = entry.metadata().ok()?;
+        total += if meta.is_dir() {
+            directory_bytes(&entry.path())?
+        } else {
+            meta.len()
+        };
+    }
+    Some(total)
+}
 
 /// The name of the clients' threads.
 const CLIENT_THREADS: &str = "bench-client";
