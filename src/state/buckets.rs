@@ -27,10 +27,15 @@ pub fn key_prefix(key: &LedgerKey) -> Vec<u8> {
 /// The sled key of one bucket: prefix, level, start minute (order-preserving).
 pub fn bucket_key(prefix: &[u8], level: usize, start_minute: i64) -> Vec<u8> {
     let mut out = Vec::with_capacity(prefix.len() + 9);
+    write_bucket_key(&mut out, prefix, level, start_minute);
+    out
+}
+
+/// Appends the key of [`bucket_key`] to `out` (reads that make many keys reuse one buffer).
+pub fn write_bucket_key(out: &mut Vec<u8>, prefix: &[u8], level: usize, start_minute: i64) {
     out.extend_from_slice(prefix);
     out.push(level as u8);
     out.extend_from_slice(&((start_minute as u64) ^ (1 << 63)).to_be_bytes());
-    out
 }
 
 /// The minute containing unix second `t`.

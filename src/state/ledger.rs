@@ -457,18 +457,23 @@ impl StateStore for State {
         let mut total = Usage::default();
         if self.caches_verified_records() {
             // Bucket by bucket from the verified cache (absent buckets included).
-            let keys: Vec<Vec<u8>> = window_buckets(from, to)
-                .into_iter()
-                .map(|(level, start)| bucket_key(&prefix, level, start))
-                .collect();
-            let visited = self.visit_cached(Tree::LedgerBuckets, &keys, |body| {
-                if let Some(body) = body {
-                    let u = buckets::decode(body).ok_or_else(corrupt_bucket)?;
-                    total.sum = total.sum.saturating_add(u.sum);
-                    total.count = total.count.saturating_add(u.count);
-                }
-                Ok(())
-            })?;
+            let buckets = window_buckets(from, to);
+            let visited = self.visit_cached(
+                Tree::LedgerBuckets,
+                buckets.len(),
+                |i, key| {
+                    let (level, start) = buckets[i];
+                    buckets::write_bucket_key(key, &prefix, level, start);
+                },
+                |body| {
+                    if let Some(body) = body {
+                        let u = buckets::decode(body).ok_or_else(corrupt_bucket)?;
+                        total.sum = total.sum.saturating_add(u.sum);
+                        total.count = total.count.saturating_add(u.count);
+                    }
+                    Ok(())
+                },
+            )?;
             if visited {
                 return Ok(total);
             }
