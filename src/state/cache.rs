@@ -21,8 +21,9 @@
 //!   generation (moved by every commit) before it reads the engine, and keeps what it read only
 //!   if no commit happened meanwhile.
 //!
-//! The cache is bounded (at most [`CAPACITY`] records per tree; past it, the tree's entries are
-//! dropped and refilled on demand) and cleared whenever the state's key changes (seal, unseal):
+//! The cache is bounded (at most [`CAPACITY`] records per tree, in two generations: when the
+//! newer holds half of it, the older is dropped, so the records used lately stay and a large
+//! ledger does not empty the cache at every new key) and cleared whenever the state's key changes (seal, unseal):
 //! what was verified under one key says nothing under another. It is cleared as well when a flush
 //! fails and when the engine's instance changes (a reopen after a failure restores only what was
 //! flushed, [`super::engine::Engine::incarnation`]).
@@ -50,27 +51,56 @@ fn slot(tree: Tree) -> usize {
 /// A cached record: its verified body, or `None` when the record is known to be absent.
 type Entry = Option<Box<[u8]>>;
 
+/// One tree's cached records in two generations: new records go to `young`; when it holds half
+/// the capacity it becomes `old` and the previous `old` is dropped. Lookups read both (`young`
+/// first: it is never older). So the records read or written lately stay, a burst of new keys
+/// costs at most the older half, and the whole stays within [`CAPACITY`].
+#[derive(Default)]
+struct Generations {
+    young: HashMap<Box<[u8]>, Entry>,
+    old: HashMap<Box<[u8]>, Entry>,
+}
+
+impl Generations {
+    fn get(&self, key: &[u8]) -> Option<&Entry> {
+        self.young.get(key).or_else(|| self.old.get(key))
+    }
+
+    fn keep(&mut self, key: &[u8], body: Option<&[u8]>) {
+        let body = body.map(Box::<[u8]>::from);
+        if let Some(entry) = self.young.get_mut(key) {
+            *entry = body;
+            return;
+        }
+        if self.young.len() >= CAPACITY / 2 {
+            self.old = std::mem::take(&mut self.young);
+        }
+        self.old.remove(key);
+        self.young.insert(Box::from(key), body);
+    }
+
+    fn clear(&mut self) {
+        self.young = HashMap::new();
+        self.old = HashMap::new();
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     generation: u64,
     /// The engine instance the bodies were read from ([`super::engine::Engine::incarnation`]).
     incarnation: u64,
-    trees: [HashMap<Box<[u8]>, Entry>; 2],
+    trees: [Generations; 2],
 }
 
 impl Inner {
     fn keep(&mut self, tree: Tree, key: &[u8], body: Option<&[u8]>) {
-        let map = &mut self.trees[slot(tree)];
-        if map.len() >= CAPACITY && !map.contains_key(key) {
-            map.clear();
-        }
-        let body = body.map(Box::<[u8]>::from);
-        match map.get_mut(key) {
-            Some(entry) => *entry = body,
-            None => {
-                map.insert(Box::from(key), body);
-            }
-        }
+        self.trees[slot(tree)].keep(key, body);
     }
 }
 
@@ -155,9 +185,8 @@ impl VerifiedCache {
 
     fn clear_locked(inner: &mut Inner) {
         inner.generation += 1;
-        for map in &mut inner.trees {
-            map.clear();
-            map.shrink_to(0);
+        for tree in &mut inner.trees {
+            tree.clear();
         }
     }
 
@@ -218,8 +247,37 @@ mod tests {
             cache.keep(Tree::LedgerBuckets, &i.to_be_bytes(), None);
         }
         assert!(cache.lock().trees[0].len() <= CAPACITY);
+        assert!(cache.lock().trees[0].len() >= CAPACITY / 2);
         // Meta is kept apart.
         cache.keep(Tree::Meta, b"digest", Some(&[1; 32]));
         assert!(cache.get(Tree::Meta, b"digest", |_| ()).is_some());
+    }
+
+    #[test]
+    fn what_was_used_lately_survives_a_flood_of_new_keys() {
+        let cache = VerifiedCache::default();
+        cache.keep(Tree::LedgerBuckets, b"hot", Some(b"1"));
+        // Half the capacity of other keys: one rotation; the hot key is in the older half.
+        for i in 0..(CAPACITY / 2) as u64 {
+            cache.keep(Tree::LedgerBuckets, &i.to_be_bytes(), None);
+        }
+        assert_eq!(
+            cache.get(Tree::LedgerBuckets, b"hot", |v| v.map(<[u8]>::to_vec)),
+            Some(Some(b"1".to_vec()))
+        );
+        // A write to it lands in the newer half and is what a read sees.
+        cache.keep(Tree::LedgerBuckets, b"hot", Some(b"2"));
+        for i in 0..(CAPACITY / 2 - 1) as u64 {
+            cache.keep(Tree::LedgerBuckets, &(i + 1_000_000).to_be_bytes(), None);
+        }
+        assert_eq!(
+            cache.get(Tree::LedgerBuckets, b"hot", |v| v.map(<[u8]>::to_vec)),
+            Some(Some(b"2".to_vec()))
+        );
+        // Two rotations without it: gone (read again from the engine when next needed).
+        for i in 0..CAPACITY as u64 {
+            cache.keep(Tree::LedgerBuckets, &(i + 2_000_000).to_be_bytes(), None);
+        }
+        assert_eq!(cache.get(Tree::LedgerBuckets, b"hot", |_| ()), None);
     }
 }
