@@ -457,12 +457,12 @@ impl StateStore for State {
         let mut total = Usage::default();
         if self.caches_verified_records() {
             // Bucket by bucket from the verified cache (absent buckets included).
-            let buckets = window_buckets(from, to);
+            let window = window_buckets(from, to);
             let visited = self.visit_cached(
                 Tree::LedgerBuckets,
-                buckets.len(),
+                window.len(),
                 |i, key| {
-                    let (level, start) = buckets[i];
+                    let (level, start) = window[i];
                     buckets::write_bucket_key(key, &prefix, level, start);
                 },
                 |body| {
