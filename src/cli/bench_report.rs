@@ -12,6 +12,23 @@ fn mib(kib: u64) -> f64 {
 }
 
 /// Prints the sled run's figures.
+/// Prints a run's latency percentiles under `label` (open loop: from the scheduled send time).
+pub(crate) fn print_latency(label: &str, m: &Measured, open_loop: bool) {
+    let from = if open_loop {
+        "from the scheduled send time"
+    } else {
+        "send to answer"
+    };
+    println!(
+        "  {label} p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({from})",
+        ms(m.latency.quantile(0.50)),
+        ms(m.latency.quantile(0.90)),
+        ms(m.latency.quantile(0.99)),
+        ms(m.latency.quantile(0.999)),
+        ms(m.latency.max())
+    );
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn report(
     args: &SignerArgs,
@@ -48,19 +65,7 @@ pub(crate) fn report(
         m.wall.as_secs_f64(),
         m.refused
     );
-    let from = if args.rate.is_some() {
-        "from the scheduled send time"
-    } else {
-        "send to answer"
-    };
-    println!(
-        "  latency          p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({from})",
-        ms(m.latency.quantile(0.50)),
-        ms(m.latency.quantile(0.90)),
-        ms(m.latency.quantile(0.99)),
-        ms(m.latency.quantile(0.999)),
-        ms(m.latency.max())
-    );
+    print_latency("latency         ", m, args.rate.is_some());
     if args.rate.is_some() {
         println!(
             "  sender           largest lag of a send behind its schedule: {:.2} ms",

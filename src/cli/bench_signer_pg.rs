@@ -20,7 +20,6 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use super::bench_load::{self, Measured, Mode, Requests};
-use super::bench_signer::ms;
 use super::common::with_spinner;
 use super::pgdev::Cluster;
 use super::sample::ScratchDir;
@@ -294,19 +293,7 @@ pub fn report(run: &PgRun, open_loop: bool, sled_rate: f64, raw_one: f64, raw_al
         m.wall.as_secs_f64(),
         m.refused
     );
-    let from = if open_loop {
-        "from the scheduled send time"
-    } else {
-        "send to answer"
-    };
-    println!(
-        "  pg latency       p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms ({from})",
-        ms(m.latency.quantile(0.50)),
-        ms(m.latency.quantile(0.90)),
-        ms(m.latency.quantile(0.99)),
-        ms(m.latency.quantile(0.999)),
-        ms(m.latency.max())
-    );
+    super::bench_report::print_latency("pg latency      ", m, open_loop);
     let n = m.signed.max(1) as f64;
     let s = &run.stats;
     println!(
